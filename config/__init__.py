@@ -1,0 +1,1 @@
+"""Typed configuration: YAML -> pydantic -> frozen values, validated once at start."""

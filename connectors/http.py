@@ -1,0 +1,192 @@
+"""HTTP plumbing shared by connectors: sessions with a pinned CA, the one retry policy,
+and the quota governor that keeps each connection inside its share of the vendor budget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import requests
+import structlog
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from connectors.base import BudgetStatus
+from connectors.errors import BudgetExhaustedError, TransientError
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+def make_session(*, ca_bundle: str | None = None, user_agent: str = "channelsync") -> requests.Session:
+    """A session whose TLS trust the environment cannot override.
+
+    ``requests`` lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace ``Session.verify``
+    for calls that do not pass ``verify=`` (simple-salesforce and msal do not), so a
+    per-connection CA is only honoured with ``trust_env`` off.
+    """
+    session = requests.Session()
+    if ca_bundle:
+        session.trust_env = False
+        session.verify = ca_bundle
+    session.headers["User-Agent"] = user_agent
+    return session
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded retries of ``TransientError``; honours ``retry_after`` when the vendor sends it."""
+
+    attempts: int = 5
+    initial_wait: float = 0.5
+    max_wait: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def call(self, fn: Callable[[], T], *, what: str = "request") -> T:
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(self.attempts),
+            wait=self._wait,
+            sleep=self.sleep,
+            before_sleep=lambda state: _log_retry(state, what),
+            reraise=True,
+        )
+        return retrying(fn)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float) and retry_after >= 0:
+            return float(min(retry_after, self.max_wait * 4))
+        backoff = wait_exponential_jitter(initial=self.initial_wait, max=self.max_wait)
+        return float(backoff(state))
+
+
+def _log_retry(state: RetryCallState, what: str) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "retrying",
+        what=what,
+        attempt=state.attempt_number,
+        wait_s=round(state.upcoming_sleep, 3),
+        error=type(exc).__name__ if exc else None,
+        status=getattr(exc, "status", None),
+    )
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse a ``Retry-After`` header given in seconds (the only form these vendors send)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class QuotaGovernor:
+    """Keeps one connection within ``share`` of its vendor budget.
+
+    Connectors call :meth:`charge` before each request (with the vendor's cost for it)
+    and :meth:`observe` with what the response headers say. When the next request
+    would cross the share, ``BudgetExhaustedError`` stops the connection cleanly; the
+    next cycle starts again once the vendor's window has moved on.
+    """
+
+    def __init__(
+        self,
+        *,
+        unit: str,
+        window: str,
+        limit: int | None,
+        share: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 < share <= 1:
+            raise ValueError("share must be in (0, 1]")
+        self.unit = unit
+        self.window = window
+        self.limit = limit
+        self.share = share
+        self.used = 0  # as the vendor counts it, when it tells us; else our own count
+        self.spent_here = 0  # what this process spent
+        self.details: dict[str, object] = {}
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    @property
+    def share_limit(self) -> int | None:
+        return None if self.limit is None else int(self.limit * self.share)
+
+    def charge(self, cost: int = 1) -> None:
+        with self._lock:
+            cap = self.share_limit
+            if cap is not None and self.used + cost > cap:
+                raise BudgetExhaustedError(
+                    f"{self.unit} budget share spent: {self.used}/{cap} "
+                    f"({self.share:.0%} of {self.limit} per {self.window}); resuming next cycle"
+                )
+            self.used += cost
+            self.spent_here += cost
+
+    def observe(self, *, used: int | None = None, limit: int | None = None, **details: object) -> None:
+        with self._lock:
+            if limit is not None:
+                self.limit = limit
+            if used is not None:
+                self.used = used
+            self.details.update({k: v for k, v in details.items() if v is not None})
+
+    def status(self) -> BudgetStatus:
+        return BudgetStatus(
+            unit=self.unit,
+            used=self.used,
+            limit=self.limit,
+            share_limit=self.share_limit,
+            window=self.window,
+            details={"spent_this_process": self.spent_here, **self.details},
+        )
+
+
+class Pacer:
+    """Slows a client down before a rolling-window limit answers 429.
+
+    Fed with the vendor's remaining/max numbers; when fewer than ``reserve`` requests
+    remain in the window it waits for the window to roll over.
+    """
+
+    def __init__(self, *, reserve: int = 2, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.reserve = reserve
+        self._sleep = sleep
+        self._wait_until = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, *, remaining: int | None, reset_in_s: float | None) -> None:
+        if remaining is None or reset_in_s is None:
+            return
+        if remaining <= self.reserve:
+            with self._lock:
+                self._wait_until = max(self._wait_until, time.monotonic() + reset_in_s)
+
+    def before_request(self) -> None:
+        with self._lock:
+            delay = self._wait_until - time.monotonic()
+        if delay > 0:
+            log.info("pacing", wait_s=round(delay, 3))
+            self._sleep(delay)
