@@ -66,7 +66,7 @@ class Faults:
     malformed_next: int = 0
     rate_limit_next: int = 0
     rate_limit_all: bool = False
-    expire_tokens: bool = False
+    tokens_expired_before: float = 0.0  # epoch seconds: tokens issued earlier answer 401
     rejections: list[Rejection] = field(default_factory=list)
     seed: int = 0
 
@@ -77,6 +77,13 @@ class Faults:
             if key == "rejections":
                 value = [Rejection(**r) if isinstance(r, dict) else r for r in value]
             setattr(self, key, value)
+
+    def expire_tokens(self) -> None:
+        """Every token issued until now is expired; tokens issued later are valid."""
+        self.tokens_expired_before = time.time()
+
+    def token_expired(self, issued_at: float) -> bool:
+        return issued_at <= self.tokens_expired_before
 
     def rejection_for(self, obj: str, record_id: str, fields: Iterable[str]) -> Rejection | None:
         names = list(fields)
@@ -153,10 +160,6 @@ class SandboxApp:
     def error_token_expired(self) -> Response:
         return json_response({"message": "Token expired"}, 401)
 
-    def is_token_endpoint(self, request: Request) -> bool:
-        """Token endpoints keep working while ``expire_tokens`` is set (that is the point)."""
-        return False
-
     def admin(self, request: Request, action: str) -> Response | None:
         """Vendor-specific admin actions under ``/__sandbox/``; ``None`` when unknown."""
         return None
@@ -199,8 +202,6 @@ class SandboxApp:
             return self.error_rate_limited()
         if self._take("error_next", faults.error_rate):
             return self.error_server()
-        if faults.expire_tokens and not self.is_token_endpoint(request):
-            return self.error_token_expired()
         try:
             response: Response = getattr(self, str(rule.endpoint))(request, **args)
         except HTTPException as exc:
@@ -223,7 +224,10 @@ class SandboxApp:
         if action == "faults":
             if request.method in ("PATCH", "PUT", "POST"):
                 try:
-                    self.faults.update(request.get_json(force=True))
+                    values = dict(request.get_json(force=True))
+                    if values.pop("expire_tokens", False):
+                        self.faults.expire_tokens()
+                    self.faults.update(values)
                 except (KeyError, TypeError, ValueError) as exc:
                     return json_response({"error": f"unknown or bad fault setting: {exc}"}, 400)
             return json_response(asdict(self.faults))
