@@ -1,0 +1,1 @@
+"""The flow: pull (vendor -> store), match, evaluate, plan (findings -> outbox), push."""
