@@ -128,8 +128,12 @@ def pull_entity(
         for _id, reason, _payload in skipped[:3]:
             counts.skip_reasons.append(f"{_id}: {reason}")
         if skipped:
-            log.warning("records_skipped", entity=entity.value, count=len(skipped),
-                        first=f"{skipped[0][0]}: {skipped[0][1]}")
+            log.warning(
+                "records_skipped",
+                entity=entity.value,
+                count=len(skipped),
+                first=f"{skipped[0][0]}: {skipped[0][1]}",
+            )
         log.debug("page_pulled", entity=entity.value, records=len(rows), deleted=len(deleted))
         if page.complete:
             counts.complete = True
