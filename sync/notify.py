@@ -1,0 +1,62 @@
+"""Webhook notifications: each event once, retried while the webhook is down.
+
+Events are rows with a unique key (for example ``registration_expiring:<record>:<expiry>``),
+so re-detecting the same fact every cycle adds nothing; delivery marks the row, and a
+failed POST is retried with backoff on later cycles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    url: str
+    headers: Mapping[str, str]
+    timeout: float = 10.0
+
+
+def deliver_due(
+    *,
+    store: Any,
+    webhook: Webhook | None,
+    session: requests.Session,
+    now: datetime,
+    limit: int = 500,
+    retry_initial: timedelta = timedelta(minutes=1),
+    retry_max: timedelta = timedelta(hours=1),
+) -> tuple[int, int]:
+    """POST every due event; returns (delivered, failed)."""
+    if webhook is None:
+        return 0, 0
+    delivered = failed = 0
+    for event in store.due_notifications(now=now, limit=limit):
+        body = {"event": event.kind, "key": event.key, "data": event.payload}
+        try:
+            response = session.post(
+                webhook.url, json=body, headers=dict(webhook.headers), timeout=webhook.timeout
+            )
+            ok = 200 <= response.status_code < 300
+            error = None if ok else f"HTTP {response.status_code}"
+        except requests.RequestException as exc:
+            ok, error = False, type(exc).__name__
+        if ok:
+            store.mark_notification(event.id, delivered=True)
+            delivered += 1
+            continue
+        delay = min(retry_initial * (2 ** min(event.attempts, 16)), retry_max)
+        store.mark_notification(event.id, delivered=False, error=error, next_attempt_at=now + delay)
+        failed += 1
+        log.warning("webhook_failed", event=event.kind, key=event.key, error=error)
+    if delivered or failed:
+        log.info("webhook_delivered", delivered=delivered, failed=failed)
+    return delivered, failed
