@@ -1,0 +1,265 @@
+"""End customers, record-to-customer links, human match verdicts, review queue, findings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from state.base import StoreBase, chunked, utcnow, with_default
+from state.rows import (
+    CustomerLinkRow,
+    FindingDelta,
+    FindingRow,
+    MatchDecisionRow,
+    RecordKey,
+    ReviewItemIn,
+    ReviewItemRow,
+)
+from state.tables import CustomerLink, EndCustomer, Finding, MatchDecision, ReviewItem, table
+
+VERDICTS = frozenset({"same", "never"})
+_PAIR_COLUMNS = tuple(f"{s}_{p}" for s in "ab" for p in ("connection", "entity", "external_id"))
+
+LinkTuple = tuple[str, str, str, str, str, float]
+"""(connection, entity, external_id, customer_id, method, score)"""
+
+
+class FindingLike(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def customer_id(self) -> str | None: ...
+    @property
+    def connection(self) -> str | None: ...
+    @property
+    def entity(self) -> str | None: ...
+    @property
+    def external_id(self) -> str | None: ...
+    @property
+    def evidence(self) -> Any: ...
+
+
+def ordered_pair(a: Sequence[str], b: Sequence[str]) -> tuple[RecordKey, RecordKey]:
+    """A pair of record keys in canonical order, so (a, b) and (b, a) are one row."""
+    first, second = RecordKey(*a), RecordKey(*b)
+    if first == second:
+        raise ValueError(f"a record cannot be paired with itself: {first}")
+    return (first, second) if first < second else (second, first)
+
+
+def _pair_values(a: RecordKey, b: RecordKey) -> dict[str, str]:
+    return dict(zip(_PAIR_COLUMNS, (*a, *b), strict=True))
+
+
+class CustomersMixin(StoreBase):
+    # -- end customers and links -------------------------------------------------------
+    def ensure_customers(self, ids_and_names: Sequence[tuple[str, str]]) -> None:
+        """Create missing end customers; refresh display names that changed."""
+        if not ids_and_names:
+            return
+        tbl = table(EndCustomer)
+        now = utcnow()
+        statement = self._insert(tbl)
+        statement = statement.on_conflict_do_update(
+            index_elements=[tbl.c.id],
+            set_={"display_name": statement.excluded.display_name},
+            where=tbl.c.display_name.is_distinct_from(statement.excluded.display_name),
+        )
+        params = {cid: {"id": cid, "display_name": name, "created_at": now}
+                  for cid, name in ids_and_names}
+        with self._write() as conn:
+            conn.execute(statement, list(params.values()))
+
+    def customers(self) -> dict[str, str]:
+        """End customer id -> display name."""
+        tbl = table(EndCustomer)
+        with self._read() as conn:
+            return dict(conn.execute(sa.select(tbl.c.id, tbl.c.display_name)).tuples())
+
+    def save_customer_links(self, links: Sequence[LinkTuple], *, replace: bool = False) -> None:
+        """Upsert links; with ``replace`` also drop links of records not in ``links``."""
+        tbl = table(CustomerLink)
+        now = utcnow()
+        params = {
+            (c, e, x): {"connection": c, "entity": e, "external_id": x, "customer_id": cid,
+                        "method": method, "score": float(score), "updated_at": now}
+            for c, e, x, cid, method, score in links
+        }
+        statement = self._insert(tbl)
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=[tbl.c.connection, tbl.c.entity, tbl.c.external_id],
+            set_={"customer_id": excluded.customer_id, "method": excluded.method,
+                  "score": excluded.score, "updated_at": excluded.updated_at},
+            where=sa.or_(*[tbl.c[n].is_distinct_from(excluded[n])
+                           for n in ("customer_id", "method", "score")]),
+        )
+        with self._write() as conn:
+            if replace:
+                keys = sa.select(tbl.c.connection, tbl.c.entity, tbl.c.external_id)
+                stale = [k for k in conn.execute(keys).tuples() if tuple(k) not in params]
+                for chunk in chunked(stale, 500):
+                    conn.execute(sa.delete(tbl).where(
+                        sa.tuple_(tbl.c.connection, tbl.c.entity, tbl.c.external_id).in_(chunk)
+                    ))
+            if params:
+                conn.execute(statement, list(params.values()))
+
+    def customer_links(self) -> dict[RecordKey, str]:
+        """(connection, entity, external_id) -> end customer id."""
+        tbl = table(CustomerLink)
+        query = sa.select(tbl.c.connection, tbl.c.entity, tbl.c.external_id, tbl.c.customer_id)
+        with self._read() as conn:
+            return {RecordKey(c, e, x): cid for c, e, x, cid in conn.execute(query)}
+
+    def customer_link_rows(self) -> list[CustomerLinkRow]:
+        tbl = table(CustomerLink)
+        query = sa.select(tbl.c.connection, tbl.c.entity, tbl.c.external_id,
+                          tbl.c.customer_id, tbl.c.method, tbl.c.score)
+        with self._read() as conn:
+            return [CustomerLinkRow(RecordKey(c, e, x), cid, m, s)
+                    for c, e, x, cid, m, s in conn.execute(query)]
+
+    # -- human verdicts and the review queue --------------------------------------------
+    def record_match_decision(
+        self, a: Sequence[str], b: Sequence[str], verdict: str, by: str,
+        *, now: datetime | None = None,
+    ) -> None:
+        """Store a person's verdict on a pair (latest wins) and close its review item."""
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {sorted(VERDICTS)}, got {verdict!r}")
+        first, second = ordered_pair(a, b)
+        pair = _pair_values(first, second)
+        decided_at = now or utcnow()
+        tbl, review = table(MatchDecision), table(ReviewItem)
+        statement = self._insert(tbl).values(
+            **pair, verdict=verdict, decided_by=by, decided_at=decided_at
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[tbl.c[n] for n in _PAIR_COLUMNS],
+            set_={"verdict": verdict, "decided_by": by, "decided_at": decided_at},
+        )
+        with self._write() as conn:
+            conn.execute(statement)
+            conn.execute(
+                sa.update(review)
+                .where(*[review.c[n] == v for n, v in pair.items()])
+                .values(status="resolved", updated_at=decided_at)
+            )
+
+    def match_decisions(self) -> list[MatchDecisionRow]:
+        tbl = table(MatchDecision)
+        query = sa.select(*[tbl.c[n] for n in _PAIR_COLUMNS],
+                          tbl.c.verdict, tbl.c.decided_by, tbl.c.decided_at).order_by(tbl.c.id)
+        with self._read() as conn:
+            return [MatchDecisionRow(RecordKey(*r[0:3]), RecordKey(*r[3:6]), r[6], r[7], r[8])
+                    for r in conn.execute(query)]
+
+    def replace_review_items(self, items: Sequence[ReviewItemIn]) -> None:
+        """Make the open review queue equal ``items``; resolved items stay resolved."""
+        tbl = table(ReviewItem)
+        now = utcnow()
+        params: dict[tuple[RecordKey, RecordKey], dict[str, Any]] = {}
+        for item in items:
+            first, second = ordered_pair(item.a, item.b)
+            params[(first, second)] = {**_pair_values(first, second), "score": float(item.score),
+                                       "evidence": item.evidence, "status": "open",
+                                       "created_at": now, "updated_at": now}
+        statement = self._insert(tbl)
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=[tbl.c[n] for n in _PAIR_COLUMNS],
+            set_={"score": excluded.score, "evidence": excluded.evidence,
+                  "updated_at": excluded.updated_at},
+            where=sa.or_(tbl.c.score.is_distinct_from(excluded.score),
+                         tbl.c.evidence.is_distinct_from(excluded.evidence)),
+        )
+        with self._write() as conn:
+            query = sa.select(tbl.c.id, *[tbl.c[n] for n in _PAIR_COLUMNS])
+            stale = [row[0] for row in conn.execute(query.where(tbl.c.status == "open"))
+                     if (RecordKey(*row[1:4]), RecordKey(*row[4:7])) not in params]
+            for chunk in chunked(stale):
+                conn.execute(sa.delete(tbl).where(tbl.c.id.in_(chunk)))
+            if params:
+                conn.execute(statement, list(params.values()))
+
+    def review_items(self, status: str | None = "open") -> list[ReviewItemRow]:
+        """Review items with ``status`` (None: all), highest score first."""
+        tbl = table(ReviewItem)
+        query = sa.select(tbl.c.id, *[tbl.c[n] for n in _PAIR_COLUMNS], tbl.c.score,
+                          tbl.c.evidence, tbl.c.status, tbl.c.created_at, tbl.c.updated_at)
+        if status is not None:
+            query = query.where(tbl.c.status == status)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(tbl.c.score.desc(), tbl.c.id))
+            return [ReviewItemRow(r[0], RecordKey(*r[1:4]), RecordKey(*r[4:7]), r[7],
+                                  r[8] or {}, r[9], r[10], r[11]) for r in rows]
+
+    # -- findings -----------------------------------------------------------------------
+    def upsert_findings(
+        self, findings: Sequence[FindingLike], *, now: datetime, complete: bool = True
+    ) -> FindingDelta:
+        """Record the findings seen at ``now``.
+
+        With ``complete`` (the default) ``findings`` is the whole current set: open findings
+        missing from it are resolved. Pass ``complete=False`` for a partial re-evaluation.
+        """
+        tbl = table(Finding)
+        params = {
+            f.key: {"key": f.key, "kind": f.kind, "rule": f.rule, "customer_id": f.customer_id,
+                    "connection": f.connection, "entity": f.entity,
+                    "external_id": f.external_id, "evidence": f.evidence,
+                    "first_seen": now, "last_seen": now, "resolved_at": None}
+            for f in findings
+        }
+        statement = self._insert(tbl)
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=[tbl.c.key],
+            set_={n: excluded[n] for n in ("kind", "rule", "customer_id", "connection",
+                                           "entity", "external_id", "evidence", "last_seen")}
+            | {"resolved_at": sa.null()},
+        )
+        with self._write() as conn:
+            is_open: dict[str, bool] = dict(conn.execute(
+                sa.select(tbl.c.key, tbl.c.resolved_at.is_(None))).tuples())
+            opened = tuple(k for k in params if not is_open.get(k, False))
+            resolved: tuple[str, ...] = ()
+            if complete:
+                resolved = tuple(k for k, still in is_open.items() if still and k not in params)
+                for chunk in chunked(resolved):
+                    conn.execute(sa.update(tbl).where(tbl.c.key.in_(chunk))
+                                 .values(resolved_at=now))
+            if params:
+                conn.execute(statement, list(params.values()))
+        return FindingDelta(opened=opened, resolved=resolved)
+
+    def resolve_findings(self, keys: Sequence[str], *, now: datetime) -> int:
+        tbl = table(Finding)
+        count = 0
+        with self._write() as conn:
+            for chunk in chunked(list(keys)):
+                count += conn.execute(
+                    sa.update(tbl).where(tbl.c.key.in_(chunk), tbl.c.resolved_at.is_(None))
+                    .values(resolved_at=now)
+                ).rowcount
+        return count
+
+    def open_findings(self) -> list[FindingRow]:
+        return self.findings(include_resolved=False)
+
+    def findings(self, *, include_resolved: bool = True) -> list[FindingRow]:
+        tbl = table(Finding)
+        query = sa.select(*[tbl.c[f.name] for f in fields(FindingRow)]).order_by(tbl.c.id)
+        if not include_resolved:
+            query = query.where(tbl.c.resolved_at.is_(None))
+        with self._read() as conn:
+            return [FindingRow(*with_default(r, 8, {})) for r in conn.execute(query)]

@@ -1,0 +1,322 @@
+"""Records as read: one-transaction page upserts with change detection, tombstones, snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import sqlalchemy as sa
+
+from config.canonical import FIELDS_BY_ENTITY
+from state.base import StoreBase, chunked, utcnow
+from state.rows import AccountRow, OpportunityRow, PageResult, RecordKey, SkippedRow
+from state.tables import RECORD_TABLES, Cursor, SkippedRecordRow, table
+
+CANONICAL_FIELDS: dict[str, tuple[str, ...]] = {
+    entity: tuple(spec) for entity, spec in FIELDS_BY_ENTITY.items()
+}
+META_FIELDS = ("vendor_modified_at", "etag", "raw")
+ROW_TYPES: dict[str, type[AccountRow] | type[OpportunityRow]] = {
+    "account": AccountRow,
+    "opportunity": OpportunityRow,
+}
+
+
+def record_table(entity: str) -> sa.Table:
+    model = RECORD_TABLES.get(entity)
+    if model is None:
+        raise ValueError(f"unknown entity {entity!r}: expected one of {sorted(RECORD_TABLES)}")
+    return table(model)
+
+
+class RecordsMixin(StoreBase):
+    def apply_page(
+        self,
+        *,
+        connection: str,
+        entity: str,
+        rows: Sequence[Mapping[str, Any]],
+        deleted_ids: Sequence[str],
+        skipped: Sequence[tuple[str | None, str, Any]],
+        cursor: Mapping[str, Any],
+        run_id: int,
+        full_refresh: bool,
+        complete: bool = False,
+    ) -> PageResult:
+        """Store one page and its cursor in a single transaction.
+
+        ``rows`` hold ``external_id``, canonical fields (missing ones are stored as NULL),
+        ``vendor_modified_at``, ``etag`` and ``raw``. A row whose canonical values equal the
+        stored ones keeps its ``changed_generation``; changed and new rows get ``run_id``.
+        With ``full_refresh`` and ``complete`` (the last page of a from-scratch read) the
+        records the read did not return are tombstoned in the same transaction.
+        """
+        tbl = record_table(entity)
+        now = utcnow()
+        params = _page_params(connection, entity, rows, run_id, now)
+        with self._write() as conn:
+            existing = self._existing_generations(conn, tbl, connection, list(params))
+            inserted = updated = 0
+            if params:
+                statement = self._page_upsert(entity, full_refresh)
+                for ext_id, generation in conn.execute(statement, list(params.values())):
+                    if ext_id not in existing:
+                        inserted += 1
+                    elif generation == run_id and existing[ext_id] != run_id:
+                        updated += 1
+            deleted = _tombstone(conn, tbl, connection, deleted_ids, run_id, now)
+            if skipped:
+                conn.execute(
+                    sa.insert(table(SkippedRecordRow)),
+                    [
+                        {
+                            "run_id": run_id, "connection": connection, "entity": entity,
+                            "external_id": ext_id, "reason": reason, "payload": payload,
+                            "created_at": now,
+                        }
+                        for ext_id, reason, payload in skipped
+                    ],
+                )
+            self._save_cursor(conn, connection, entity, cursor, run_id, full_refresh, now)
+            if full_refresh and complete:
+                deleted += _tombstone_unseen(conn, tbl, connection, entity, run_id, now)
+        return PageResult(
+            inserted=inserted,
+            updated=updated,
+            unchanged=len(params) - inserted - updated,
+            deleted=deleted,
+            skipped=len(skipped),
+        )
+
+    def tombstone_unseen(self, *, connection: str, entity: str, run_id: int) -> int:
+        """After a complete full refresh: mark records it did not return as deleted."""
+        tbl = record_table(entity)
+        with self._write() as conn:
+            return _tombstone_unseen(conn, tbl, connection, entity, run_id, utcnow())
+
+    def get_cursor(self, connection: str, entity: str) -> dict[str, Any] | None:
+        cur = table(Cursor)
+        with self._read() as conn:
+            value = conn.execute(
+                sa.select(cur.c.value).where(cur.c.connection == connection, cur.c.entity == entity)
+            ).scalar_one_or_none()
+        return dict(value) if value is not None else None
+
+    def reset_cursor(self, connection: str, entity: str) -> None:
+        """Forget the read position: the next read starts from scratch (a full refresh)."""
+        cur = table(Cursor)
+        with self._write() as conn:
+            conn.execute(
+                sa.delete(cur).where(cur.c.connection == connection, cur.c.entity == entity)
+            )
+
+    def load_accounts(self, *, include_deleted: bool = False) -> list[AccountRow]:
+        return self._load("account", AccountRow, include_deleted)
+
+    def load_opportunities(self, *, include_deleted: bool = False) -> list[OpportunityRow]:
+        return self._load("opportunity", OpportunityRow, include_deleted)
+
+    def changed_since(self, generation: int) -> set[RecordKey]:
+        """Keys of records (deleted too) whose canonical values changed after run ``generation``."""
+        keys: set[RecordKey] = set()
+        with self._read() as conn:
+            for entity in RECORD_TABLES:
+                tbl = record_table(entity)
+                query = sa.select(tbl.c.connection, tbl.c.external_id).where(
+                    tbl.c.changed_generation > generation
+                )
+                keys.update(RecordKey(c, entity, e) for c, e in conn.execute(query))
+        return keys
+
+    def raw_record(self, key: RecordKey) -> Any:
+        """The vendor payload last read for a record (for debugging), or None."""
+        tbl = record_table(key.entity)
+        with self._read() as conn:
+            return conn.execute(
+                sa.select(tbl.c.raw).where(
+                    tbl.c.connection == key.connection, tbl.c.external_id == key.external_id
+                )
+            ).scalar_one_or_none()
+
+    def skipped_records(self, *, run_id: int | None = None, limit: int = 100) -> list[SkippedRow]:
+        tbl = table(SkippedRecordRow)
+        query = sa.select(*[tbl.c[f.name] for f in fields(SkippedRow)]).order_by(tbl.c.id.desc())
+        if run_id is not None:
+            query = query.where(tbl.c.run_id == run_id)
+        with self._read() as conn:
+            return [SkippedRow(*row) for row in conn.execute(query.limit(limit))]
+
+    def _load(self, entity: str, row_type: type, include_deleted: bool) -> list[Any]:
+        tbl = record_table(entity)
+        query = sa.select(*[tbl.c[f.name] for f in fields(row_type)]).order_by(tbl.c.id)
+        if not include_deleted:
+            query = query.where(sa.not_(tbl.c.deleted))
+        with self._read() as conn:
+            return [row_type(*row) for row in conn.execute(query)]
+
+    def _existing_generations(
+        self, conn: sa.Connection, tbl: sa.Table, connection: str, external_ids: list[str]
+    ) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in chunked(external_ids):
+            query = sa.select(tbl.c.external_id, tbl.c.changed_generation).where(
+                tbl.c.connection == connection, tbl.c.external_id.in_(chunk)
+            )
+            found.update(conn.execute(query).tuples())
+        return found
+
+    def _page_upsert(self, entity: str, full_refresh: bool) -> Any:
+        return _build_page_upsert(self.dialect, entity, full_refresh)
+
+    def _save_cursor(
+        self,
+        conn: sa.Connection,
+        connection: str,
+        entity: str,
+        value: Mapping[str, Any],
+        run_id: int,
+        full_refresh: bool,
+        now: datetime,
+    ) -> None:
+        cur = table(Cursor)
+        statement = self._insert(cur).values(
+            connection=connection,
+            entity=entity,
+            value=dict(value),
+            refresh_generation=run_id if full_refresh else None,
+            updated_at=now,
+        )
+        # A refresh resumed in a later run keeps the run it started in, so records seen
+        # before the interruption are not tombstoned when it completes.
+        refresh = (
+            sa.func.coalesce(cur.c.refresh_generation, statement.excluded.refresh_generation)
+            if full_refresh
+            else cur.c.refresh_generation
+        )
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[cur.c.connection, cur.c.entity],
+                set_={
+                    "value": statement.excluded.value,
+                    "refresh_generation": refresh,
+                    "updated_at": statement.excluded.updated_at,
+                },
+            )
+        )
+
+
+@cache
+def _build_page_upsert(dialect: str, entity: str, full_refresh: bool) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    tbl = record_table(entity)
+    canonical = CANONICAL_FIELDS[entity]
+    insert = postgresql.insert(tbl) if dialect == "postgresql" else sqlite.insert(tbl)
+    excluded = insert.excluded
+    canonical_changed = sa.or_(
+        tbl.c.deleted, *[tbl.c[name].is_distinct_from(excluded[name]) for name in canonical]
+    )
+    touched = [canonical_changed, *[tbl.c[n].is_distinct_from(excluded[n]) for n in META_FIELDS]]
+    if full_refresh:
+        touched.append(tbl.c.seen_generation.is_distinct_from(excluded.seen_generation))
+    assignments: dict[str, Any] = {name: excluded[name] for name in (*canonical, *META_FIELDS)}
+    assignments.update(
+        deleted=sa.false(),
+        deleted_at=sa.null(),
+        seen_generation=excluded.seen_generation,
+        # Evaluated against the old row: only a canonical change moves the generation.
+        changed_generation=sa.case(
+            (canonical_changed, excluded.changed_generation), else_=tbl.c.changed_generation
+        ),
+        updated_at=excluded.updated_at,
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[tbl.c.connection, tbl.c.external_id],
+        set_=assignments,
+        where=sa.or_(*touched),
+    ).returning(tbl.c.external_id, tbl.c.changed_generation)
+
+
+def _page_params(
+    connection: str,
+    entity: str,
+    rows: Sequence[Mapping[str, Any]],
+    run_id: int,
+    now: datetime,
+) -> dict[str, dict[str, Any]]:
+    """Rows as statement parameters, keyed by external id (a later duplicate wins)."""
+    canonical = CANONICAL_FIELDS[entity]
+    allowed = {"external_id", *canonical, *META_FIELDS}
+    params: dict[str, dict[str, Any]] = {}
+    for index, row in enumerate(rows):
+        ext_id = row.get("external_id")
+        if not isinstance(ext_id, str) or not ext_id:
+            raise ValueError(
+                f"{connection}/{entity} page row {index}: external_id must be a non-empty "
+                f"string, got {ext_id!r}"
+            )
+        unknown = row.keys() - allowed
+        if unknown:
+            raise ValueError(
+                f"{connection}/{entity} record {ext_id}: unknown fields {sorted(unknown)}"
+            )
+        param = {name: row.get(name) for name in canonical}
+        param.update(
+            connection=connection,
+            external_id=ext_id,
+            vendor_modified_at=row.get("vendor_modified_at"),
+            etag=row.get("etag"),
+            raw=row.get("raw"),
+            deleted=False,
+            seen_generation=run_id,
+            changed_generation=run_id,
+            updated_at=now,
+        )
+        params[ext_id] = param
+    return params
+
+
+def _tombstone(
+    conn: sa.Connection,
+    tbl: sa.Table,
+    connection: str,
+    external_ids: Sequence[str],
+    run_id: int,
+    now: datetime,
+) -> int:
+    count = 0
+    for chunk in chunked(list(dict.fromkeys(external_ids))):
+        result = conn.execute(
+            sa.update(tbl)
+            .where(
+                tbl.c.connection == connection,
+                tbl.c.external_id.in_(chunk),
+                sa.not_(tbl.c.deleted),
+            )
+            .values(deleted=True, deleted_at=now, changed_generation=run_id, updated_at=now)
+        )
+        count += result.rowcount
+    return count
+
+
+def _tombstone_unseen(
+    conn: sa.Connection, tbl: sa.Table, connection: str, entity: str, run_id: int, now: datetime
+) -> int:
+    cur = table(Cursor)
+    where_cursor = (cur.c.connection == connection, cur.c.entity == entity)
+    started = conn.execute(sa.select(cur.c.refresh_generation).where(*where_cursor)).scalar()
+    since = started if started is not None else run_id
+    result = conn.execute(
+        sa.update(tbl)
+        .where(
+            tbl.c.connection == connection,
+            sa.not_(tbl.c.deleted),
+            sa.or_(tbl.c.seen_generation.is_(None), tbl.c.seen_generation < since),
+        )
+        .values(deleted=True, deleted_at=now, changed_generation=run_id, updated_at=now)
+    )
+    conn.execute(sa.update(cur).where(*where_cursor).values(refresh_generation=None))
+    return result.rowcount
