@@ -71,6 +71,9 @@ class GroundTruth:
 
     customer_of: dict[tuple[str, str], str] = field(default_factory=dict)  # (connection, key)
     conflicts: list[dict[str, object]] = field(default_factory=list)
+    # (connection, deal key) -> expected registration state at World.now before any
+    # decision is carried out: active | expiring | expired | won | lost
+    registrations: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -78,3 +81,4 @@ class World:
     seed: int
     crms: list[CrmSeed]
     truth: GroundTruth
+    now: datetime | None = None  # the instant the scenario's ages and states refer to
