@@ -82,7 +82,7 @@ class CustomersMixin(StoreBase):
         """End customer id -> display name."""
         tbl = table(EndCustomer)
         with self._read() as conn:
-            return dict(conn.execute(sa.select(tbl.c.id, tbl.c.display_name)).tuples())
+            return {cid: name for cid, name in conn.execute(sa.select(tbl.c.id, tbl.c.display_name))}
 
     def save_customer_links(self, links: Sequence[LinkTuple], *, replace: bool = False) -> None:
         """Upsert links; with ``replace`` also drop links of records not in ``links``."""
@@ -105,7 +105,7 @@ class CustomersMixin(StoreBase):
         with self._write() as conn:
             if replace:
                 keys = sa.select(tbl.c.connection, tbl.c.entity, tbl.c.external_id)
-                stale = [k for k in conn.execute(keys).tuples() if tuple(k) not in params]
+                stale = [tuple(k) for k in conn.execute(keys) if tuple(k) not in params]
                 for chunk in chunked(stale, 500):
                     conn.execute(sa.delete(tbl).where(
                         sa.tuple_(tbl.c.connection, tbl.c.entity, tbl.c.external_id).in_(chunk)
@@ -229,8 +229,9 @@ class CustomersMixin(StoreBase):
             | {"resolved_at": sa.null()},
         )
         with self._write() as conn:
-            is_open: dict[str, bool] = dict(conn.execute(
-                sa.select(tbl.c.key, tbl.c.resolved_at.is_(None))).tuples())
+            is_open: dict[str, bool] = {
+                key: bool(still) for key, still in conn.execute(
+                    sa.select(tbl.c.key, tbl.c.resolved_at.is_(None)))}
             opened = tuple(k for k in params if not is_open.get(k, False))
             resolved: tuple[str, ...] = ()
             if complete:

@@ -141,6 +141,21 @@ class RecordsMixin(StoreBase):
                 )
             ).scalar_one_or_none()
 
+    def current_values(
+        self, connection: str, entity: str, external_ids: Sequence[str]
+    ) -> dict[str, tuple[str | None, dict[str, Any]]]:
+        """external id -> (etag, vendor fields as last read); unknown ids are left out."""
+        tbl = record_table(entity)
+        found: dict[str, tuple[str | None, dict[str, Any]]] = {}
+        with self._read() as conn:
+            for chunk in chunked(list(dict.fromkeys(external_ids))):
+                query = sa.select(tbl.c.external_id, tbl.c.etag, tbl.c.raw).where(
+                    tbl.c.connection == connection, tbl.c.external_id.in_(chunk)
+                )
+                for ext_id, etag, raw in conn.execute(query):
+                    found[ext_id] = (etag, dict(raw) if isinstance(raw, Mapping) else {})
+        return found
+
     def skipped_records(self, *, run_id: int | None = None, limit: int = 100) -> list[SkippedRow]:
         tbl = table(SkippedRecordRow)
         query = sa.select(*[tbl.c[f.name] for f in fields(SkippedRow)]).order_by(tbl.c.id.desc())
@@ -165,7 +180,7 @@ class RecordsMixin(StoreBase):
             query = sa.select(tbl.c.external_id, tbl.c.changed_generation).where(
                 tbl.c.connection == connection, tbl.c.external_id.in_(chunk)
             )
-            found.update(conn.execute(query).tuples())
+            found.update((ext_id, gen) for ext_id, gen in conn.execute(query))
         return found
 
     def _page_upsert(self, entity: str, full_refresh: bool) -> Any:

@@ -1,0 +1,187 @@
+"""Page upserts: counts, change detection, tombstones, crash safety, snapshots."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from state import PageResult, RecordKey, Store
+from state.records import CANONICAL_FIELDS, RecordsMixin, record_table
+from tests.state.factories import T0, account, opportunity, page
+
+
+def test_canonical_vocabulary_has_a_column_for_every_field() -> None:
+    for entity, names in CANONICAL_FIELDS.items():
+        assert set(names) <= set(record_table(entity).c.keys()), entity
+
+
+def test_first_page_inserts_and_rereading_it_changes_nothing(store: Store) -> None:
+    run1 = store.start_run(trigger="test")
+    rows = [account("a1"), account("a2"), account("a3")]
+    assert page(store, rows, run_id=run1) == PageResult(3, 0, 0, 0, 0)
+    run2 = store.start_run(trigger="test")
+    assert page(store, rows, run_id=run2) == PageResult(0, 0, 3, 0, 0)
+    assert {a.changed_generation for a in store.load_accounts()} == {run1}
+    assert store.changed_since(run1) == set()
+
+
+def test_canonical_change_bumps_generation_but_echo_of_metadata_does_not(store: Store) -> None:
+    run1 = store.start_run(trigger="test")
+    page(store, [account("a1"), account("a2")], run_id=run1)
+    run2 = store.start_run(trigger="test")
+    later = T0 + timedelta(minutes=5)
+    # a1: our own write came back (new etag, modstamp, raw) with the same canonical values.
+    echo = account("a1", etag="2", vendor_modified_at=later, raw={"Name": "x", "flag": True})
+    edited = account("a2", channel_owner="dist-z", vendor_modified_at=later)
+    assert page(store, [echo, edited], run_id=run2) == PageResult(0, 1, 1, 0, 0)
+    by_id = {a.external_id: a for a in store.load_accounts()}
+    assert by_id["a1"].changed_generation == run1
+    assert by_id["a1"].etag == "2" and by_id["a1"].vendor_modified_at == later
+    assert by_id["a2"].changed_generation == run2
+    assert by_id["a2"].channel_owner == "dist-z"
+    assert store.changed_since(run1) == {RecordKey("sf", "account", "a2")}
+    assert store.current_values("sf", "account", ["a1", "zz"]) == {
+        "a1": ("2", {"Name": "x", "flag": True})
+    }
+
+
+def test_null_to_value_and_value_to_null_are_changes(store: Store) -> None:
+    run1 = store.start_run(trigger="test")
+    page(store, [account("a1", duns=None)], run_id=run1)
+    run2 = store.start_run(trigger="test")
+    assert page(store, [account("a1")], run_id=run2).updated == 1
+    run3 = store.start_run(trigger="test")
+    assert page(store, [account("a1", domain=None)], run_id=run3).updated == 1
+    assert store.load_accounts()[0].domain is None
+
+
+def test_values_round_trip_with_types_and_utc_instants(store: Store) -> None:
+    run = store.start_run(trigger="test")
+    row = opportunity("o1")
+    page(store, [row], run_id=run, entity="opportunity")
+    (loaded,) = store.load_opportunities()
+    assert loaded.amount == Decimal("12500.50")
+    assert loaded.close_date == row["close_date"]
+    assert loaded.created_at == row["created_at"]
+    assert loaded.created_at is not None and loaded.created_at.tzinfo is not None
+    assert loaded.created_at.utcoffset() == timedelta(0)
+    assert loaded.key == RecordKey("sf", "opportunity", "o1")
+    assert loaded.account_key == RecordKey("sf", "account", "a1")
+    assert store.raw_record(loaded.key) == row["raw"]
+    rerun = store.start_run(trigger="test")
+    assert page(store, [row], run_id=rerun, entity="opportunity").unchanged == 1
+
+
+def test_duplicate_ids_in_one_page_keep_the_last(store: Store) -> None:
+    run = store.start_run(trigger="test")
+    result = page(store, [account("a1", name="old"), account("a1", name="new")], run_id=run)
+    assert result.inserted == 1
+    assert [a.name for a in store.load_accounts()] == ["new"]
+
+
+def test_same_external_id_in_two_connections_is_two_records(store: Store) -> None:
+    run = store.start_run(trigger="test")
+    page(store, [account("a1")], run_id=run, connection="sf")
+    page(store, [account("a1")], run_id=run, connection="hubspot-dist-a")
+    assert sorted(a.connection for a in store.load_accounts()) == ["hubspot-dist-a", "sf"]
+
+
+def test_deleted_ids_tombstone_and_a_returning_record_is_undeleted(store: Store) -> None:
+    run1 = store.start_run(trigger="test")
+    page(store, [account("a1"), account("a2")], run_id=run1)
+    run2 = store.start_run(trigger="test")
+    assert page(store, [], run_id=run2, deleted=("a1", "unknown")).deleted == 1
+    assert [a.external_id for a in store.load_accounts()] == ["a2"]
+    (gone,) = [a for a in store.load_accounts(include_deleted=True) if a.deleted]
+    assert gone.changed_generation == run2 and gone.deleted_at is not None
+    assert page(store, [], run_id=run2, deleted=("a1",)).deleted == 0  # already gone
+    run3 = store.start_run(trigger="test")
+    assert page(store, [account("a1")], run_id=run3) == PageResult(0, 1, 0, 0, 0)
+    back = {a.external_id: a for a in store.load_accounts()}["a1"]
+    assert not back.deleted and back.deleted_at is None and back.changed_generation == run3
+
+
+def test_full_refresh_tombstones_what_it_did_not_return(store: Store) -> None:
+    run1 = store.start_run(trigger="test")
+    page(store, [account("a1"), account("a2"), account("a3")], run_id=run1)
+    run2 = store.start_run(trigger="test")
+    # Unchanged rows must still count as seen by the refresh.
+    page(store, [account("a1")], run_id=run2, full_refresh=True)
+    page(store, [account("a3")], run_id=run2, full_refresh=True)
+    assert store.tombstone_unseen(connection="sf", entity="account", run_id=run2) == 1
+    assert [a.external_id for a in store.load_accounts()] == ["a1", "a3"]
+    page(store, [account("b1")], run_id=run2, connection="other")
+    assert store.tombstone_unseen(connection="sf", entity="account", run_id=run2) == 0
+
+
+def test_full_refresh_resumed_in_a_later_run_keeps_records_seen_before(store: Store) -> None:
+    run1 = store.start_run(trigger="test")
+    page(store, [account("a1"), account("a2"), account("a3")], run_id=run1)
+    store.reset_cursor("sf", "account")
+    run2 = store.start_run(trigger="test")
+    page(store, [account("a1")], run_id=run2, full_refresh=True)  # then the run dies
+    run3 = store.start_run(trigger="test")
+    result = page(store, [account("a2")], run_id=run3, full_refresh=True, complete=True)
+    assert result.deleted == 1
+    assert [a.external_id for a in store.load_accounts()] == ["a1", "a2"]
+
+
+def test_skipped_records_are_kept_with_reason_and_payload(store: Store) -> None:
+    run = store.start_run(trigger="test")
+    skipped = [("x9", "amount: not a number 'abc'", {"Amount": "abc"}), (None, "no id", None)]
+    assert page(store, [account("a1")], run_id=run, skipped=skipped).skipped == 2
+    rows = store.skipped_records(run_id=run)
+    assert {(r.external_id, r.reason) for r in rows} == {(e, r) for e, r, _ in skipped}
+    assert {r.external_id: r.payload for r in rows}["x9"] == {"Amount": "abc"}
+
+
+def test_cursor_advances_with_the_page_and_resets(store: Store) -> None:
+    assert store.get_cursor("sf", "account") is None
+    run = store.start_run(trigger="test")
+    page(store, [account("a1")], run_id=run, cursor={"since": "2026-03-01T09:30:00Z", "id": 7})
+    assert store.get_cursor("sf", "account") == {"since": "2026-03-01T09:30:00Z", "id": 7}
+    page(store, [], run_id=run, cursor={"since": "later"})
+    assert store.get_cursor("sf", "account") == {"since": "later"}
+    assert store.get_cursor("sf", "opportunity") is None
+    store.reset_cursor("sf", "account")
+    assert store.get_cursor("sf", "account") is None
+
+
+def test_a_failure_mid_page_leaves_rows_and_cursor_as_they_were(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run1 = store.start_run(trigger="test")
+    page(store, [account("a1")], run_id=run1, cursor={"since": "one"})
+
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(RecordsMixin, "_save_cursor", explode)
+    run2 = store.start_run(trigger="test")
+    with pytest.raises(RuntimeError, match="disk full"):
+        page(store, [account("a1", name="changed"), account("a2")], run_id=run2,
+             deleted=("a1",), skipped=[("z", "bad", None)], cursor={"since": "two"})
+    monkeypatch.undo()
+    assert [(a.external_id, a.name, a.deleted) for a in store.load_accounts(include_deleted=True)] \
+        == [("a1", "Acme a1 GmbH", False)]
+    assert store.get_cursor("sf", "account") == {"since": "one"}
+    assert store.skipped_records(run_id=run2) == []
+
+
+def test_bad_rows_are_rejected_with_the_record_named(store: Store) -> None:
+    run = store.start_run(trigger="test")
+    with pytest.raises(ValueError, match=r"sf/account record a1: unknown fields \['colour'\]"):
+        page(store, [account("a1", colour="red")], run_id=run)
+    with pytest.raises(ValueError, match="row 0: external_id must be a non-empty string"):
+        page(store, [{"name": "no id"}], run_id=run)
+    with pytest.raises(ValueError, match="unknown entity 'lead'"):
+        page(store, [], run_id=run, entity="lead")
+    assert store.load_accounts(include_deleted=True) == []
+
+
+def test_naive_datetimes_are_taken_as_utc(store: Store) -> None:
+    run = store.start_run(trigger="test")
+    page(store, [account("a1", modified_at=datetime(2026, 1, 2, 3, 4, 5))], run_id=run)
+    assert store.load_accounts()[0].modified_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
