@@ -1,0 +1,364 @@
+"""In-memory HubSpot objects: records, the indexes that keep paging fast, and CRM search."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from sandbox.hubspot.schema import ALWAYS_RETURNED, PropertyDef, iso_ms, to_ms
+
+OPERATORS = frozenset({
+    "EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN",
+    "HAS_PROPERTY", "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN",
+})
+_MODIFIED = "hs_lastmodifieddate"
+_NEVER = 1 << 62
+
+
+class SearchError(Exception):
+    """A search request HubSpot answers with 400 VALIDATION_ERROR."""
+
+
+@dataclass(slots=True)
+class HsRecord:
+    id: int
+    created_ms: int
+    updated_ms: int
+    props: dict[str, str | None]
+    archived_ms: int | None = None
+    corrupt: bool = False  # serve an undecodable modified timestamp (malformed-payload tests)
+
+
+Predicate = Callable[[HsRecord], bool]
+
+
+class ObjectStore:
+    """One object type (companies or deals) of one HubSpot account."""
+
+    def __init__(self, name: str, properties: Iterable[PropertyDef]) -> None:
+        self.name = name
+        self.properties: dict[str, PropertyDef] = {p.name: p for p in properties}
+        self.records: dict[int, HsRecord] = {}
+        self.live_ids: list[int] = []
+        self.archived_ids: list[int] = []
+        self.by_modified: list[tuple[int, int]] = []  # (updated_ms, id) of live records
+        self.version = 0
+        self._totals: dict[tuple[str, int], int] = {}
+        self._sorted: dict[tuple[str, int], list[int]] = {}
+
+    # -- values ---------------------------------------------------------------------
+    def value(self, rec: HsRecord, name: str) -> str | None:
+        if name == "hs_object_id":
+            return str(rec.id)
+        if name == "hs_lastmodifieddate":
+            return "not-a-date" if rec.corrupt else iso_ms(rec.updated_ms)
+        if name == "createdate":
+            return iso_ms(rec.created_ms)
+        return rec.props.get(name)
+
+    def to_json(self, rec: HsRecord, names: Iterable[str]) -> dict[str, Any]:
+        props = {n: self.value(rec, n) for n in names if n in self.properties}
+        for n in ALWAYS_RETURNED:
+            props[n] = self.value(rec, n)
+        out: dict[str, Any] = {
+            "id": str(rec.id),
+            "properties": props,
+            "createdAt": iso_ms(rec.created_ms),
+            "updatedAt": "not-a-date" if rec.corrupt else iso_ms(rec.updated_ms),
+            "archived": rec.archived_ms is not None,
+        }
+        if rec.archived_ms is not None:
+            out["archivedAt"] = iso_ms(rec.archived_ms)
+        return out
+
+    # -- changes (callers hold the app lock) --------------------------------------------
+    def _changed(self) -> None:
+        self.version += 1
+        self._totals.clear()
+        self._sorted.clear()
+
+    def insert(self, rec: HsRecord) -> None:
+        self.records[rec.id] = rec
+        if rec.archived_ms is None:
+            insort(self.live_ids, rec.id)
+            insort(self.by_modified, (rec.updated_ms, rec.id))
+        else:
+            insort(self.archived_ids, rec.id)
+        self._changed()
+
+    def touch(self, rec: HsRecord, updated_ms: int) -> None:
+        if rec.archived_ms is None:
+            self._unindex(rec)
+            rec.updated_ms = updated_ms
+            insort(self.by_modified, (rec.updated_ms, rec.id))
+        else:
+            rec.updated_ms = updated_ms
+        self._changed()
+
+    def archive(self, rec: HsRecord, at_ms: int) -> None:
+        """Archiving keeps hs_lastmodifieddate as it was (HubSpot does not bump it)."""
+        if rec.archived_ms is not None:
+            return
+        self._unindex(rec)
+        del self.live_ids[bisect_left(self.live_ids, rec.id)]
+        rec.archived_ms = at_ms
+        insort(self.archived_ids, rec.id)
+        self._changed()
+
+    def restore(self, rec: HsRecord, at_ms: int) -> None:
+        if rec.archived_ms is None:
+            return
+        del self.archived_ids[bisect_left(self.archived_ids, rec.id)]
+        rec.archived_ms = None
+        rec.updated_ms = at_ms
+        insort(self.live_ids, rec.id)
+        insort(self.by_modified, (rec.updated_ms, rec.id))
+        self._changed()
+
+    def _unindex(self, rec: HsRecord) -> None:
+        pos = bisect_left(self.by_modified, (rec.updated_ms, rec.id))
+        if pos < len(self.by_modified) and self.by_modified[pos] == (rec.updated_ms, rec.id):
+            del self.by_modified[pos]
+
+    def live(self, record_id: str | int) -> HsRecord | None:
+        try:
+            rec = self.records.get(int(record_id))
+        except (TypeError, ValueError):
+            return None
+        return rec if rec is not None and rec.archived_ms is None else None
+
+    def page_ids(self, *, archived: bool, after: int, limit: int) -> tuple[list[int], int | None]:
+        """List order is by id; ``after`` is the first id of the page (HubSpot's cursor)."""
+        ids = self.archived_ids if archived else self.live_ids
+        start = bisect_left(ids, after)
+        page = ids[start : start + limit]
+        nxt = ids[start + limit] if start + limit < len(ids) else None
+        return page, nxt
+
+    # -- search ---------------------------------------------------------------------
+    def search(
+        self, groups: list[dict[str, Any]], sorts: list[dict[str, Any]], offset: int, limit: int
+    ) -> tuple[list[int], int]:
+        """Ids of one page of matches and the total; the first sort wins, ties by id."""
+        compiled = [[self._compile(f) for f in g.get("filters") or []] for g in groups]
+        key = repr((groups, sorts[:1]))
+        sort_prop = sorts[0].get("propertyName") if sorts else None
+        descending = bool(sorts) and str(sorts[0].get("direction", "")).upper() == "DESCENDING"
+        if sort_prop is not None and sort_prop not in self.properties:
+            raise SearchError(f"Unable to sort by unknown property {sort_prop}")
+
+        def matches(rec: HsRecord) -> bool:
+            return not compiled or any(all(p(rec) for p in g) for g in compiled)
+
+        if sort_prop == _MODIFIED:
+            intervals, pure = _modified_intervals(groups)
+            ids = self._scan(intervals, descending, matches)
+            page = list(islice(ids, offset, offset + limit))
+            total = self._totals.get((key, self.version))
+            if total is None:
+                if pure:
+                    total = sum(self._span(lo, hi) for lo, hi in intervals)
+                else:
+                    total = sum(1 for _ in self._scan(intervals, descending, matches))
+                self._totals[(key, self.version)] = total
+            return page, total
+        ordered = self._sorted.get((key, self.version))
+        if ordered is None:
+            found = [r for i in self.live_ids if matches(r := self.records[i])]
+            if sort_prop is None:
+                ordered = [r.id for r in found]
+            else:
+                sort_key = self._sort_key(sort_prop)
+                found.sort(key=lambda r: (sort_key(r), r.id), reverse=descending)
+                ordered = [r.id for r in found]
+            if len(self._sorted) > 8:
+                self._sorted.clear()
+            self._sorted[(key, self.version)] = ordered
+        return ordered[offset : offset + limit], len(ordered)
+
+    def _span(self, lo: int, hi: int) -> int:
+        return bisect_left(self.by_modified, (hi + 1,)) - bisect_left(self.by_modified, (lo,))
+
+    def _scan(
+        self, intervals: list[tuple[int, int]], descending: bool, matches: Predicate
+    ) -> Iterator[int]:
+        index, records = self.by_modified, self.records
+        spans = [(bisect_left(index, (lo,)), bisect_left(index, (hi + 1,))) for lo, hi in intervals]
+        if descending:
+            for i, j in reversed(spans):
+                for k in range(j - 1, i - 1, -1):
+                    rid = index[k][1]
+                    if matches(records[rid]):
+                        yield rid
+        else:
+            for i, j in spans:
+                for k in range(i, j):
+                    rid = index[k][1]
+                    if matches(records[rid]):
+                        yield rid
+
+    def _sort_key(self, name: str) -> Callable[[HsRecord], tuple[int, Any]]:
+        kind = _kind(self.properties[name])
+        convert = _CONVERT[kind]
+
+        def key(rec: HsRecord) -> tuple[int, Any]:
+            raw = self.value(rec, name)
+            try:
+                value = convert(raw) if raw is not None else None
+            except ValueError:
+                value = None
+            return (1, 0) if value is None else (0, value)
+
+        return key
+
+    def _compile(self, flt: dict[str, Any]) -> Predicate:
+        name = flt.get("propertyName")
+        op = str(flt.get("operator", "EQ")).upper()
+        if op not in OPERATORS:
+            raise SearchError(f"Unknown filter operator {op}")
+        if not isinstance(name, str) or name not in self.properties:
+            raise SearchError(f"Unable to find property {name!r} on {self.name}")
+        if name == _MODIFIED:
+            getter: Callable[[HsRecord], Any] = lambda r: r.updated_ms  # noqa: E731 - tiny accessor
+            kind = "time"
+        elif name == "createdate":
+            getter, kind = (lambda r: r.created_ms), "time"
+        elif name == "hs_object_id":
+            getter, kind = (lambda r: float(r.id)), "num"
+        else:
+            kind = _kind(self.properties[name])
+            conv = _CONVERT[kind]
+
+            def getter(r: HsRecord) -> Any:
+                raw = r.props.get(name)
+                try:
+                    return None if raw is None or raw == "" else conv(raw)
+                except ValueError:
+                    return None
+
+        if op == "HAS_PROPERTY":
+            return lambda r: getter(r) is not None
+        if op == "NOT_HAS_PROPERTY":
+            return lambda r: getter(r) is None
+        if op in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
+            token = str(flt.get("value", "")).lower()
+
+            def contains(r: HsRecord) -> bool:
+                raw = r.props.get(name) or self.value(r, name) or ""
+                words = re.split(r"[^\w@.]+", raw.lower())
+                return any(fnmatch.fnmatchcase(w, token) for w in words) or token in raw.lower()
+
+            return contains if op == "CONTAINS_TOKEN" else (lambda r: not contains(r))
+        conv = _CONVERT[kind]
+        if op in ("IN", "NOT_IN"):
+            values = flt.get("values")
+            if not isinstance(values, list) or not values:
+                raise SearchError(f"{op} on {name} needs a non-empty 'values' list")
+            wanted = {_parse(conv, v, name) for v in values}
+            if op == "IN":
+                return lambda r: getter(r) in wanted
+            return lambda r: getter(r) not in wanted
+        if "value" not in flt:
+            raise SearchError(f"{op} on {name} needs a 'value'")
+        value = _parse(conv, flt["value"], name)
+        if op == "BETWEEN":
+            if "highValue" not in flt:
+                raise SearchError(f"BETWEEN on {name} needs a 'highValue'")
+            high = _parse(conv, flt["highValue"], name)
+            return lambda r: (v := getter(r)) is not None and value <= v <= high
+        compare: dict[str, Callable[[Any], bool]] = {
+            "EQ": lambda v: v == value,
+            "NEQ": lambda v: v != value,
+            "LT": lambda v: v < value,
+            "LTE": lambda v: v <= value,
+            "GT": lambda v: v > value,
+            "GTE": lambda v: v >= value,
+        }
+        test = compare[op]
+        if op == "NEQ":
+            return lambda r: test(getter(r))
+        return lambda r: (v := getter(r)) is not None and test(v)
+
+
+def _kind(prop: PropertyDef) -> str:
+    if prop.type == "number":
+        return "num"
+    if prop.type in ("date", "datetime"):
+        return "time"
+    return "str"
+
+
+def _num(raw: Any) -> float:
+    return float(raw)
+
+
+def _time(raw: Any) -> int:
+    ms = to_ms(raw)
+    if ms is None:
+        raise ValueError(raw)
+    return ms
+
+
+def _str(raw: Any) -> str:
+    return str(raw).lower()
+
+
+_CONVERT: dict[str, Callable[[Any], Any]] = {"num": _num, "time": _time, "str": _str}
+
+
+def _parse(conv: Callable[[Any], Any], raw: Any, name: str) -> Any:
+    try:
+        return conv(raw)
+    except (TypeError, ValueError):
+        raise SearchError(f"{raw!r} is not a valid value for {name}") from None
+
+
+def _modified_intervals(groups: list[dict[str, Any]]) -> tuple[list[tuple[int, int]], bool]:
+    """Union of the hs_lastmodifieddate ranges the groups allow, and whether the groups
+    filter on nothing else (so the total is a count of index positions)."""
+    spans: list[tuple[int, int]] = []
+    pure = bool(groups)
+    for group in groups or [{}]:
+        lo, hi = -_NEVER, _NEVER
+        for flt in group.get("filters") or []:
+            if flt.get("propertyName") != _MODIFIED:
+                pure = False
+                continue
+            op = str(flt.get("operator", "")).upper()
+            value = to_ms(flt.get("value"))
+            if value is None:
+                pure = False
+                continue
+            if op == "GT":
+                lo = max(lo, value + 1)
+            elif op == "GTE":
+                lo = max(lo, value)
+            elif op == "LT":
+                hi = min(hi, value - 1)
+            elif op == "LTE":
+                hi = min(hi, value)
+            elif op == "EQ":
+                lo, hi = max(lo, value), min(hi, value)
+            elif op == "BETWEEN":
+                high = to_ms(flt.get("highValue"))
+                lo = max(lo, value)
+                hi = min(hi, high if high is not None else _NEVER)
+            else:
+                pure = False
+        if not (group.get("filters") or []):
+            pure = False
+        if lo <= hi:
+            spans.append((lo, hi))
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged, pure
