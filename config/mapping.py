@@ -9,8 +9,9 @@ are config problems reported with file and line by ``config.mapping_compiler``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from config.converters import Converter
@@ -34,12 +35,12 @@ class FieldSpec:
     """How one canonical field is read from one vendor field."""
 
     canonical: str
-    vendor_field: str
+    field: str  # the vendor field name, as the connector returns it
     type: str
     format: str | None = None
     values: Mapping[Any, Any] | None = None
     default: Any = None
-    convert: Converter = field(default=lambda value: value, repr=False, compare=False)
+    convert: Converter = dataclasses.field(default=lambda v: v, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +48,20 @@ class WriteSpec:
     """How one output is written to one vendor field, and who wins when a person edits it."""
 
     output: str
-    vendor_field: str
+    field: str  # the vendor field name, as the connector takes it
     type: str
     policy: WritePolicy
+    entity: str = ""
     format: str | None = None
     values: Mapping[Any, Any] | None = None
-    convert: Converter = field(default=lambda value: value, repr=False, compare=False)
+    convert: Converter = dataclasses.field(default=lambda v: v, repr=False, compare=False)
+
+    def to_vendor(self, value: Any) -> Any:
+        """The vendor value for ``value``; ``MappingValueError`` when it does not convert."""
+        try:
+            return self.convert(value)
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise MappingValueError(self.entity, self.field, self.output, str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +72,14 @@ class EntityMapping:
     object_name: str
     fields: Mapping[str, FieldSpec]
     writes: Mapping[str, WriteSpec]
-    read_fields: tuple[str, ...] = ()
-    _plan: tuple[tuple[str, str, Converter], ...] = field(default=(), repr=False, compare=False)
+    vendor_fields: tuple[str, ...] = ()  # each vendor field read, once, in mapping order
+    _plan: tuple[tuple[str, str, Converter], ...] = dataclasses.field(
+        default=(), repr=False, compare=False
+    )
+
+    def read_fields(self) -> tuple[str, ...]:
+        """Vendor field names to request from the connector."""
+        return self.vendor_fields
 
     def to_canonical(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -97,7 +112,7 @@ class CompiledMapping:
 
     def read_fields(self, entity: str) -> tuple[str, ...]:
         """Vendor field names to request from the connector (each once, in mapping order)."""
-        return self.entity(entity).read_fields
+        return self.entity(entity).vendor_fields
 
     def object_name(self, entity: str) -> str:
         return self.entity(entity).object_name
@@ -117,15 +132,12 @@ class CompiledMapping:
         spec = self.write_spec(entity, output)
         if spec is None:
             raise KeyError(f"mapping {self.source} does not write {entity}.{output}")
-        try:
-            return spec.convert(value)
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            raise MappingValueError(entity, spec.vendor_field, output, str(exc)) from None
+        return spec.to_vendor(value)
 
     def to_vendor_fields(self, entity: str, outputs: Mapping[str, Any]) -> dict[str, Any]:
         """``{output: value}`` -> ``{vendor field: vendor value}`` for a ``RecordUpdate``."""
         return {
-            self.writes(entity)[output].vendor_field: self.to_vendor(entity, output, value)
+            self.writes(entity)[output].field: self.to_vendor(entity, output, value)
             for output, value in outputs.items()
         }
 

@@ -117,8 +117,8 @@ def _compile_entity(doc: YamlDocument, entity: str, body: Any, at: Path_) -> Ent
                 writes[built_write.output] = built_write
     if not isinstance(object_name, str):
         return None
-    read_fields = tuple(dict.fromkeys(spec.vendor_field for spec in fields.values()))
-    plan = tuple((s.canonical, s.vendor_field, s.convert) for s in fields.values())
+    read_fields = tuple(dict.fromkeys(spec.field for spec in fields.values()))
+    plan = tuple((s.canonical, s.field, s.convert) for s in fields.values())
     return EntityMapping(entity, object_name, fields, writes, read_fields, plan)
 
 
@@ -195,7 +195,7 @@ def _compile_field(
             return None
     return FieldSpec(
         canonical=canonical,
-        vendor_field=parts["field"],
+        field=parts["field"],
         type=type_,
         format=fmt,
         values=values,
@@ -266,9 +266,10 @@ def _compile_write(
         return None
     return WriteSpec(
         output=output,
-        vendor_field=parts["field"],
+        field=parts["field"],
         type=type_,
         policy=policy,
+        entity=entity,
         format=fmt,
         values=values,
         convert=writer(type_, fmt, values),
