@@ -1,0 +1,168 @@
+"""In-memory Dataverse tables: rows, row versions, the change-tracking log and the
+transaction journal that makes ``$batch`` change sets all-or-nothing."""
+
+from __future__ import annotations
+
+import bisect
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox.dynamics.odata import OrderBy, Predicate, format_datetime
+from sandbox.dynamics.schema import TableDef
+
+Row = dict[str, Any]
+
+
+class RecordMissingError(KeyError):
+    pass
+
+
+@dataclass(slots=True)
+class Table:
+    definition: TableDef
+    rows: dict[str, Row] = field(default_factory=dict)
+    # change log for change tracking: parallel lists, versions ascending
+    change_versions: list[int] = field(default_factory=list)
+    change_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Query:
+    keys: list[tuple[Any, ...]]
+    ids: list[str]
+
+
+class Store:
+    """All tables of one environment. Callers hold the app's lock around every call."""
+
+    def __init__(self, tables: Iterable[TableDef], *, clock: Callable[[], datetime]) -> None:
+        self.tables: dict[str, Table] = {t.logical: Table(t) for t in tables}
+        self.by_set: dict[str, Table] = {t.definition.set_name: t for t in self.tables.values()}
+        self.version = 1_000_000  # rowversion: one counter for the whole organisation
+        self.data_version = 0  # bumps on every change; invalidates cached query results
+        self.clock = clock
+        self._journal: list[tuple[Table, str, Row | None, int]] | None = None
+        self._cache: dict[tuple[str, str, str, int], _Query] = {}
+
+    # -- writes ------------------------------------------------------------------------
+    def next_version(self) -> int:
+        self.version += 1
+        return self.version
+
+    def now_text(self) -> str:
+        return format_datetime(self.clock())
+
+    def _journal_entry(self, table: Table, record_id: str) -> None:
+        if self._journal is not None:
+            old = table.rows.get(record_id)
+            self._journal.append((table, record_id, dict(old) if old is not None else None,
+                                  len(table.change_versions)))
+
+    def _log_change(self, table: Table, record_id: str, version: int) -> None:
+        table.change_versions.append(version)
+        table.change_ids.append(record_id)
+        self.data_version += 1
+
+    def insert(self, logical: str, values: Row, *, record_id: str | None = None,
+               stamp: str | None = None) -> Row:
+        table = self.tables[logical]
+        pk = table.definition.pk
+        record_id = (record_id or values.get(pk) or str(uuid.uuid4())).lower()
+        self._journal_entry(table, record_id)
+        now = stamp or self.now_text()
+        row: Row = {name: None for name in (a.prop for a in table.definition.attributes.values())}
+        row.update(values)
+        row[pk] = record_id
+        row["createdon"] = values.get("createdon") or now
+        row["modifiedon"] = values.get("modifiedon") or now
+        version = self.next_version()
+        row["versionnumber"] = version
+        table.rows[record_id] = row
+        self._log_change(table, record_id, version)
+        return row
+
+    def update(self, logical: str, record_id: str, values: Row, *,
+               stamp: str | None = None) -> Row:
+        table = self.tables[logical]
+        row = table.rows.get(record_id)
+        if row is None:
+            raise RecordMissingError(record_id)
+        self._journal_entry(table, record_id)
+        row.update(values)
+        row["modifiedon"] = stamp or self.now_text()
+        version = self.next_version()
+        row["versionnumber"] = version
+        self._log_change(table, record_id, version)
+        return row
+
+    def delete(self, logical: str, record_id: str) -> None:
+        table = self.tables[logical]
+        if record_id not in table.rows:
+            raise RecordMissingError(record_id)
+        self._journal_entry(table, record_id)
+        del table.rows[record_id]
+        self._log_change(table, record_id, self.next_version())
+
+    def poke(self) -> None:
+        """Something outside the row API changed (schema, raw edit): drop cached queries."""
+        self.data_version += 1
+
+    # -- transactions --------------------------------------------------------------------
+    def begin(self) -> None:
+        self._journal = []
+
+    def commit(self) -> None:
+        self._journal = None
+
+    def rollback(self) -> None:
+        journal, self._journal = self._journal or [], None
+        for table, record_id, old, log_length in reversed(journal):
+            if old is None:
+                table.rows.pop(record_id, None)
+            else:
+                table.rows[record_id] = old
+            del table.change_versions[log_length:]
+            del table.change_ids[log_length:]
+        self.data_version += 1
+
+    # -- reads -----------------------------------------------------------------------------
+    def query(self, table: Table, filter_text: str, predicate: Predicate | None,
+              order: OrderBy, order_text: str) -> _Query:
+        """Matching rows sorted by ``order``; cached until the data changes."""
+        cache_key = (table.definition.logical, filter_text, order_text, self.data_version)
+        hit = self._cache.get(cache_key)
+        if hit is not None:
+            return hit
+        rows: Iterable[Row] = table.rows.values()
+        if predicate is not None:
+            rows = [r for r in rows if predicate(r)]
+        pk = table.definition.pk
+        keyed = sorted((order.key(r), r[pk]) for r in rows)
+        result = _Query([k for k, _ in keyed], [i for _, i in keyed])
+        if len(self._cache) > 32:
+            self._cache.clear()
+        self._cache[cache_key] = result
+        return result
+
+    @staticmethod
+    def resume_after(query: _Query, last_key: tuple[Any, ...]) -> int:
+        return bisect.bisect_right(query.keys, last_key)
+
+    def changes_since(self, table: Table, version: int, upto: int
+                      ) -> list[tuple[str, Row | None]]:
+        """Rows changed (current state) or deleted (None) in (``version``, ``upto``],
+        oldest change first, each row once."""
+        start = bisect.bisect_right(table.change_versions, version)
+        end = bisect.bisect_right(table.change_versions, upto)
+        latest: dict[str, None] = {}
+        for record_id in table.change_ids[start:end]:
+            latest.pop(record_id, None)
+            latest[record_id] = None
+        return [(record_id, table.rows.get(record_id)) for record_id in latest]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
