@@ -1,0 +1,293 @@
+"""The channel rules over a matched snapshot at ``now``: findings and desired output values.
+
+Pure: no I/O, no clock. Customers are independent, so the caller may re-evaluate only
+the customers whose records changed plus those returned by :func:`customers_crossing`
+(a time threshold passed since the last evaluation) and merge the results.
+
+Desired values (``Evaluation.desired``) hold, per live record, every output the rules
+manage; ``conflict_reason`` is a :class:`rules.model.Reason` (or None) to be rendered per
+audience. ``routed_to`` is present only on opportunities routed to a channel manager and
+``registration_decision`` (None) only where a decision was carried out and must be
+cleared. The mappings are read-only and shared between records with equal values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from rules.conflicts import Conflict, find_conflicts, find_routings
+from rules.model import (
+    CONFLICT_KINDS,
+    AccountFact,
+    Finding,
+    OpportunityFact,
+    Policy,
+    Reason,
+    RecordKey,
+    Snapshot,
+)
+from rules.ownership import OwnerDecision, decide_owner
+from rules.registrations import Registration, assess, thresholds
+
+_KIND_ORDER = {kind: index for index, kind in enumerate(CONFLICT_KINDS)}
+_DECISION_FINDING = {
+    "extend": "registration_extended",
+    "reassign": "registration_reassigned",
+    "release": "registration_released",
+}
+GroupKey = Hashable
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """What the rules concluded; ``owners`` maps customer id -> owner (None: nobody)."""
+
+    findings: list[Finding] = field(default_factory=list)
+    desired: dict[RecordKey, Mapping[str, Any]] = field(default_factory=dict)
+    owners: dict[str | None, str | None] = field(default_factory=dict)
+    registrations: dict[RecordKey, Registration] = field(default_factory=dict)
+
+
+def group_by_customer(
+    snapshot: Snapshot, only_customers: set[str] | None = None
+) -> dict[GroupKey, tuple[list[AccountFact], list[OpportunityFact]]]:
+    """Records per customer. Unmatched records (no customer id) form a group per account."""
+    groups: dict[GroupKey, tuple[list[AccountFact], list[OpportunityFact]]] = {}
+    for account in snapshot.accounts:
+        cid = account.customer_id
+        if only_customers is not None and cid not in only_customers:
+            continue
+        group_key: GroupKey = cid if cid is not None else ("unmatched", account.key)
+        entry = groups.get(group_key)
+        if entry is None:
+            entry = groups[group_key] = ([], [])
+        entry[0].append(account)
+    for opp in snapshot.opportunities:
+        cid = opp.customer_id
+        if only_customers is not None and cid not in only_customers:
+            continue
+        group_key = cid if cid is not None else ("unmatched", opp.account_key or opp.key)
+        entry = groups.get(group_key)
+        if entry is None:
+            entry = groups[group_key] = ([], [])
+        entry[1].append(opp)
+    return groups
+
+
+def evaluate(
+    snapshot: Snapshot,
+    policy: Policy,
+    now: datetime,
+    *,
+    only_customers: set[str] | None = None,
+) -> Evaluation:
+    """Evaluate every customer (or only ``only_customers``) of the snapshot at ``now``."""
+    result = Evaluation()
+    for group_key, (accounts, opportunities) in group_by_customer(snapshot, only_customers).items():
+        customer_id = group_key if isinstance(group_key, str) else None
+        evaluate_customer(customer_id, accounts, opportunities, policy, now, into=result)
+    return result
+
+
+def evaluate_customer(
+    customer_id: str | None,
+    accounts: Sequence[AccountFact],
+    opportunities: Sequence[OpportunityFact],
+    policy: Policy,
+    now: datetime,
+    *,
+    into: Evaluation | None = None,
+) -> Evaluation:
+    """Evaluate one customer's records; adds to ``into`` when given."""
+    result = into if into is not None else Evaluation()
+    live_accounts = [a for a in accounts if not a.deleted]
+    live_opps = [o for o in opportunities if not o.deleted]
+    registrations: dict[RecordKey, Registration] = {}
+    for opp in live_opps:
+        if opp.registered_by:
+            registration = assess(opp, policy, now)
+            if registration is not None:
+                registrations[opp.key] = registration
+    decision = decide_owner(live_accounts, live_opps, list(registrations.values()), policy, now)
+    conflicts = find_conflicts(live_opps, registrations, decision, policy) if live_opps else []
+    conflicts.sort(key=lambda c: (_KIND_ORDER[c.kind], c.subject))
+    routings = find_routings(live_opps, registrations, decision, policy) if live_opps else []
+    routed = {r.opportunity: r.channel_manager for r in routings if r.channel_manager}
+
+    findings = result.findings
+    _conflict_findings(customer_id, conflicts, decision, now, findings)
+    _registration_findings(customer_id, registrations.values(), now, findings)
+    for routing in routings:
+        kind = "routed_to_channel_manager" if routing.channel_manager else "routing_unconfigured"
+        findings.append(Finding(
+            kind, customer_id, routing.opportunity, "routing.channel_manager", routing.evidence,
+            {"channel_manager": routing.channel_manager, "owner": decision.owner}, now,
+        ))
+    if decision.disagreeing:
+        findings.append(Finding(
+            "owner_disagreement", customer_id, decision.evidence[0], "ownership.explicit",
+            decision.disagreeing, {"owner": decision.owner}, now,
+        ))
+
+    _desired_values(customer_id, live_accounts, live_opps, decision, conflicts,
+                    registrations, routed, result.desired)
+    result.owners[customer_id] = decision.owner
+    result.registrations.update(registrations)
+    return result
+
+
+def _conflict_findings(
+    customer_id: str | None,
+    conflicts: Sequence[Conflict],
+    decision: OwnerDecision,
+    now: datetime,
+    findings: list[Finding],
+) -> None:
+    for conflict in conflicts:
+        reason = conflict.reason
+        findings.append(Finding(
+            reason.kind, customer_id, conflict.subject, f"conflict.{reason.kind}",
+            conflict.evidence,
+            {"parties": reason.parties, "subject_party": reason.subject,
+             "holder": reason.holder, "basis": decision.basis, "reason": reason},
+            now,
+        ))
+
+
+def _registration_findings(
+    customer_id: str | None,
+    registrations: Iterable[Registration],
+    now: datetime,
+    findings: list[Finding],
+) -> None:
+    for reg in registrations:
+        details = {"holder": reg.holder, "state": reg.state, "expires_at": reg.expires_at}
+        if reg.carried_out:
+            findings.append(Finding(
+                _DECISION_FINDING[reg.carried_out], customer_id, reg.opportunity,
+                "registration.decision", (reg.opportunity,),
+                {**details, "registered_by": reg.registered_by}, now,
+            ))
+        if reg.invalid_decision:
+            findings.append(Finding(
+                "registration_decision_invalid", customer_id, reg.opportunity,
+                "registration.decision", (reg.opportunity,),
+                {**details, "problem": reg.invalid_decision}, now,
+            ))
+        if reg.state == "expiring":
+            findings.append(Finding(
+                "registration_expiring", customer_id, reg.opportunity,
+                "registration.warning_window", (reg.opportunity,), details, now,
+            ))
+        elif reg.state == "expired":
+            rule = "registration.inactivity" if reg.lapsed_by_inactivity else "registration.term"
+            findings.append(Finding(
+                "registration_expired", customer_id, reg.opportunity, rule, (reg.opportunity,),
+                details, now,
+            ))
+
+
+def _desired_values(
+    customer_id: str | None,
+    accounts: Sequence[AccountFact],
+    opportunities: Sequence[OpportunityFact],
+    decision: OwnerDecision,
+    conflicts: Sequence[Conflict],
+    registrations: Mapping[RecordKey, Registration],
+    routed: Mapping[RecordKey, str],
+    desired: dict[RecordKey, Mapping[str, Any]],
+) -> None:
+    owner = decision.owner
+    by_record: dict[RecordKey, Reason] = {}
+    by_party: dict[str | None, Reason] = {}
+    for conflict in conflicts:  # most serious first, so setdefault keeps the first
+        for key in (conflict.subject, *conflict.evidence):
+            by_record.setdefault(key, conflict.reason)
+        by_party.setdefault(conflict.reason.subject, conflict.reason)
+        by_party.setdefault(conflict.reason.holder, conflict.reason)
+    any_reason = conflicts[0].reason if conflicts else None
+    shared: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+
+    def intern(values: tuple[Any, ...], names: tuple[str, ...]) -> Mapping[str, Any]:
+        found = shared.get(values)
+        if found is None:
+            found = shared[values] = MappingProxyType(dict(zip(names, values[1:], strict=True)))
+        return found
+
+    for account in accounts:
+        reason = by_record.get(account.key)
+        if reason is None:
+            reason = any_reason if account.role == "internal" else by_party.get(
+                account.distributor_id
+            )
+        desired[account.key] = intern(
+            ("a", owner, reason is not None, reason, customer_id), _ACCOUNT_NAMES
+        )
+    for opp in opportunities:
+        reason = by_record.get(opp.key)
+        reg = registrations.get(opp.key)
+        values: tuple[Any, ...] = (
+            "o", owner, reason is not None, reason,
+            reg.state if reg is not None else None,
+            reg.expires_on if reg is not None else None,
+        )
+        names: tuple[str, ...] = _OPPORTUNITY_NAMES
+        if reg is not None and reg.clear_decision:
+            values, names = (*values, None), (*names, "registration_decision")
+        manager = routed.get(opp.key)
+        if manager is not None:
+            values, names = (*values, manager), (*names, "routed_to")
+        desired[opp.key] = intern(values, names)
+
+
+# the leading marker keeps account and opportunity value tuples apart in the intern table
+_ACCOUNT_NAMES = ("channel_owner", "conflict_flag", "conflict_reason", "customer_id")
+_OPPORTUNITY_NAMES = (
+    "channel_owner", "conflict_flag", "conflict_reason", "registration_status",
+    "registration_expires_at",
+)
+
+
+def customers_crossing(
+    snapshot: Snapshot, policy: Policy, since: datetime, now: datetime
+) -> set[str]:
+    """Customers where a time threshold (warning start, expiry by term or inactivity, end of
+    a release hold) falls in ``(since, now]``: their state changed by time alone."""
+    crossing: set[str] = set()
+    for opp in snapshot.opportunities:
+        if opp.customer_id is None or opp.customer_id in crossing:
+            continue
+        for instant in _thresholds_of(opp, policy, now):
+            if since < instant <= now:
+                crossing.add(opp.customer_id)
+                break
+    return crossing
+
+
+def next_threshold(snapshot: Snapshot, policy: Policy, now: datetime) -> datetime | None:
+    """The earliest time threshold after ``now`` (None: none), to schedule the next check."""
+    earliest: datetime | None = None
+    for opp in snapshot.opportunities:
+        for instant in _thresholds_of(opp, policy, now):
+            if instant > now and (earliest is None or instant < earliest):
+                earliest = instant
+    return earliest
+
+
+def _thresholds_of(opp: OpportunityFact, policy: Policy, now: datetime) -> tuple[datetime, ...]:
+    if not opp.registered_by or opp.deleted:
+        return ()
+    registration = assess(opp, policy, now)
+    if registration is None:
+        return ()
+    if registration.state == "released":
+        delay = policy.direct_after_release
+        if delay is None or registration.expires_at is None:
+            return ()
+        return (registration.expires_at + delay,)
+    return thresholds(registration)
+
