@@ -1,0 +1,195 @@
+"""The composition root and the ``channelsync`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from config.errors import ConfigError
+from config.logs import configure_from_settings, configure_logging
+from config.models import Settings
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2  # bad config or bad command line
+EXIT_NOT_IMPLEMENTED = 3
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    success
+  1    the run failed (see the log and the run history)
+  2    bad configuration or command line; nothing was changed
+  3    not implemented yet
+  130  interrupted
+"""
+
+Handler = Callable[[argparse.Namespace, Settings | None], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A subcommand's handler; ``needs_config`` loads and validates the config first (exit 2
+    on any problem, before anything touches the store) and passes it as ``settings``."""
+
+    handler: Handler
+    needs_config: bool = True
+
+
+def not_implemented(args: argparse.Namespace, settings: Settings | None) -> int:
+    print(f"channelsync {args.command_key}: not implemented yet", file=sys.stderr)
+    return EXIT_NOT_IMPLEMENTED
+
+
+def check_config(args: argparse.Namespace, settings: Settings | None) -> int:
+    assert settings is not None  # needs_config guarantees it
+    print(describe_settings(settings))
+    if args.online:
+        print("channelsync check-config --online: not implemented yet", file=sys.stderr)
+        return EXIT_NOT_IMPLEMENTED
+    return EXIT_OK
+
+
+def describe_settings(settings: Settings) -> str:
+    """The ``OK: ...`` summary: connections, store (password hidden)."""
+    lines = [
+        f"OK: {len(settings.connections)} connection"
+        f"{'s' if len(settings.connections) != 1 else ''}"
+        f" ({len(settings.enabled_connections)} enabled), store {_safe_url(settings.store.url)}"
+    ]
+    for conn in settings.connections:
+        who = f"distributor {conn.distributor_id}" if conn.distributor_id else "internal"
+        state = "" if conn.enabled else ", disabled"
+        entities = ", ".join(conn.mapping.entities)
+        source = conn.mapping.source
+        lines.append(f"  {conn.name}: {conn.vendor}, {who}{state}; mapping {source} ({entities})")
+    return "\n".join(lines)
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# Subcommand (as typed, sub-subcommands joined by a space) -> handler. The lead replaces
+# the not-implemented entries as the sync, rules and sandbox layers land.
+COMMANDS: dict[str, Command] = {
+    "check-config": Command(check_config),
+    "sync": Command(not_implemented, needs_config=False),
+    "run": Command(not_implemented, needs_config=False),
+    "plan": Command(not_implemented, needs_config=False),
+    "status": Command(not_implemented, needs_config=False),
+    "review": Command(not_implemented, needs_config=False),
+    "demo": Command(not_implemented, needs_config=False),
+    "sandbox serve": Command(not_implemented, needs_config=False),
+    "report scorecards": Command(not_implemented, needs_config=False),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="channelsync",
+        description="Keeps a manufacturer's sales channel honest across its CRMs.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    default_config = os.environ.get("CHANNELSYNC_CONFIG", "channelsync.yaml")
+    parser.add_argument(
+        "--config",
+        default=default_config,
+        metavar="PATH",
+        help="configuration file (default: $CHANNELSYNC_CONFIG or channelsync.yaml)",
+    )
+    # Also accepted after the subcommand; SUPPRESS keeps the global value when absent.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH", help="as above")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(
+        name: str, help_text: str, into: argparse._SubParsersAction | None = None, key: str = ""
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = (into or subs).add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EXIT_CODES_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
+        )
+        sub.set_defaults(command_key=key or name)
+        return sub
+
+    check = add("check-config", "Validate the configuration and every mapping (offline).")
+    check.add_argument(
+        "--online", action="store_true", help="also check mapped fields against each live CRM"
+    )
+    sync = add("sync", "Run cycles: pull, match, evaluate the policy, plan and push.")
+    sync.add_argument("--once", action="store_true", help="run one cycle and exit")
+    add("run", "Run the daemon: cycles on the schedule, health and metrics endpoint.")
+    plan = add("plan", "Show what the next cycle would write, per CRM and field (dry run).")
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    status = add("status", "Show connections, cursors, last runs and the outbox.")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    add("review", "List uncertain customer matches and record same / never-the-same decisions.")
+    demo = add("demo", "Start the four vendor sandboxes with seeded data and run cycles.")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="keep the sandboxes and daemon running"
+    )
+    sandbox = add("sandbox", "Local emulators of the vendor APIs.")
+    sandbox_subs = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
+    serve = add("serve", "Serve one vendor sandbox.", sandbox_subs, "sandbox serve")
+    serve.add_argument("vendor", choices=("salesforce", "hubspot", "pipedrive", "dynamics"))
+    serve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    serve.add_argument("--tls", action="store_true", help="serve HTTPS with the sandbox CA")
+    report = add("report", "Reports from the store.")
+    report_subs = report.add_subparsers(dest="report_command", metavar="REPORT", required=True)
+    scorecards = add(
+        "scorecards", "Distributor scorecards for a period.", report_subs, "report scorecards"
+    )
+    scorecards.add_argument("--json", action="store_true", help="machine-readable output")
+    scorecards.add_argument("--html", metavar="FILE", help="also write an HTML report")
+    scorecards.add_argument("--period", metavar="MONTHS", help="override scorecards.period")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, load the config if the command needs it, run the handler."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) and usage errors (2) end here
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    command = COMMANDS[args.command_key]
+    settings: Settings | None = None
+    if command.needs_config:
+        from config.loader import load_settings  # deferred: --help stays fast
+
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as exc:
+            configure_logging()
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+        configure_from_settings(settings.logging)
+    else:
+        configure_logging()
+    try:
+        return command.handler(args, settings)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def cli() -> int:
+    """Console-script entry point (``channelsync``)."""
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
