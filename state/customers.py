@@ -82,7 +82,8 @@ class CustomersMixin(StoreBase):
         """End customer id -> display name."""
         tbl = table(EndCustomer)
         with self._read() as conn:
-            return {cid: name for cid, name in conn.execute(sa.select(tbl.c.id, tbl.c.display_name))}
+            rows = conn.execute(sa.select(tbl.c.id, tbl.c.display_name))
+            return {customer_id: name for customer_id, name in rows}
 
     def save_customer_links(self, links: Sequence[LinkTuple], *, replace: bool = False) -> None:
         """Upsert links; with ``replace`` also drop links of records not in ``links``."""

@@ -30,7 +30,11 @@ def dumps_json(value: Any) -> str:
     ).decode()
 
 
-def loads_json(text: str | bytes) -> Any:
+def loads_json(text: str | bytes | float) -> Any:
+    # SQLite gives a column declared JSON numeric affinity: a bare JSON number comes back
+    # already converted (int or float) rather than as text.
+    if isinstance(text, int | float):
+        return text
     return orjson.loads(text)
 
 

@@ -1,0 +1,99 @@
+"""End customers, links, human verdicts, the review queue, findings, runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from state import FindingDelta, FindingIn, RecordKey, ReviewItemIn, Store
+from state.customers import ordered_pair
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+A = RecordKey("sf", "account", "001A")
+B = RecordKey("hs-dist-a", "account", "77")
+C = RecordKey("pd-dist-b", "account", "5")
+AB, AC, BC = ordered_pair(A, B), ordered_pair(A, C), ordered_pair(B, C)
+
+
+def test_links_upsert_and_replace(store: Store) -> None:
+    store.ensure_customers([("cust-1", "Acme"), ("cust-2", "Globex")])
+    store.ensure_customers([("cust-1", "Acme GmbH")])
+    assert store.customers() == {"cust-1": "Acme GmbH", "cust-2": "Globex"}
+    store.save_customer_links([(*A, "cust-1", "duns", 1.0), (*B, "cust-1", "domain", 0.93)])
+    store.save_customer_links([(*B, "cust-2", "name", 0.88)])
+    assert store.customer_links() == {A: "cust-1", B: "cust-2"}
+    (b_link,) = [r for r in store.customer_link_rows() if r.key == B]
+    assert (b_link.method, b_link.score) == ("name", pytest.approx(0.88))
+    store.save_customer_links([(*C, "cust-2", "vat", 1.0)], replace=True)
+    assert store.customer_links() == {C: "cust-2"}
+
+
+def test_match_decisions_are_one_per_pair_latest_wins_and_close_review(store: Store) -> None:
+    store.replace_review_items([ReviewItemIn(B, A, 0.81, {"name": 0.9}), ReviewItemIn(A, C, 0.7)])
+    (top, other) = store.review_items()
+    assert AB == (B, A)  # stored in sorted order whichever way it was given
+    assert (top.a, top.b, top.score, top.evidence) == (*AB, pytest.approx(0.81), {"name": 0.9})
+    assert (other.a, other.b) == AC
+    store.record_match_decision(B, A, "never", "maria", now=NOW)
+    store.record_match_decision(A, B, "same", "li", now=NOW + timedelta(hours=1))
+    (decision,) = store.match_decisions()
+    assert (decision.a, decision.b, decision.verdict, decision.decided_by) == (*AB, "same", "li")
+    assert [(r.a, r.b) for r in store.review_items()] == [AC]
+    assert [r.status for r in store.review_items(status="resolved")] == ["resolved"]
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        store.record_match_decision(A, C, "maybe", "li")
+    with pytest.raises(ValueError, match="paired with itself"):
+        store.record_match_decision(A, A, "same", "li")
+
+
+def test_replacing_review_items_drops_stale_open_ones_but_keeps_resolved(store: Store) -> None:
+    store.replace_review_items([ReviewItemIn(A, B, 0.8), ReviewItemIn(A, C, 0.75)])
+    store.record_match_decision(A, B, "never", "maria", now=NOW)
+    store.replace_review_items([ReviewItemIn(A, B, 0.85), ReviewItemIn(B, C, 0.6)])
+    assert [(r.a, r.b) for r in store.review_items()] == [BC]
+    assert [(r.a, r.b) for r in store.review_items(status=None)] == [AB, BC]
+
+
+def test_findings_open_resolve_and_reopen(store: Store) -> None:
+    conflict = FindingIn("conflict:cust-1", "conflict", "two_owners", customer_id="cust-1",
+                         evidence={"owners": ["dist-a", "dist-b"]})
+    expiry = FindingIn("expiry:sf:o1", "registration_expiring", "expiry", connection="sf",
+                       entity="opportunity", external_id="o1")
+    assert store.upsert_findings([conflict, expiry], now=NOW) == FindingDelta(
+        opened=("conflict:cust-1", "expiry:sf:o1"), resolved=()
+    )
+    later = NOW + timedelta(hours=1)
+    assert store.upsert_findings([conflict], now=later) == FindingDelta((), ("expiry:sf:o1",))
+    (still,) = store.open_findings()
+    assert (still.key, still.first_seen, still.last_seen) == ("conflict:cust-1", NOW, later)
+    assert still.evidence == {"owners": ["dist-a", "dist-b"]}
+    partial = store.upsert_findings([expiry], now=later, complete=False)
+    assert partial == FindingDelta(opened=("expiry:sf:o1",), resolved=())
+    assert len(store.open_findings()) == 2 and len(store.findings()) == 2
+    assert store.resolve_findings(["conflict:cust-1", "nope"], now=later) == 1
+    assert [f.key for f in store.open_findings()] == ["expiry:sf:o1"]
+
+
+def test_runs_record_history_per_connection(store: Store) -> None:
+    run1 = store.start_run(trigger="schedule")
+    cr = store.start_connection_run(run1, "sf")
+    store.finish_connection_run(cr, status="ok", counts={"account": {"pulled": 3}},
+                                budget={"used": 10}, error=None, writes_sent=2)
+    store.finish_run(run1, status="ok", counts={"pulled": 3}, error=None)
+    run2 = store.start_run(trigger="manual")
+    cr2 = store.start_connection_run(run2, "sf")
+    store.start_connection_run(run2, "hs")
+    store.finish_connection_run(cr2, status="failed", counts={}, budget=None, error="401")
+    assert run2 > run1
+    (latest, first) = store.recent_runs()
+    assert (latest.id, latest.status, latest.finished_at) == (run2, "running", None)
+    assert (first.status, first.counts, first.trigger) == ("ok", {"pulled": 3}, "schedule")
+    last = store.last_connection_runs()
+    assert (last["sf"].run_id, last["sf"].status, last["sf"].error) == (run2, "failed", "401")
+    assert last["hs"].status == "running"
+    (older,) = store.connection_runs(run1)
+    assert (older.writes_sent, older.budget) == (2, {"used": 10})
+    assert older.counts == {"account": {"pulled": 3}}
+    with pytest.raises(LookupError):
+        store.finish_run(999, status="ok", counts={}, error=None)

@@ -1,0 +1,128 @@
+"""Outbox replace semantics, backoff, dead letters, ledger, notifications, leases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from state import NotificationIn, OutboxItemIn, Store
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def item(
+    value: object, field: str = "Conflict__c", record: str = "o1", **kw: str | None
+) -> OutboxItemIn:
+    return OutboxItemIn("sf", "opportunity", record, field, value, **kw)
+
+
+def test_enqueue_keeps_one_open_item_per_field_and_replaces_changed_values(store: Store) -> None:
+    assert store.enqueue([item(True, rule="conflict"), item("Active", field="Status__c")]) == 2
+    assert store.enqueue([item(True, rule="conflict")]) == 0  # same value: kept as is
+    (first,) = [i for i in store.due_outbox("sf", now=NOW, limit=10) if i.field == "Conflict__c"]
+    assert store.enqueue([OutboxItemIn("sf", "opportunity", "o1", "Conflict__c", False,
+                                       previous=True, reason="resolved")]) == 1
+    due = store.due_outbox("sf", now=NOW, limit=10)
+    assert sorted((i.field, i.value) for i in due) == [
+        ("Conflict__c", False),
+        ("Status__c", "Active"),
+    ]
+    (replaced,) = [i for i in due if i.field == "Conflict__c"]
+    assert replaced.id != first.id and replaced.previous is True and replaced.reason == "resolved"
+    # The push that still holds the old item cannot record the new value as written.
+    assert store.mark_sent([first.id], now=NOW) == 0
+    assert store.ledger("sf") == {}
+
+
+def test_mark_sent_writes_the_ledger_in_the_same_step(store: Store) -> None:
+    store.enqueue([item({"a": 1, "b": [1, 2]}), item("x", field="Other__c")])
+    ids = [i.id for i in store.due_outbox("sf", now=NOW, limit=10)]
+    assert store.mark_sent(ids, now=NOW) == 2
+    assert store.ledger("sf") == {
+        ("opportunity", "o1", "Conflict__c"): {"a": 1, "b": [1, 2]},
+        ("opportunity", "o1", "Other__c"): "x",
+    }
+    assert store.ledger("hubspot") == {}
+    assert store.due_outbox("sf", now=NOW, limit=10) == []
+    assert store.outbox_counts() == {"sf": {"sent": 2}}
+    # A later value for a written field is a new item; its send overwrites the ledger.
+    assert store.enqueue([item("y", field="Other__c")]) == 1
+    (again,) = store.due_outbox("sf", now=NOW, limit=10)
+    store.mark_sent([again.id], now=NOW + timedelta(minutes=1))
+    assert store.ledger("sf")[("opportunity", "o1", "Other__c")] == "y"
+
+
+def test_failed_items_wait_for_their_next_attempt(store: Store) -> None:
+    store.enqueue([item(True)])
+    (pending,) = store.due_outbox("sf", now=NOW, limit=10)
+    later = NOW + timedelta(minutes=10)
+    store.mark_failed(pending.id, error="UNABLE_TO_LOCK_ROW", now=NOW, next_attempt_at=later,
+                      dead=False)
+    assert store.due_outbox("sf", now=NOW + timedelta(minutes=9), limit=10) == []
+    (failed,) = store.due_outbox("sf", now=later, limit=10)
+    assert (failed.state, failed.attempts, failed.last_error) == ("failed", 1, "UNABLE_TO_LOCK_ROW")
+    assert store.enqueue([item(True)]) == 0  # re-planned with the same value: backoff stands
+    assert store.due_outbox("sf", now=NOW, limit=10) == []
+    with pytest.raises(LookupError):
+        store.mark_failed(99999, error="x", now=NOW, next_attempt_at=None, dead=True)
+
+
+def test_dead_letters_are_not_requeued_with_the_same_value_until_retried(store: Store) -> None:
+    store.enqueue([item(True)])
+    (pending,) = store.due_outbox("sf", now=NOW, limit=10)
+    store.mark_failed(pending.id, error="FIELD_CUSTOM_VALIDATION_EXCEPTION: no", now=NOW,
+                      next_attempt_at=None, dead=True)
+    (dead,) = store.dead_letters("sf")
+    assert dead.state == "dead" and dead.last_error.startswith("FIELD_CUSTOM")  # type: ignore[union-attr]  # set above
+    assert store.dead_letters("hubspot") == []
+    assert store.enqueue([item(True)]) == 0
+    assert store.retry_dead([dead.id], now=NOW) == 1
+    (retried,) = store.due_outbox("sf", now=NOW, limit=10)
+    assert (retried.id, retried.attempts) == (dead.id, 0)
+    assert store.enqueue([item(False)]) == 1  # a different value replaces it
+    assert [i.value for i in store.due_outbox("sf", now=NOW, limit=10)] == [False]
+
+
+def test_due_outbox_is_per_connection_oldest_first_and_limited(store: Store) -> None:
+    store.enqueue([item(n, record=f"o{n}") for n in range(5)])  # bare JSON numbers
+    store.enqueue([OutboxItemIn("hs", "account", "1", "f", 1)])
+    due = store.due_outbox("sf", now=NOW, limit=3)
+    assert [i.value for i in due] == [0, 1, 2]
+    store.enqueue([item(1.5, record="o1"), item("7", record="o2")])
+    values = {i.external_id: i.value for i in store.due_outbox("sf", now=NOW, limit=10)}
+    assert (values["o1"], values["o2"]) == (1.5, "7")
+    assert store.outbox_counts() == {"sf": {"pending": 5}, "hs": {"pending": 1}}
+
+
+def test_notifications_are_queued_once_per_key(store: Store) -> None:
+    events = [NotificationIn("conflict:c1", "conflict", {"customer": "c1"}),
+              NotificationIn("expiry:o1", "expiring", {})]
+    assert store.add_notifications(events) == 2
+    assert store.add_notifications([*events, NotificationIn("new", "x")]) == 1
+    due = store.due_notifications(now=NOW, limit=10)
+    assert [n.key for n in due] == ["conflict:c1", "expiry:o1", "new"]
+    assert due[0].payload == {"customer": "c1"}
+    store.mark_notification(due[0].id, delivered=True, now=NOW)
+    store.mark_notification(due[1].id, delivered=False, error="timeout",
+                            next_attempt_at=NOW + timedelta(minutes=5))
+    store.mark_notification(due[2].id, delivered=False, error="410 Gone")
+    assert store.due_notifications(now=NOW, limit=10) == []
+    (retry,) = store.due_notifications(now=NOW + timedelta(minutes=5), limit=10)
+    assert (retry.key, retry.state, retry.attempts, retry.last_error) == \
+        ("expiry:o1", "failed", 1, "timeout")
+    assert store.add_notifications(events) == 0  # delivered keys are never queued again
+
+
+def test_leases_exclude_other_holders_until_expiry(store: Store) -> None:
+    ttl = timedelta(seconds=30)
+    assert store.try_acquire_lease("scheduler", "node-a", now=NOW, ttl=ttl)
+    soon = NOW + timedelta(seconds=10)
+    assert not store.try_acquire_lease("scheduler", "node-b", now=soon, ttl=ttl)
+    assert store.try_acquire_lease("scheduler", "node-a", now=NOW + timedelta(seconds=20), ttl=ttl)
+    assert store.lease_holder("scheduler", now=NOW + timedelta(seconds=40)) == "node-a"
+    assert store.try_acquire_lease("scheduler", "node-b", now=NOW + timedelta(seconds=51), ttl=ttl)
+    store.release_lease("scheduler", "node-a")  # not the holder any more: no effect
+    assert store.lease_holder("scheduler", now=NOW + timedelta(seconds=60)) == "node-b"
+    store.release_lease("scheduler", "node-b")
+    assert store.lease_holder("scheduler", now=NOW + timedelta(seconds=60)) is None
