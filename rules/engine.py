@@ -86,9 +86,25 @@ def evaluate(
     only_customers: set[str] | None = None,
 ) -> Evaluation:
     """Evaluate every customer (or only ``only_customers``) of the snapshot at ``now``."""
+    groups = group_by_customer(snapshot, only_customers)
+    return evaluate_groups(
+        (
+            (key if isinstance(key, str) else None, accounts, opportunities)
+            for key, (accounts, opportunities) in groups.items()
+        ),
+        policy,
+        now,
+    )
+
+
+def evaluate_groups(
+    groups: Iterable[tuple[str | None, Sequence[AccountFact], Sequence[OpportunityFact]]],
+    policy: Policy,
+    now: datetime,
+) -> Evaluation:
+    """Evaluate records already grouped per customer (e.g. loaded ordered by customer)."""
     result = Evaluation()
-    for group_key, (accounts, opportunities) in group_by_customer(snapshot, only_customers).items():
-        customer_id = group_key if isinstance(group_key, str) else None
+    for customer_id, accounts, opportunities in groups:
         evaluate_customer(customer_id, accounts, opportunities, policy, now, into=result)
     return result
 
@@ -210,46 +226,55 @@ def _desired_values(
         by_party.setdefault(conflict.reason.subject, conflict.reason)
         by_party.setdefault(conflict.reason.holder, conflict.reason)
     any_reason = conflicts[0].reason if conflicts else None
-    shared: dict[tuple[Any, ...], Mapping[str, Any]] = {}
 
-    def intern(values: tuple[Any, ...], names: tuple[str, ...]) -> Mapping[str, Any]:
-        found = shared.get(values)
-        if found is None:
-            found = shared[values] = MappingProxyType(dict(zip(names, values[1:], strict=True)))
-        return found
-
+    # Records with equal values share one read-only mapping: most records of a customer
+    # carry the same handful of values, and millions of small dicts would cost gigabytes.
+    account_values: dict[int, Mapping[str, Any]] = {}
     for account in accounts:
-        reason = by_record.get(account.key)
-        if reason is None:
+        reason = by_record.get(account.key) if by_record else None
+        if reason is None and conflicts:
             reason = any_reason if account.role == "internal" else by_party.get(
                 account.distributor_id
             )
-        desired[account.key] = intern(
-            ("a", owner, reason is not None, reason, customer_id), _ACCOUNT_NAMES
-        )
+        values = account_values.get(id(reason))
+        if values is None:
+            values = account_values[id(reason)] = MappingProxyType({
+                "channel_owner": owner, "conflict_flag": reason is not None,
+                "conflict_reason": reason, "customer_id": customer_id,
+            })
+        desired[account.key] = values
+
+    plain = MappingProxyType({
+        "channel_owner": owner, "conflict_flag": False, "conflict_reason": None,
+        "registration_status": None, "registration_expires_at": None,
+    })
+    shared: dict[tuple[Any, ...], Mapping[str, Any]] = {}
     for opp in opportunities:
-        reason = by_record.get(opp.key)
-        reg = registrations.get(opp.key)
-        values: tuple[Any, ...] = (
-            "o", owner, reason is not None, reason,
-            reg.state if reg is not None else None,
-            reg.expires_on if reg is not None else None,
+        key = opp.key
+        reason = by_record.get(key) if by_record else None
+        reg = registrations.get(key) if registrations else None
+        manager = routed.get(key) if routed else None
+        if reason is None and reg is None and manager is None:
+            desired[key] = plain
+            continue
+        state, expires_on, clear = (
+            (reg.state, reg.expires_on, reg.clear_decision) if reg is not None
+            else (None, None, False)
         )
-        names: tuple[str, ...] = _OPPORTUNITY_NAMES
-        if reg is not None and reg.clear_decision:
-            values, names = (*values, None), (*names, "registration_decision")
-        manager = routed.get(opp.key)
-        if manager is not None:
-            values, names = (*values, manager), (*names, "routed_to")
-        desired[opp.key] = intern(values, names)
-
-
-# the leading marker keeps account and opportunity value tuples apart in the intern table
-_ACCOUNT_NAMES = ("channel_owner", "conflict_flag", "conflict_reason", "customer_id")
-_OPPORTUNITY_NAMES = (
-    "channel_owner", "conflict_flag", "conflict_reason", "registration_status",
-    "registration_expires_at",
-)
+        signature = (id(reason), state, expires_on, clear, manager)
+        values = shared.get(signature)
+        if values is None:
+            fields: dict[str, Any] = {
+                "channel_owner": owner, "conflict_flag": reason is not None,
+                "conflict_reason": reason, "registration_status": state,
+                "registration_expires_at": expires_on,
+            }
+            if clear:
+                fields["registration_decision"] = None
+            if manager is not None:
+                fields["routed_to"] = manager
+            values = shared[signature] = MappingProxyType(fields)
+        desired[key] = values
 
 
 def customers_crossing(

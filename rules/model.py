@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from config.canonical import DIRECT
 
@@ -21,9 +21,11 @@ PRECEDENCES: Final[frozenset[str]] = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class RecordKey:
-    """One record in one CRM connection."""
+class RecordKey(NamedTuple):
+    """One record in one CRM connection.
+
+    A named tuple rather than a dataclass: it keys every dict the rules and the planner
+    build over millions of records, and tuple hashing and equality run in C."""
 
     connection: str
     entity: str  # account | opportunity
@@ -115,6 +117,9 @@ class Policy:
     channel_managers: Mapping[str, str] = field(default_factory=dict)
     tiers: Mapping[str, TermOverride] = field(default_factory=dict)
     distributors: Mapping[str, TermOverride] = field(default_factory=dict)
+    _terms_cache: dict[str | None, RegistrationTerms] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         for name in ("registration_term", "inactivity_limit"):
@@ -127,6 +132,12 @@ class Policy:
 
     def terms_for(self, distributor_id: str | None) -> RegistrationTerms:
         """Distributor override, then its tier, then the policy defaults."""
+        cached = self._terms_cache.get(distributor_id)
+        if cached is None:
+            cached = self._terms_cache[distributor_id] = self._resolve_terms(distributor_id)
+        return cached
+
+    def _resolve_terms(self, distributor_id: str | None) -> RegistrationTerms:
         own = self.distributors.get(distributor_id or "")
         tier = self.tiers.get(own.tier) if own is not None and own.tier else None
 

@@ -51,7 +51,10 @@ def decide_owner(
     now: datetime,
 ) -> OwnerDecision:
     """The owner of the customer these live records belong to."""
-    ranked = rank_registrations(registrations, accounts, opportunities, policy)
+    ranked = (
+        rank_registrations(registrations, accounts, opportunities, policy)
+        if registrations else ()
+    )
     explicit = sorted(
         (a for a in accounts if a.role == "internal" and a.channel_owner
          and not a.channel_owner_is_ours),
