@@ -308,7 +308,8 @@ class WriteEndpoints:
         parts = urlsplit(op.url)
         path = parts.path if parts.path.startswith("/") else f"{API}/{parts.path}"
         builder = EnvironBuilder(path=path, query_string=parts.query, method=op.method,
-                                 headers=list(op.headers.items()), data=op.body, base_url=outer.host_url)
+                                 headers=list(op.headers.items()), data=op.body,
+                                 base_url=outer.host_url)
         environ = builder.get_environ()
         environ["dynamics.batched"] = True
         request = Request(environ)
