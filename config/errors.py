@@ -38,6 +38,8 @@ class ConfigProblem:
     def __str__(self) -> str:
         if self.line <= 0:  # the file as a whole (missing, unreadable)
             return f"{self.file}: {self.message}"
+        if not self.path:
+            return f"{self.file}:{self.line}: {self.message}"
         return f"{self.file}:{self.line} {format_path(self.path)}: {self.message}"
 
 

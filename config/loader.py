@@ -59,7 +59,12 @@ def load_settings(
         settings = _ADAPTER.validate_python(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         reported = [p.path for p in doc.problems]
-        for error in exc.errors(include_url=False):
+        errors = exc.errors(include_url=False)
+        failed_under = {tuple(e["loc"][:1]) for e in errors if len(e["loc"]) > 1}
+        for error in errors:
+            # A list whose items failed is "too short" only because they were dropped.
+            if error["type"] == "too_short" and tuple(error["loc"]) in failed_under:
+                continue
             problem = _translate(doc, error)
             if not any(problem.path[: len(seen)] == seen for seen in reported):
                 doc.problems.append(problem)

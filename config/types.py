@@ -40,11 +40,17 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
+def _country(value: Any) -> Any:
+    if isinstance(value, bool):  # YAML 1.1 reads a bare NO (Norway) as false
+        raise ValueError(f"got {str(value).lower()}, not a country code; quote it: 'NO'")
+    return _upper(value)
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Months = Annotated[int, BeforeValidator(parse_period_months), Field(gt=0)]
 DurationOrNever = Annotated[timedelta | None, BeforeValidator(_duration_or_never)]
 HttpUrl = Annotated[str, AfterValidator(_check_url)]
 ListenAddress = Annotated[str, AfterValidator(_check_listen)]
-CountryCode = Annotated[str, BeforeValidator(_upper), Field(pattern=r"^[A-Z]{2}$")]
+CountryCode = Annotated[str, BeforeValidator(_country), Field(pattern=r"^[A-Z]{2}$")]
 CurrencyCode = Annotated[str, BeforeValidator(_upper), Field(pattern=r"^[A-Z]{3}$")]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
