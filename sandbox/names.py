@@ -15,7 +15,8 @@ from dataclasses import dataclass
 # country -> (weight, web suffix, currency, VAT prefix or "", legal forms with their spellings)
 COUNTRIES: dict[str, tuple[int, str, str, str, tuple[tuple[str, ...], ...]]] = {
     "US": (22, "com", "USD", "", (("Inc.", "Inc", ", Inc.", "Incorporated"),
-                                  ("Corp.", "Corporation", "Corp", "CORP"), ("LLC", "L.L.C.", "llc"))),
+                                  ("Corp.", "Corporation", "Corp", "CORP"),
+                                  ("LLC", "L.L.C.", "llc"))),
     "CA": (4, "ca", "CAD", "", (("Inc.", "Inc", "Incorporated"), ("Ltd.", "Limited", "Ltd"))),
     "GB": (9, "co.uk", "GBP", "GB", (("Ltd", "Limited", "Ltd."), ("PLC", "plc", "Plc"),
                                      ("LLP", "L.L.P."))),

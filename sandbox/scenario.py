@@ -88,6 +88,12 @@ def load_fixture_world(path: Path) -> World:
     return load_world(path)
 
 
+def _name_key(name: str) -> str:
+    """Two spellings of one name ("Müller & Weber", "Muller and Weber") share this key."""
+    folded = names.strip_accents(name).lower().replace("&", " and ")
+    return "".join(c for c in folded if c.isalnum())
+
+
 class _Builder:
     def __init__(self, seed: int, now: datetime) -> None:
         self.seed = seed
@@ -98,6 +104,7 @@ class _Builder:
         self.truth = GroundTruth()
         self.counters: dict[str, int] = {}
         self.used_names: set[tuple[str, str]] = set()
+        self.used_domains: set[str] = set()
         self.companies: list[Company] = []
 
     # -- top level ------------------------------------------------------------------------
@@ -156,7 +163,7 @@ class _Builder:
     def _new_company(self, *, country: str | None = None, name: str | None = None) -> Company:
         rng = self.rng
         country = country or names.pick_country(rng)
-        if name is None or (country, name.lower()) in self.used_names:
+        if name is None or (country, _name_key(name)) in self.used_names:
             roll = rng.random()
             name = None
             if roll < 0.08 and self.companies:  # a look-alike in the same country
@@ -165,18 +172,23 @@ class _Builder:
                     name = names.sibling_name(rng, other.name)
             elif roll < 0.13 and self.companies:  # the same name abroad, another company
                 name = rng.choice(self.companies[-200:]).name
-            while name is None or (country, name.lower()) in self.used_names:
+            while name is None or (country, _name_key(name)) in self.used_names:
                 name = names.base_name(rng)
-        self.used_names.add((country, name.lower()))
+        self.used_names.add((country, _name_key(name)))
         number = len(self.companies) + 1
         suffix = COUNTRIES[country][1]
         slug = names.slug(name, rng)
         domains: tuple[str, ...] = ()
         if rng.random() < 0.9:
-            # look-alikes and namesakes abroad get a distinguishable domain of their own
-            domains = (f"{slug}{number if rng.random() < 0.05 else ''}.{suffix}",)
-            if suffix != "com" and rng.random() < 0.2:
-                domains += (f"{slug}-group.com",)
+            # a domain belongs to one company: a namesake takes a variant of the name
+            primary = f"{slug}.{suffix}"
+            if primary in self.used_domains or rng.random() < 0.05:
+                primary = f"{slug}{number}.{suffix}"
+            domains = (primary,)
+            group = f"{slug}-group.com"
+            if suffix != "com" and group not in self.used_domains and rng.random() < 0.2:
+                domains += (group,)
+            self.used_domains.update(domains)
         duns = f"{rng.randrange(10**8, 10**9)}" if rng.random() < 0.55 else None
         vat = names.vat_for(rng, country) if rng.random() < 0.6 else None
         company = Company(customer_id=f"C{number:06d}", name=name,
@@ -305,7 +317,8 @@ class _Builder:
         last = self._days_ago(0, min(age, 20)) if stage == "open" else self._days_ago(
             max(0.0, age - 100), age)
         return self._deal(connection, account_key, company, stage=stage, created=created,
-                          last_activity=max(created, last), owner=rng.choice(self._reps(connection)))
+                          last_activity=max(created, last),
+                          owner=rng.choice(self._reps(connection)))
 
     def _distributor_deal(self, connection: str, account_key: str, company: Company, *,
                           open_deal: bool) -> SeedDeal:

@@ -1,0 +1,85 @@
+"""Matching quality and speed: precision/recall on the default scenario; ``--big`` for 1M accounts.
+
+Run: ``python -m bench.bench_matching [--big] [--customers N] [--seed N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from datetime import UTC, datetime
+
+from rules.matching import AccountRecord, match_accounts, score_against_truth
+from sandbox.scenario import generate
+from sandbox.world import World
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def records_from_world(world: World) -> list[AccountRecord]:
+    return [
+        AccountRecord(connection=crm.connection, external_id=a.key, name=a.name,
+                      domain=a.website, country=a.country, duns=a.duns, vat_id=a.vat_id)
+        for crm in world.crms for a in crm.accounts
+    ]
+
+
+def run(seed: int, customers: int, *, show_errors: int) -> None:
+    started = time.perf_counter()
+    world = generate(seed=seed, customers=customers, now=NOW)
+    records = records_from_world(world)
+    generated = time.perf_counter()
+    result = match_accounts(records)
+    matched = time.perf_counter()
+    precision, recall = score_against_truth(result.links, world.truth.customer_of)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"seed={seed} customers={customers} accounts={len(records)} "
+          f"clusters={len({link.customer_id for link in result.links.values()})} "
+          f"truth_customers={len(set(world.truth.customer_of.values()))}")
+    print(f"precision={precision:.4f} recall={recall:.4f} review_items={len(result.review)} "
+          f"skipped_blocks={len(result.skipped_blocks)}")
+    print(f"generate={generated - started:.1f}s match={matched - generated:.1f}s "
+          f"peak_rss={peak_mb:.0f}MB")
+    if show_errors:
+        _show_errors(world, records, result.links, show_errors)
+
+
+def _show_errors(world: World, records: list[AccountRecord], links: dict, limit: int) -> None:
+    by_key = {r.key: r for r in records}
+    truth = world.truth.customer_of
+    by_customer: dict[str, list] = {}
+    for key, cid in truth.items():
+        by_customer.setdefault(cid, []).append(key)
+    shown = 0
+    for cid, keys in by_customer.items():
+        found = {links[k].customer_id for k in keys}
+        if len(found) > 1 and shown < limit:
+            shown += 1
+            print("MISSED", cid, [(by_key[k].name, by_key[k].domain, by_key[k].country,
+                                   links[k].method) for k in keys])
+    clusters: dict[str, list] = {}
+    for key, link in links.items():
+        clusters.setdefault(link.customer_id, []).append(key)
+    shown = 0
+    for keys in clusters.values():
+        if len({truth[k] for k in keys}) > 1 and shown < limit:
+            shown += 1
+            print("WRONG", [(truth[k], by_key[k].name, by_key[k].domain, by_key[k].country,
+                             links[k].method) for k in keys])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--customers", type=int, default=400)
+    parser.add_argument("--big", action="store_true", help="also match about 1,000,000 accounts")
+    parser.add_argument("--errors", type=int, default=0, help="show this many misses/false merges")
+    args = parser.parse_args()
+    run(args.seed, args.customers, show_errors=args.errors)
+    if args.big:
+        run(args.seed, 700_000, show_errors=0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,459 @@
+"""Recognising the same end customer across CRMs, with stable customer ids and a review list.
+
+Evidence, strongest first: a human "same" decision; the same DUNS; the same VAT/tax id;
+the same registrable web domain (free-mail ignored; names must not disagree); the same
+cleaned name in the same country; a close cleaned name within a block (country + name
+key). Clusters form by union-find; a merge is refused when the two clusters hold
+different DUNS or a human "never" pair, so a "never" always splits and a "same" always
+joins (unless a "never" forbids it). Uncertain pairs become review items with their
+evidence. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
+
+from rules.names import (
+    domain_country,
+    duns_key,
+    legal_form_countries,
+    registrable_domain,
+    split_name,
+    vat_key,
+)
+
+RecordKey = tuple[str, str]  # (connection, external_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """What matching needs of one account; ``domain`` may be a website URL or an e-mail."""
+
+    connection: str
+    external_id: str
+    name: str | None
+    domain: str | None = None
+    country: str | None = None  # ISO 3166-1 alpha-2
+    duns: str | None = None
+    vat_id: str | None = None
+
+    @property
+    def key(self) -> RecordKey:
+        return (self.connection, self.external_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A person's verdict on two accounts: ``"same"`` or ``"never"``; it always wins."""
+
+    a: RecordKey
+    b: RecordKey
+    verdict: str
+
+    def __post_init__(self) -> None:
+        if self.verdict not in ("same", "never"):
+            raise ValueError(f"decision {self.a} / {self.b}: verdict must be 'same' or "
+                             f"'never', not {self.verdict!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Which customer an account belongs to, and the strongest evidence that put it there."""
+
+    customer_id: str
+    method: str  # human | duns | vat | domain | name | name_no_country | name_fuzzy | single
+    score: float  # 0..1
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """An uncertain pair for a person to decide (``channelsync review``)."""
+
+    a: RecordKey
+    b: RecordKey
+    score: float  # 0..1
+    method: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchSettings:
+    fuzzy_merge: float = 90.0  # rapidfuzz ratio of compact cleaned names
+    fuzzy_review: float = 85.0
+    min_typo_length: int = 6  # shorter names one edit apart go to review, not merged
+    domain_name_floor: float = 50.0  # below: a shared domain goes to review instead
+    max_domain_group: int = 50  # a domain on more accounts is a host, not a company
+    max_block: int = 5000  # distinct names per fuzzy block; larger blocks are skipped
+    id_prefix: str = "cust-"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    links: Mapping[RecordKey, Link]
+    review: tuple[ReviewItem, ...]
+    skipped_blocks: tuple[str, ...] = ()  # fuzzy blocks too large to compare
+
+
+class _Features:
+    """Normalised evidence per record, in parallel lists indexed by record position."""
+
+    def __init__(self, records: Iterable[AccountRecord]) -> None:
+        ordered = sorted(records, key=lambda r: (r.connection, r.external_id))
+        self.keys: list[RecordKey] = [r.key for r in ordered]
+        if len(set(self.keys)) != len(self.keys):
+            seen: set[RecordKey] = set()
+            dup = next(k for k in self.keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]  # set.add returns None on purpose
+            raise ValueError(f"account {dup[0]}/{dup[1]} appears twice in the matching input")
+        names: dict[str, tuple[str, frozenset[str] | None]] = {}
+        self.legal_countries: dict[int, frozenset[str]] = {}  # only for country-less records
+        self.country: list[str | None] = []
+        self.duns: list[str | None] = []
+        self.vat: list[str | None] = []
+        self.domain: list[str | None] = []
+        self.name: list[str] = []
+        self.compact: list[str] = []
+        for r in ordered:
+            country = r.country.strip().upper() or None if r.country else None
+            domain = registrable_domain(r.domain) if r.domain else None
+            self.duns.append(duns_key(r.duns))
+            self.vat.append(vat_key(r.vat_id, country))
+            self.domain.append(domain)
+            raw = r.name or ""
+            known = names.get(raw)
+            if known is None:
+                cleaned, terms = split_name(raw)
+                known = names[raw] = (cleaned, legal_form_countries(terms))
+            cleaned, legal = known
+            # a missing country is read from a country-code web domain (acme.co.uk -> GB)
+            # or from a legal form used in one country only (Oy -> FI, K.K. -> JP)
+            if not country and domain:
+                country = domain_country(domain)
+            if not country and legal:
+                if len(legal) == 1:
+                    country = next(iter(legal))
+                else:
+                    self.legal_countries[len(self.name)] = legal
+            self.country.append(country)
+            self.name.append(cleaned)
+            self.compact.append(cleaned.replace(" ", ""))
+
+
+class _Clusters:
+    """Union-find with cannot-link constraints (different DUNS, human "never")."""
+
+    def __init__(self, features: _Features, never: list[tuple[int, int]]) -> None:
+        n = len(features.keys)
+        self.parent = list(range(n))
+        self.size = [1] * n
+        self.duns = {i: d for i, d in enumerate(features.duns) if d}
+        self.never: dict[int, dict[int, int]] = defaultdict(dict)
+        for pair_id, (i, j) in enumerate(never):
+            self.never[i][pair_id] = 0
+            self.never[j][pair_id] = 1
+
+    def find(self, i: int) -> int:
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def blocked(self, ra: int, rb: int) -> str | None:
+        da, db = self.duns.get(ra), self.duns.get(rb)
+        if da and db and da != db:
+            return f"DUNS differ: {da} / {db}"
+        na, nb = self.never.get(ra), self.never.get(rb)
+        if na and nb:
+            small, large = (na, nb) if len(na) <= len(nb) else (nb, na)
+            if any(large.get(p, side) != side for p, side in small.items()):
+                return "a person decided these are never the same"
+        return None
+
+    def union(self, i: int, j: int, *, force: bool = False) -> str | None:
+        """Join the clusters of i and j; the reason when refused, else None."""
+        ra, rb = self.find(i), self.find(j)
+        if ra == rb:
+            return None
+        reason = self.blocked(ra, rb)
+        if reason and not (force and reason.startswith("DUNS")):
+            return reason
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+        if rb in self.duns:
+            self.duns.setdefault(ra, self.duns[rb])
+        if rb in self.never:
+            moved = self.never.pop(rb)
+            self.never[ra].update(moved)
+        return None
+
+
+class _Matcher:
+    def __init__(self, features: _Features, settings: MatchSettings,
+                 decisions: Iterable[Decision]) -> None:
+        self.f = features
+        self.s = settings
+        index = {k: i for i, k in enumerate(features.keys)}
+        self.decided: set[tuple[int, int]] = set()
+        same: list[tuple[int, int]] = []
+        never: list[tuple[int, int]] = []
+        for d in decisions:
+            if d.a in index and d.b in index and d.a != d.b:
+                pair = tuple(sorted((index[d.a], index[d.b])))
+                self.decided.add(pair)  # type: ignore[arg-type]  # sorted pair of two ints
+                (same if d.verdict == "same" else never).append(pair)  # type: ignore[arg-type]
+        self.clusters = _Clusters(features, never)
+        self.best: dict[int, tuple[float, str]] = {}
+        self.reviews: list[tuple[int, int, float, str, tuple[str, ...]]] = []
+        self.skipped: list[str] = []
+        for i, j in same:
+            self._join(i, j, 1.0, "human", force=True)
+
+    def _join(self, i: int, j: int, score: float, method: str, *, force: bool = False,
+              evidence: tuple[str, ...] = ()) -> bool:
+        reason = self.clusters.union(i, j, force=force)
+        if reason:
+            if "never" not in reason:
+                self.reviews.append((i, j, score, method, (*evidence, f"not merged: {reason}")))
+            return False
+        for k in (i, j):
+            if self.best.get(k, (-1.0, ""))[0] < score:
+                self.best[k] = (score, method)
+        return True
+
+    def _similarity(self, i: int, j: int) -> float:
+        a, b = self.f.name[i], self.f.name[j]
+        if not a or not b:
+            return 100.0
+        return max(fuzz.ratio(self.f.compact[i], self.f.compact[j]), fuzz.token_set_ratio(a, b))
+
+    def run(self) -> None:
+        f = self.f
+        self._by_key(f.duns, 1.0, "duns")
+        self._by_key(f.vat, 0.99, "vat")
+        self._domains()
+        self._exact_names()
+        self._fuzzy_names()
+
+    def _by_key(self, values: list[str | None], score: float, method: str) -> None:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, value in enumerate(values):
+            if value:
+                groups[value].append(i)
+        for value, members in groups.items():
+            for j in members[1:]:
+                self._join(members[0], j, score, method, evidence=(f"same {method} {value}",))
+
+    def _domains(self) -> None:
+        f, s = self.f, self.s
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, domain in enumerate(f.domain):
+            if domain:
+                groups[domain].append(i)
+        for domain, members in groups.items():
+            if len(members) < 2 or len(members) > s.max_domain_group:
+                continue
+            for pos, j in enumerate(members[1:], start=1):
+                sim, i = max((self._similarity(i, j), -i) for i in members[:pos])
+                i = -i
+                evidence = (f"same domain {domain}", f"name similarity {sim:.0f}: "
+                            f"{f.name[i]!r} ~ {f.name[j]!r}")
+                countries_differ = f.country[i] and f.country[j] and f.country[i] != f.country[j]
+                if sim >= s.domain_name_floor and not (countries_differ and sim < 90):
+                    self._join(i, j, 0.95, "domain", evidence=evidence)
+                elif self.clusters.find(i) != self.clusters.find(j):
+                    if countries_differ:
+                        evidence += (f"countries differ: {f.country[i]} / {f.country[j]}",)
+                    self.reviews.append((i, j, 0.6, "domain", evidence))
+
+    def _exact_names(self) -> None:
+        f = self.f
+        by_name: dict[tuple[str | None, str], list[int]] = defaultdict(list)
+        for i, compact in enumerate(f.compact):
+            if len(compact) >= 2:
+                by_name[(f.country[i], compact)].append(i)
+        countries_of: dict[str, list[str]] = defaultdict(list)
+        for (country, compact), members in by_name.items():
+            if country:
+                countries_of[compact].append(country)
+                for j in members[1:]:
+                    self._join(members[0], j, 0.97, "name",
+                               evidence=(f"same name {f.name[j]!r} in {country}",))
+        for (country, compact), members in by_name.items():
+            if not country:
+                self._no_country(members, countries_of.get(compact, []), by_name)
+
+    def _no_country(self, members: list[int], known: list[str],
+                    by_name: Mapping[tuple[str | None, str], list[int]]) -> None:
+        """Country-less accounts join the one country whose account has the same name."""
+        f = self.f
+        if not known:
+            for j in members[1:]:
+                self._join(members[0], j, 0.9, "name_no_country",
+                           evidence=(f"same name {f.name[j]!r}, no country",))
+            return
+        for j in members:
+            legal = f.legal_countries.get(j)
+            fitting = sorted(c for c in known if legal is None or c in legal)
+            evidence: tuple[str, ...] = (f"same name {f.name[j]!r}, country unknown",)
+            if len(fitting) == 1:
+                i = by_name[(fitting[0], f.compact[j])][0]
+                if f.domain[i] and f.domain[j] and f.domain[i] != f.domain[j]:
+                    evidence += (f"domains differ: {f.domain[i]} / {f.domain[j]}",)
+                else:
+                    self._join(i, j, 0.9, "name_no_country", evidence=evidence)
+                    continue
+                self.reviews.append((i, j, 0.7, "name", evidence))
+                continue
+            evidence += (f"that name exists in {', '.join(sorted(known))}",)
+            if legal is not None:
+                evidence += (f"legal form suggests {', '.join(sorted(legal))}",)
+            for other in fitting or sorted(known):
+                self.reviews.append((by_name[(other, f.compact[j])][0], j, 0.7, "name", evidence))
+
+    def _fuzzy_names(self) -> None:
+        f, s = self.f, self.s
+        reps: dict[tuple[str, str], int] = {}
+        for i, compact in enumerate(f.compact):
+            country = f.country[i]
+            if country and len(compact) >= 4:
+                reps.setdefault((country, compact), i)
+        blocks: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for (country, _), i in reps.items():
+            tokens = f.name[i].split()
+            blocks[(country, "w:" + tokens[0])].append(i)
+            blocks[(country, "i:" + "".join(t[:2] for t in tokens))].append(i)
+        candidates: dict[tuple[int, int], float] = {}
+        for block, members in blocks.items():
+            if len(members) < 2:
+                continue
+            if len(members) > s.max_block:
+                self.skipped.append(f"{block[0]}/{block[1]} ({len(members)} names)")
+                continue
+            choices = [f.compact[i] for i in members]
+            for pos in range(len(members) - 1):
+                found = process.extract(choices[pos], choices[pos + 1:], scorer=fuzz.ratio,
+                                        score_cutoff=s.fuzzy_review, limit=None)
+                for _, score, offset in found:
+                    a, b = members[pos], members[pos + 1 + offset]
+                    candidates[(a, b) if a < b else (b, a)] = score
+        for (a, b), score in sorted(candidates.items(), key=lambda kv: (-kv[1], kv[0])):
+            self._fuzzy_pair(a, b, score)
+
+    def _fuzzy_pair(self, a: int, b: int, score: float) -> None:
+        f, s = self.f, self.s
+        ca, cb = f.compact[a], f.compact[b]
+        # one slip of the keyboard (a letter dropped, doubled, swapped or wrong) is a typo;
+        # two are as likely another company ("Nexor" / "Nexra")
+        edits = OSA.distance(ca, cb, score_cutoff=2)
+        evidence = (f"name similarity {score:.0f}: {f.name[a]!r} ~ {f.name[b]!r}",
+                    f"country {f.country[a]}")
+        da, db = f.domain[a], f.domain[b]
+        if da and db and da != db:
+            evidence += (f"domains differ: {da} / {db}",)
+        elif edits > 1 or min(len(ca), len(cb)) < s.min_typo_length:
+            evidence += (f"{edits}+ edits apart" if edits > 1 else "short name",)
+        elif score >= s.fuzzy_merge:
+            self._join(a, b, round(score / 100, 3), "name_fuzzy", evidence=evidence)
+            return
+        if self.clusters.find(a) != self.clusters.find(b):
+            self.reviews.append((a, b, round(score / 100, 3), "name_fuzzy", evidence))
+
+    def result(self, previous: Mapping[tuple[str, ...], str]) -> MatchResult:
+        f, clusters = self.f, self.clusters
+        members: dict[int, list[int]] = defaultdict(list)
+        for i in range(len(f.keys)):
+            members[clusters.find(i)].append(i)
+        ids = _stable_ids(members, f.keys, previous, self.s.id_prefix)
+        links = {}
+        for root, group in members.items():
+            for i in group:
+                score, method = self.best.get(i, (1.0, "single"))
+                links[f.keys[i]] = Link(customer_id=ids[root], method=method, score=score)
+        review: dict[tuple[int, int], ReviewItem] = {}
+        for i, j, score, method, evidence in self.reviews:
+            pair = (i, j) if i < j else (j, i)
+            if pair in self.decided or clusters.find(i) == clusters.find(j):
+                continue
+            if pair not in review or review[pair].score < score:
+                review[pair] = ReviewItem(a=f.keys[pair[0]], b=f.keys[pair[1]], score=score,
+                                          method=method, evidence=evidence)
+        ordered = sorted(review.values(), key=lambda r: (-r.score, r.a, r.b))
+        return MatchResult(links=links, review=tuple(ordered), skipped_blocks=tuple(self.skipped))
+
+
+def _previous_id(previous: Mapping[tuple[str, ...], str], key: RecordKey) -> str | None:
+    found = previous.get((key[0], "account", key[1]))
+    return found if found is not None else previous.get(key)
+
+
+def _stable_ids(members: Mapping[int, list[int]], keys: list[RecordKey],
+                previous: Mapping[tuple[str, ...], str], prefix: str) -> dict[int, str]:
+    """A cluster keeps the id most of its members had; an id goes to one cluster only."""
+    claims: list[tuple[int, str, RecordKey, int]] = []
+    for root, group in members.items():
+        votes = Counter(p for i in group if (p := _previous_id(previous, keys[i])) is not None)
+        for old, count in votes.items():
+            claims.append((-count, old, keys[group[0]], root))
+    ids: dict[int, str] = {}
+    taken: set[str] = set()
+    for _, old, _, root in sorted(claims):
+        if root not in ids and old not in taken:
+            ids[root] = old
+            taken.add(old)
+    for root in sorted((r for r in members if r not in ids), key=lambda r: keys[members[r][0]]):
+        first = keys[members[root][0]]
+        digest = hashlib.sha1(f"{first[0]}\x1f{first[1]}".encode()).hexdigest()[:12]
+        new, n = f"{prefix}{digest}", 1
+        while new in taken:
+            n += 1
+            new = f"{prefix}{digest}-{n}"
+        ids[root] = new
+        taken.add(new)
+    return ids
+
+
+def match_accounts(
+    records: Iterable[AccountRecord],
+    *,
+    decisions: Iterable[Decision] = (),
+    previous: Mapping[tuple[str, ...], str] | None = None,
+    settings: MatchSettings | None = None,
+) -> MatchResult:
+    """Cluster accounts into customers.
+
+    ``previous`` maps ``(connection, "account", external_id)`` (or ``(connection,
+    external_id)``) to the customer id of the last cycle, so ids stay stable.
+    """
+    matcher = _Matcher(_Features(records), settings or MatchSettings(), decisions)
+    matcher.run()
+    return matcher.result(previous or {})
+
+
+def score_against_truth(
+    links: Mapping[RecordKey, Link] | Mapping[RecordKey, str],
+    truth: Mapping[RecordKey, str],
+) -> tuple[float, float]:
+    """Pairwise precision and recall over the accounts present in both mappings."""
+    common = [k for k in links if k in truth]
+
+    def cid(k: RecordKey) -> str:
+        value = links[k]
+        return value.customer_id if isinstance(value, Link) else value
+
+    def pairs(counts: Iterable[int]) -> int:
+        return sum(n * (n - 1) // 2 for n in counts)
+
+    predicted = pairs(Counter(cid(k) for k in common).values())
+    actual = pairs(Counter(truth[k] for k in common).values())
+    both = pairs(Counter((cid(k), truth[k]) for k in common).values())
+    precision = both / predicted if predicted else 1.0
+    recall = both / actual if actual else 1.0
+    return precision, recall
