@@ -162,6 +162,25 @@ def _reader_date(fmt: str) -> Converter:
 
 
 def _reader_datetime(fmt: str) -> Converter:
+    if fmt == "iso":
+
+        def read_iso_datetime(value: Any) -> datetime | None:
+            if value.__class__ is str and value:
+                try:
+                    parsed = datetime.fromisoformat(value)
+                except ValueError:
+                    raise ValueError(f"cannot read {_short(value)} as a date/time (iso)") from None
+                if parsed.tzinfo is UTC:
+                    return parsed
+                return (
+                    parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+                )
+            if value is None or value == "":
+                return None
+            return _parse_datetime(value, fmt)
+
+        return read_iso_datetime
+
     def read_datetime(value: Any) -> datetime | None:
         if value is None or value == "":
             return None
