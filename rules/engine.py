@@ -44,12 +44,19 @@ GroupKey = Hashable
 
 @dataclass(slots=True)
 class Evaluation:
-    """What the rules concluded; ``owners`` maps customer id -> owner (None: nobody)."""
+    """What the rules concluded; ``owners`` maps customer id -> owner (None: nobody).
+    ``registrations`` is filled only when asked for (``keep_registrations``): at scale the
+    findings say what changed, and the full table costs memory."""
 
     findings: list[Finding] = field(default_factory=list)
     desired: dict[RecordKey, Mapping[str, Any]] = field(default_factory=dict)
     owners: dict[str | None, str | None] = field(default_factory=dict)
     registrations: dict[RecordKey, Registration] = field(default_factory=dict)
+    keep_registrations: bool = False
+    # desired mappings without a customer-specific part, shared across customers
+    _shared: dict[tuple[Any, ...], Mapping[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
 
 def group_by_customer(
@@ -84,6 +91,7 @@ def evaluate(
     now: datetime,
     *,
     only_customers: set[str] | None = None,
+    keep_registrations: bool = False,
 ) -> Evaluation:
     """Evaluate every customer (or only ``only_customers``) of the snapshot at ``now``."""
     groups = group_by_customer(snapshot, only_customers)
@@ -94,6 +102,7 @@ def evaluate(
         ),
         policy,
         now,
+        keep_registrations=keep_registrations,
     )
 
 
@@ -101,9 +110,11 @@ def evaluate_groups(
     groups: Iterable[tuple[str | None, Sequence[AccountFact], Sequence[OpportunityFact]]],
     policy: Policy,
     now: datetime,
+    *,
+    keep_registrations: bool = False,
 ) -> Evaluation:
     """Evaluate records already grouped per customer (e.g. loaded ordered by customer)."""
-    result = Evaluation()
+    result = Evaluation(keep_registrations=keep_registrations)
     for customer_id, accounts, opportunities in groups:
         evaluate_customer(customer_id, accounts, opportunities, policy, now, into=result)
     return result
@@ -150,9 +161,10 @@ def evaluate_customer(
         ))
 
     _desired_values(customer_id, live_accounts, live_opps, decision, conflicts,
-                    registrations, routed, result.desired)
+                    registrations, routed, result)
     result.owners[customer_id] = decision.owner
-    result.registrations.update(registrations)
+    if result.keep_registrations:
+        result.registrations.update(registrations)
     return result
 
 
@@ -215,8 +227,9 @@ def _desired_values(
     conflicts: Sequence[Conflict],
     registrations: Mapping[RecordKey, Registration],
     routed: Mapping[RecordKey, str],
-    desired: dict[RecordKey, Mapping[str, Any]],
+    result: Evaluation,
 ) -> None:
+    desired = result.desired
     owner = decision.owner
     by_record: dict[RecordKey, Reason] = {}
     by_party: dict[str | None, Reason] = {}
@@ -244,24 +257,24 @@ def _desired_values(
             })
         desired[account.key] = values
 
-    plain = MappingProxyType({
-        "channel_owner": owner, "conflict_flag": False, "conflict_reason": None,
-        "registration_status": None, "registration_expires_at": None,
-    })
-    shared: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    # without a reason, an opportunity's values carry nothing of its customer: share them
+    # across customers; with one, the reason object is per customer, so share within it
+    global_shared = result._shared
+    local_shared: dict[tuple[Any, ...], Mapping[str, Any]] = {}
     for opp in opportunities:
         key = opp.key
         reason = by_record.get(key) if by_record else None
         reg = registrations.get(key) if registrations else None
         manager = routed.get(key) if routed else None
-        if reason is None and reg is None and manager is None:
-            desired[key] = plain
-            continue
         state, expires_on, clear = (
             (reg.state, reg.expires_on, reg.clear_decision) if reg is not None
             else (None, None, False)
         )
-        signature = (id(reason), state, expires_on, clear, manager)
+        signature: tuple[Any, ...]
+        if reason is None:
+            shared, signature = global_shared, (owner, state, expires_on, clear, manager)
+        else:
+            shared, signature = local_shared, (id(reason), state, expires_on, clear, manager)
         values = shared.get(signature)
         if values is None:
             fields: dict[str, Any] = {
