@@ -48,7 +48,7 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _PAIR = re.compile(
     r"(?i)\b((?:access_|refresh_|api_|session_)?token|password|client_secret|assertion|"
-    r"session_?id|api_key|apikey|sig|signature)(\s*[=:]\s*[\"']?)([^\s&\"',;}]+)"
+    r"session_?id|api_key|apikey|sig|signature)([\"']?\s*[=:]\s*[\"']?)([^\s&\"',;}]+)"
 )
 
 
