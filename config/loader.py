@@ -54,6 +54,7 @@ def load_settings(
     data = dict(doc.data)
     extra_problems = _check_connections(doc, data, base_dir, mappings_dir or DEFAULT_MAPPINGS_DIR)
     _check_policy_references(doc, data)
+    _check_territories(doc, data)
     settings: Settings | None = None
     try:
         settings = _ADAPTER.validate_python(data, context={"base_dir": base_dir})
@@ -202,6 +203,27 @@ def _check_policy_references(doc: YamlDocument, data: dict[str, Any]) -> None:
                 )
 
 
+def _check_territories(doc: YamlDocument, data: dict[str, Any]) -> None:
+    scorecards = data.get("scorecards")
+    territories = scorecards.get("territories") if isinstance(scorecards, dict) else None
+    if not isinstance(territories, dict):
+        return
+    first: dict[str, str] = {}
+    for name, countries in territories.items():
+        if not isinstance(countries, list):
+            continue
+        for index, country in enumerate(countries):
+            code = country.upper() if isinstance(country, str) else None
+            if code is None:
+                continue
+            if code in first and first[code] != name:
+                doc.problem(
+                    ("scorecards", "territories", str(name), index),
+                    f"{code} is already in territory '{first[code]}'",
+                )
+            first.setdefault(code, str(name))
+
+
 def _translate(doc: YamlDocument, error: Any) -> ConfigProblem:
     """A pydantic error -> a problem at the right key path and line, in plain words."""
     raw_loc: tuple[Any, ...] = tuple(error["loc"])
@@ -233,6 +255,12 @@ def _translate(doc: YamlDocument, error: Any) -> ConfigProblem:
         message = f"'{value}' is not one of {', '.join(c for c in choices if c)}" + did_you_mean(
             value, choices
         )
+    elif kind in ("tuple_type", "list_type"):
+        message = f"expected a list, got {type(value).__name__}"
+    elif kind in ("dict_type", "dataclass_type", "model_type", "model_attributes_type"):
+        message = f"expected a mapping (key: value), got {type(value).__name__}"
+    elif kind == "too_short" and loc == ("connections",):
+        message = "at least one connection is needed"
     elif kind == "value_error":
         message = message.removeprefix("Value error, ")
     elif kind == "string_pattern_mismatch" and loc and loc[-1] in ("name", "distributor_id"):

@@ -297,3 +297,18 @@ def test_unquoted_norway_is_not_a_boolean(tmp_path: Path) -> None:
     assert problems(tmp_path, text) == [
         f"{CF}:10 scorecards.territories.nordics[1]: got false, not a country code; quote it: 'NO'"
     ]
+
+
+def test_section_of_the_wrong_shape(tmp_path: Path) -> None:
+    text = BASE + "policy: strict\nscorecards:\n  territories: {dach: DE}\n"
+    assert problems(tmp_path, text) == [
+        f"{CF}:8 policy: expected a mapping (key: value), got str",
+        f"{CF}:10 scorecards.territories.dach: expected a list, got str",
+    ]
+
+
+def test_country_in_two_territories(tmp_path: Path) -> None:
+    text = BASE + "scorecards:\n  territories:\n    dach: [DE, AT]\n    central: [PL, de]\n"
+    assert problems(tmp_path, text) == [
+        f"{CF}:11 scorecards.territories.central[1]: DE is already in territory 'dach'"
+    ]
