@@ -263,7 +263,7 @@ class _Matcher:
             for pos, j in enumerate(members[1:], start=1):
                 sim, i = max((self._similarity(i, j), -i) for i in members[:pos])
                 i = -i
-                evidence = (f"same domain {domain}", f"name similarity {sim:.0f}: "
+                evidence: tuple[str, ...] = (f"same domain {domain}", f"name similarity {sim:.0f}: "
                             f"{f.name[i]!r} ~ {f.name[j]!r}")
                 countries_differ = f.country[i] and f.country[j] and f.country[i] != f.country[j]
                 if sim >= s.domain_name_floor and not (countries_differ and sim < 90):
@@ -353,7 +353,7 @@ class _Matcher:
         # one slip of the keyboard (a letter dropped, doubled, swapped or wrong) is a typo;
         # two are as likely another company ("Nexor" / "Nexra")
         edits = OSA.distance(ca, cb, score_cutoff=2)
-        evidence = (f"name similarity {score:.0f}: {f.name[a]!r} ~ {f.name[b]!r}",
+        evidence: tuple[str, ...] = (f"name similarity {score:.0f}: {f.name[a]!r} ~ {f.name[b]!r}",
                     f"country {f.country[a]}")
         da, db = f.domain[a], f.domain[b]
         if da and db and da != db:

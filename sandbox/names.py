@@ -236,8 +236,8 @@ def render_website(rng: random.Random, company: Company, *, free_mail_rate: floa
     return f"https://www.{domain}/{rng.choice(('en', 'de/home', 'about-us', 'contact'))}"
 
 
-def render_duns(rng: random.Random, duns: str) -> str:
-    if rng.random() < 0.25:
+def render_duns(rng: random.Random, duns: str, *, dashes: bool) -> str:
+    if dashes and rng.random() < 0.25:
         return f"{duns[:2]}-{duns[2:5]}-{duns[5:]}"
     return duns
 

@@ -209,7 +209,8 @@ class _Builder:
             name=names.render_name(rng, company, typo_rate=0.03),
             website=names.render_website(rng, company, free_mail_rate=0.01 if internal else 0.06),
             country=company.country if rng.random() < 0.94 else None,
-            duns=names.render_duns(rng, company.duns)
+            # Salesforce's DunsNumber holds 9 characters: dashes only where text is free
+            duns=names.render_duns(rng, company.duns, dashes=not internal)
             if company.duns and rng.random() < (0.5 if internal else 0.15) else None,
             vat_id=names.render_vat(rng, company.vat_id)
             if company.vat_id and rng.random() < (0.35 if internal else 0.25) else None,

@@ -1,0 +1,1 @@
+"""Channel policy as pure functions: customer matching, registrations, conflicts, routing."""

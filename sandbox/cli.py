@@ -1,0 +1,93 @@
+"""``channelsync sandbox serve``: start the scenario's sandboxes and run until stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from sandbox.launch import LaunchError, SandboxSet, start_world
+from sandbox.scenario import generate, load_fixture_world
+from sandbox.worldio import FixtureError
+
+DEFAULT_TLS_DIR = Path(os.environ.get("CHANNELSYNC_SANDBOX_TLS_DIR", ".channelsync/sandbox-tls"))
+
+
+def serve_command(
+    vendors: Sequence[str] | None,
+    seed: int,
+    customers: int,
+    fixture: Path | None,
+    as_json: bool,
+    *,
+    tls_dir: Path | None = None,
+    stop_event: threading.Event | None = None,
+) -> int:
+    """Start sandboxes, print how to reach them, block until SIGINT/SIGTERM; exit code.
+
+    ``fixture`` is a world fixture (:mod:`sandbox.worldio`); without it the scenario is
+    generated from ``seed`` and ``customers``. ``stop_event`` lets a caller (a test) stop
+    the command without a signal.
+    """
+    try:
+        world = load_fixture_world(fixture) if fixture else generate(seed=seed,
+                                                                     customers=customers)
+        running = start_world(world, vendors=list(vendors) if vendors else None,
+                              tls_dir=tls_dir or DEFAULT_TLS_DIR)
+    except (FixtureError, LaunchError, ValueError) as exc:
+        print(f"error: {exc}")
+        return 2
+    stop = stop_event or threading.Event()
+    previous = _install_signal_handlers(stop)
+    try:
+        print(render(running, as_json=as_json), flush=True)
+        stop.wait()
+    finally:
+        _restore_signal_handlers(previous)
+        running.stop()
+    return 0
+
+
+def render(running: SandboxSet, *, as_json: bool) -> str:
+    description = running.describe()
+    if as_json:
+        return orjson.dumps(description, option=orjson.OPT_INDENT_2).decode()
+    lines = [f"Channel Sync sandboxes (seed {description['seed']}, now {description['now']}):"]
+    for box in description["sandboxes"]:
+        lines.append(f"\n{box['connection']}  [{box['vendor']}, {box['role']}"
+                     + (f", {box['distributor_id']}" if box["distributor_id"] else "") + "]")
+        lines.append(f"  base URL : {box['base_url']}")
+        if box["ca_file"]:
+            lines.append(f"  CA file  : {box['ca_file']}")
+        for key, value in box["credentials"].items():
+            lines.append(f"  {key:<9}: {_short(value)}")
+    lines.append("\nPress Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    if "\n" in text:  # PEM blocks: the JSON output carries them whole
+        return text.splitlines()[0] + " ... (see --json)"
+    return text
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
