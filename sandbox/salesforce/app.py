@@ -98,6 +98,11 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
                         "ErrorId if you contact support: 1790394455-53160 (-1164412465)", 500)
 
     def error_rate_limited(self) -> Response:
+        """Forced rate limiting looks like Salesforce's concurrent long-running request
+        limit: the same errorCode as the daily limit, but it clears within seconds."""
+        return sf_error("REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.", 403)
+
+    def error_daily_limit(self) -> Response:
         return sf_error("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", 403)
 
     def error_token_expired(self) -> Response:
@@ -159,7 +164,7 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
             while self._calls and self._calls[0] < now - 86400:
                 self._calls.popleft()
             if len(self._calls) >= self.daily_limit:
-                return self.error_rate_limited()
+                return self.error_daily_limit()
             self._calls.append(now)
         return session
 

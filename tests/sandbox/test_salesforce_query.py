@@ -195,3 +195,12 @@ def test_daily_limit_answers_403_request_limit_exceeded(tls_dir: Path) -> None:
             client.query("SELECT Id FROM User")
     finally:
         served.running.stop()
+
+
+def test_forced_rate_limit_is_the_concurrent_request_limit(sf: Served) -> None:
+    sf.app.faults.rate_limit_next = 1
+    limited = sf.query("SELECT Id FROM User")
+    assert limited.status_code == 403
+    assert limited.json() == [{"message": "ConcurrentPerOrgLongTxn Limit exceeded.",
+                               "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+    assert sf.query("SELECT Id FROM User").status_code == 200
