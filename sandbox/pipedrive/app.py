@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
@@ -144,6 +145,9 @@ class PipedriveSandbox(SandboxApp):
             return pd_error(401, "unauthorized access", with_code=True)
         if self.faults.token_expired(self.token_issued_at):
             return self.error_token_expired()
+        # The Date header is the server time when the data was read (clients use it to
+        # know which one-second update_time stamps are final).
+        served_at = http_date(self.clock())
         verdict = self.limits.admit(token, TOKEN_COST[(request.method, route)])
         if not verdict.allowed:
             headers = {**verdict.headers, "Retry-After": str(verdict.retry_after_s)}
@@ -158,6 +162,7 @@ class PipedriveSandbox(SandboxApp):
         except NotFoundError:
             response = pd_error(404, "Entity was not found")
         response.headers.update(verdict.headers)
+        response.headers["Date"] = served_at
         return response
 
     # -- endpoints --------------------------------------------------------------------

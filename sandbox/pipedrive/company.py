@@ -99,7 +99,7 @@ class Company:
     def update(self, entity: str, record_id: int, values: dict[str, Any]) -> StoredRecord:
         rec = self.record(entity, record_id, include_deleted=False)
         self.validate(entity, record_id, values)
-        now = max(int(self.clock()), rec.update_ts)
+        now = int(self.clock())
         data = rec.data()
         self._apply(entity, data, values, now)
         data["update_time"] = rfc3339(now)
@@ -109,7 +109,7 @@ class Company:
 
     def delete(self, entity: str, record_id: int) -> None:
         rec = self.record(entity, record_id, include_deleted=False)
-        now = max(int(self.clock()), rec.update_ts)
+        now = int(self.clock())
         data = rec.data()
         data["is_deleted"] = True
         data["update_time"] = rfc3339(now)
