@@ -16,7 +16,7 @@ Definitions, per distributor, over the period ``[now - period months, now]``:
   registrations; median, and the 90th percentile by nearest rank.
 - Conflicts: findings of a conflict kind in the period naming the distributor as a party.
 - Paper partner: at least ``min_registrations`` registrations in the period, at least
-  ``min_history_months`` since its first registration, and a registered win rate under
+  ``min_history_months`` since its first registration (ever, not only in the period), and a registered win rate under
   ``max_win_rate``. Without enough registrations or history: ``insufficient_data``.
 
 Amounts convert with ``currency_rates`` (value of one unit in ``base_currency``); a deal
@@ -235,18 +235,19 @@ def _count_registration(
     reg = assess(opp, policy, now)
     if reg is None:
         return
+    tally = tallies.get(reg.holder) or tallies.setdefault(reg.holder, _new_tally(months))
+    first = reg.registered_at
+    if first is not None and (tally.first_registered is None or first < tally.first_registered):
+        tally.first_registered = first  # history counts from the first registration ever
     since = reg.registered_at or opp.created_at
     if since is None or not start <= since <= now:
         return
-    tally = tallies.get(reg.holder) or tallies.setdefault(reg.holder, _new_tally(months))
     state = reg.state
     tally.outcomes[_OUTCOME_OF.get(state, "open")] += 1
     if state == "won":
         _add_won(tally, amount)
     if reg.registered_at is None:
         return
-    if tally.first_registered is None or reg.registered_at < tally.first_registered:
-        tally.first_registered = reg.registered_at
     if state in VALID_STATES:
         tally.active += 1
         if amount is not None:

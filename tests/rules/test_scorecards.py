@@ -160,6 +160,7 @@ def test_paper_partner_verdict_with_its_figures() -> None:
         "max_win_rate": Decimal("0.15"), "history_months": 13, "min_history_months": 12,
     }
     assert cards["D1"].verdict == "insufficient_data"  # 8 registrations
+    assert cards["D1"].history_months == 23  # from its first registration, before the period
     assert cards["D2"].verdict == "insufficient_data"  # none at all
     generous = ScorecardConfig(
         period_months=18, territories=CONFIG.territories, currency_rates=CONFIG.currency_rates,
