@@ -141,7 +141,7 @@ class HubSpotAccount:
             if rec is None:
                 raise KeyError(f"{obj} {record_id} not found")
             self.apply_properties(store, rec, properties, system=system)
-            store.touch(rec, _ms(modified_at) or max(now_ms(), rec.updated_ms))
+            store.touch(rec, _ms(modified_at) or max(now_ms(), rec.updated_ms + 1))
 
     def archive(self, obj: str, record_id: str) -> None:
         with self.lock:
@@ -165,7 +165,7 @@ class HubSpotAccount:
             store = self.objects[obj]
             rec = store.records[int(record_id)]
             rec.corrupt = True
-            store.touch(rec, max(now_ms(), rec.updated_ms))
+            store.touch(rec, max(now_ms(), rec.updated_ms + 1))
 
     def get(self, obj: str, record_id: str) -> dict[str, str | None]:
         with self.lock:

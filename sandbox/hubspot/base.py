@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Self
 
 import orjson
@@ -60,11 +61,13 @@ class HubSpotBase(SandboxApp):
         daily_limit: int | None = 650_000,
         search_per_second: int | None = 5,
         search_result_cap: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(faults=faults)
         self.account = HubSpotAccount(portal_id=portal_id, lock=self.lock)
         self.limits = RateLimits(
-            burst=burst_limit, daily=daily_limit, search_per_second=search_per_second
+            burst=burst_limit, daily=daily_limit, search_per_second=search_per_second,
+            clock=clock,
         )
         self.search_result_cap = search_result_cap
         self._tokens: dict[str, float] = {}

@@ -45,6 +45,7 @@ class RateLimits:
         self._search: deque[float] = deque()
         self._day = today()
         self.used_today = 0
+        self.refused = 0  # 429s answered, for tests and benchmarks
         self._lock = threading.Lock()
 
     def admit(self, *, search: bool = False) -> Verdict:
@@ -68,7 +69,9 @@ class RateLimits:
                 and len(self._search) >= self.search_per_second
             ):
                 policy = "SECONDLY"
-            if policy is None:
+            if policy is not None:
+                self.refused += 1
+            else:
                 self._window.append(now)
                 self.used_today += 1
                 if search:

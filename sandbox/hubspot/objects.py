@@ -213,7 +213,7 @@ class ObjectEndpoints(HubSpotBase):
                         "VALIDATION_ERROR", f"Property values were not valid: {exc}",
                         {**context, "propertyName": [str(n) for n in props]}, exc.code))
                     continue
-                store.touch(rec, max(now_ms(), rec.updated_ms))
+                store.touch(rec, max(now_ms(), rec.updated_ms + 1))
                 results.append(store.to_json(rec, list(props)))
         return results, errors
 

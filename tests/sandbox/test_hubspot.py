@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +25,7 @@ def small_seed(companies: int = 30, deals: int = 45) -> CrmSeed:
             SeedAccount(
                 key=f"a{i}", name=f"Acme {i} GmbH", website=f"https://www.acme{i}.de",
                 country="DE", duns=f"31{i:07d}", owner_user="u1", channel_owner="D-A",
-                created_at=T0, modified_at=T0.replace(hour=i % 24, minute=i),
+                created_at=T0, modified_at=T0 + timedelta(hours=i % 24, minutes=i),
             )
             for i in range(companies)
         ],
@@ -34,7 +34,7 @@ def small_seed(companies: int = 30, deals: int = 45) -> CrmSeed:
                 key=f"d{i}", account_key=f"a{i % companies}", name=f"Pumps {i}",
                 amount=Decimal("1250.50") + i, currency="EUR", stage=("open", "won", "lost")[i % 3],
                 close_date=date(2026, 6, 30), created_at=T0,
-                modified_at=T0.replace(day=2, minute=i), registered_by="D-A",
+                modified_at=T0.replace(day=2) + timedelta(minutes=i), registered_by="D-A",
                 registration_status="active", registration_expires_at=date(2026, 9, 1),
             )
             for i in range(deals)

@@ -1,0 +1,264 @@
+"""Every HubSpot path and hubspot-api-client call the connector makes, in one adapter.
+
+HubSpot retires the v1-v3 paths this client targets in September 2027 (Associations v4
+already on 2027-03-30); the date-based API (``/crm/objects/2026-03/...``) replaces them.
+Moving is meant to be a change to this module alone: the rest of the connector speaks in
+plain dicts (request bodies and decoded JSON answers) and never sees a path or an SDK type.
+
+The SDK is used for transport, auth and TLS (urllib3, ``Configuration.ssl_ca_cert`` and
+``host`` per API package), with ``_preload_content=False`` so that answers are decoded once
+with orjson instead of into SDK models (the sandbox tests check they would deserialize).
+urllib3's own retries are switched off: retrying happens only in ``RetryPolicy``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+import structlog
+import urllib3
+from hubspot import HubSpot
+
+from connectors.errors import (
+    AuthError,
+    BudgetExhaustedError,
+    RateLimitedError,
+    TransientError,
+    VendorError,
+)
+from connectors.http import Pacer, QuotaGovernor, RetryPolicy, retry_after_seconds
+
+log = structlog.get_logger(__name__)
+
+TEN_SECONDS = 10.0
+# Answers the caller handles itself instead of raising (per-record batch outcomes).
+BATCH_STATUSES = frozenset({200, 207, 400, 404})
+
+
+class HubSpotApi:
+    """The HubSpot CRM API as this connector uses it: each method is one HTTP call,
+    charged to the quota, paced, retried through the policy, errors classified."""
+
+    def __init__(
+        self,
+        *,
+        client: HubSpot,
+        retry: RetryPolicy,
+        quota: QuotaGovernor,
+        pacer: Pacer,
+        search_pacer: Pacer | None,
+        search_per_second: float | None,
+        burst_share: float = 1.0,
+        timeout_s: float = 60.0,
+        connection: str = "hubspot",
+    ) -> None:
+        # A copy of the caller's configuration with urllib3 retries off (one retry place).
+        sdk = HubSpot(**{**client.config, "retry": False})
+        crm = sdk.crm
+        self._basic = {"companies": crm.companies.basic_api, "deals": crm.deals.basic_api}
+        self._search = {"companies": crm.companies.search_api, "deals": crm.deals.search_api}
+        self._batch = {"companies": crm.companies.batch_api, "deals": crm.deals.batch_api}
+        self._properties = crm.properties.core_api
+        self._associations = crm.associations.v4.batch_api
+        self._retry = retry
+        self._quota = quota
+        self._pacer = pacer
+        self._search_pacer = search_pacer
+        self._search_per_second = search_per_second
+        self._recent_searches: deque[float] = deque()
+        self._burst_share = burst_share
+        self._timeout = timeout_s
+        self._connection = connection
+
+    # -- the calls ---------------------------------------------------------------------------
+    def properties(self, object_type: str) -> list[dict[str, Any]]:
+        """``GET /crm/v3/properties/{objectType}``."""
+        api = self._properties
+        body = self._call(
+            "properties",
+            lambda: api.get_all_with_http_info(object_type, archived=False, **self._raw()),
+        )
+        return list(body.get("results") or [])
+
+    def search(self, object_type: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /crm/v3/objects/{objectType}/search``."""
+        api = self._search[object_type]
+        return self._call(
+            "search",
+            lambda: api.do_search_with_http_info(
+                public_object_search_request=dict(request), **self._raw()
+            ),
+            search=True,
+        )
+
+    def list_archived(
+        self, object_type: str, *, after: str | None, limit: int, properties: list[str]
+    ) -> dict[str, Any]:
+        """``GET /crm/v3/objects/{objectType}?archived=true`` (only archived records)."""
+        api = self._basic[object_type]
+        kwargs: dict[str, Any] = {"limit": limit, "properties": properties, "archived": True}
+        if after:
+            kwargs["after"] = after
+        return self._call("list_archived", lambda: api.get_page_with_http_info(
+            **kwargs, **self._raw()))
+
+    def batch_update(
+        self, object_type: str, inputs: list[dict[str, Any]]
+    ) -> tuple[int, dict[str, Any]]:
+        """``POST /crm/v3/objects/{objectType}/batch/update``; the status (200, 207, or a
+        whole-batch 400/404) comes back with the body for per-record mapping."""
+        api = self._batch[object_type]
+        return self._call_status(
+            "batch_update",
+            lambda: api.update_with_http_info(
+                batch_input_simple_public_object_batch_input={"inputs": inputs}, **self._raw()
+            ),
+        )
+
+    def deal_companies(self, deal_ids: list[str]) -> dict[str, Any]:
+        """``POST /crm/v4/associations/deals/companies/batch/read`` (at most 1,000 ids)."""
+        api = self._associations
+        _, body = self._call_status(
+            "associations",
+            lambda: api.get_page_with_http_info(
+                "deals", "companies",
+                {"inputs": [{"id": i} for i in deal_ids]}, **self._raw(),
+            ),
+        )
+        return body
+
+    def close(self) -> None:
+        apis: list[Any] = [*self._basic.values(), *self._search.values(), *self._batch.values(),
+                           self._properties, self._associations]
+        for api in apis:
+            api.api_client.rest_client.pool_manager.clear()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _raw(self) -> dict[str, Any]:
+        return {"_preload_content": False, "_request_timeout": self._timeout}
+
+    def _call(self, what: str, send: Callable[[], Any], *, search: bool = False
+              ) -> dict[str, Any]:
+        status, body = self._call_status(what, send, search=search)
+        if status >= 300:
+            raise VendorError(
+                f"HubSpot {what} failed with {status}: {body.get('message', '')}",
+                status=status, code=str(body.get("category") or ""),
+            )
+        return body
+
+    def _call_status(
+        self, what: str, send: Callable[[], Any], *, search: bool = False
+    ) -> tuple[int, dict[str, Any]]:
+        def attempt() -> tuple[int, dict[str, Any]]:
+            self._quota.charge(1)
+            self._pace(search)
+            return self._once(what, send)
+
+        return self._retry.call(attempt, what=f"hubspot.{what}")
+
+    def _pace(self, search: bool) -> None:
+        self._pacer.before_request()
+        if not search or self._search_pacer is None or not self._search_per_second:
+            return
+        self._search_pacer.before_request()
+        now = time.monotonic()
+        while self._recent_searches and now - self._recent_searches[0] >= 1.0:
+            self._recent_searches.popleft()
+        self._recent_searches.append(now)
+        left = self._search_per_second - len(self._recent_searches)
+        self._search_pacer.observe(
+            remaining=int(left), reset_in_s=1.0 - (now - self._recent_searches[0])
+        )
+
+    def _once(self, what: str, send: Callable[[], Any]) -> tuple[int, dict[str, Any]]:
+        try:
+            response = send()
+            status, headers, raw = response.status, response.headers, response.data
+            response.release_conn()
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransientError(f"HubSpot {what}: connection failed ({type(exc).__name__})"
+                                 ) from None
+        except Exception as exc:  # the SDK raises one ApiException class per API package
+            status = getattr(exc, "status", None)
+            if status is None or not hasattr(exc, "body"):
+                raise
+            headers, raw = getattr(exc, "headers", None) or {}, exc.body or b""
+            if status == 0:
+                raise VendorError(f"HubSpot {what}: {getattr(exc, 'reason', '')}"[:300],
+                                  code="TLS") from None
+        self._observe(headers)
+        body = self._decode(what, status, raw)
+        if status < 300 or status in BATCH_STATUSES:
+            return status, body
+        raise self._error(what, status, body, headers)
+
+    def _decode(self, what: str, status: int, raw: bytes | str) -> dict[str, Any]:
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            if status < 300:
+                raise TransientError(f"HubSpot {what}: malformed JSON answer", status=status
+                                     ) from None
+            body = {"message": str(raw[:200])}
+        if not isinstance(body, dict):
+            raise TransientError(f"HubSpot {what}: unexpected JSON answer", status=status)
+        return body
+
+    def _error(self, what: str, status: int, body: dict[str, Any], headers: Mapping[str, str]
+               ) -> Exception:
+        message = str(body.get("message") or "")[:300]
+        if status == 429:
+            if body.get("policyName") == "DAILY":
+                return BudgetExhaustedError(
+                    f"HubSpot daily API limit reached for {self._connection}; resuming next cycle"
+                )
+            wait = retry_after_seconds(_header(headers, "Retry-After"))
+            if wait is None:  # HubSpot sends none; a rolling window frees up within 10 s
+                wait = 1.0 if body.get("policyName") == "SECONDLY" else TEN_SECONDS
+            return RateLimitedError(f"HubSpot {what}: {message or 'rate limited'}",
+                                    retry_after=wait)
+        if status in (401, 403):
+            return AuthError(
+                f"HubSpot refused the private-app token for {self._connection} "
+                f"({status} {body.get('category', '')}): {message}"
+            )
+        if status >= 500 or status == 408:
+            return TransientError(f"HubSpot {what}: server error {status}", status=status)
+        return VendorError(f"HubSpot {what} failed with {status}: {message}", status=status,
+                           code=str(body.get("category") or ""))
+
+    def _observe(self, headers: Mapping[str, str]) -> None:
+        daily = _int(_header(headers, "X-HubSpot-RateLimit-Daily"))
+        daily_left = _int(_header(headers, "X-HubSpot-RateLimit-Daily-Remaining"))
+        if daily is not None and daily_left is not None:
+            self._quota.observe(used=daily - daily_left, limit=daily)
+        burst = _int(_header(headers, "X-HubSpot-RateLimit-Max"))
+        left = _int(_header(headers, "X-HubSpot-RateLimit-Remaining"))
+        interval = _int(_header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds"))
+        if burst is not None and left is not None:
+            # Other connections of the account own (1 - share) of the window.
+            ours = left - int(burst * (1 - self._burst_share))
+            self._pacer.observe(remaining=ours, reset_in_s=(interval or 10_000) / 1000)
+            self._quota.observe(burst_max=burst, burst_remaining=left)
+
+
+def _header(headers: Mapping[str, str] | Any, name: str) -> str | None:
+    getter = getattr(headers, "get", None)
+    if getter is None:
+        return None
+    value = getter(name)
+    if value is None:
+        value = getter(name.lower())
+    return None if value is None else str(value)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None

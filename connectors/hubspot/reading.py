@@ -1,0 +1,268 @@
+"""Incremental reads from HubSpot: CRM search on ``hs_lastmodifieddate`` in keyset windows,
+the deal-to-company association lookup, and the archived sweep that yields deletes.
+
+Every search page is a fresh query ``hs_lastmodifieddate >= T`` sorted ascending, where T
+is the newest timestamp already delivered. Records at T that were delivered are skipped by
+id, so a window never approaches the 10,000-result cap and a record modified while we page
+only moves later (it is read again, never skipped). When a whole page shares one timestamp,
+the same query continues with ``after`` offsets until the timestamp changes.
+
+Cursor (JSON)::
+
+    {"modified_ms": T,                  # newest delivered hs_lastmodifieddate
+     "recent": {"<id>": ms, ...},       # delivered ids with ms >= T - lookback (bounded)
+     "archived_ms": A, "archived_ids": [...]}   # newest archivedAt seen by the sweep
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.base import Cursor, JSONValue, Page, Record, SkippedRecord
+from connectors.hubspot.api import HubSpotApi
+
+MODIFIED = "hs_lastmodifieddate"
+ASSOCIATED_COMPANY = "associatedcompanyid"
+ASSOCIATION_BATCH_MAX = 1000
+ARCHIVE_PAGE_MAX = 100
+RECENT_MAX = 1000
+PRIMARY_DEAL_TO_COMPANY = 5
+
+
+def parse_time(value: Any) -> datetime | None:
+    """HubSpot datetimes: ISO 8601 in results (epoch ms accepted too)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, UTC)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(slots=True)
+class ReadPosition:
+    """Where a read stands; turned into a cursor after each page."""
+
+    modified_ms: int = 0
+    recent: dict[str, int] = field(default_factory=dict)
+    archived_ms: int = -1
+    archived_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_cursor(cls, cursor: Cursor | None) -> ReadPosition:
+        if not cursor:
+            return cls()
+        return cls(
+            modified_ms=int(cursor.get("modified_ms", 0)),
+            recent={str(k): int(v) for k, v in dict(cursor.get("recent") or {}).items()},
+            archived_ms=int(cursor.get("archived_ms", -1)),
+            archived_ids=[str(i) for i in cursor.get("archived_ids") or []],
+        )
+
+    def cursor(self) -> dict[str, JSONValue]:
+        return {"modified_ms": self.modified_ms, "recent": dict(self.recent),
+                "archived_ms": self.archived_ms, "archived_ids": list(self.archived_ids)}
+
+    def delivered(self, record_id: str, modified_ms: int) -> None:
+        self.recent[record_id] = modified_ms
+        self.modified_ms = max(self.modified_ms, modified_ms)
+
+    def prune(self, lookback_ms: int) -> None:
+        floor = self.modified_ms - lookback_ms
+        kept = {k: v for k, v in self.recent.items() if v >= floor}
+        if len(kept) > RECENT_MAX:
+            kept = dict(sorted(kept.items(), key=lambda kv: kv[1])[-RECENT_MAX:])
+        self.recent = kept
+
+
+class HubSpotReader:
+    """One read of one object type; yields pages, marks the last one complete."""
+
+    def __init__(
+        self,
+        *,
+        api: HubSpotApi,
+        object_type: str,
+        properties: Sequence[str],
+        with_company: bool,
+        page_size: int,
+        lookback_ms: int,
+    ) -> None:
+        self.api = api
+        self.object_type = object_type
+        self.properties = list(dict.fromkeys([*properties, MODIFIED, "createdate"]))
+        self.with_company = with_company
+        self.page_size = page_size
+        self.lookback_ms = lookback_ms
+
+    def read(self, cursor: Cursor | None) -> Iterator[Page]:
+        full = cursor is None
+        position = ReadPosition.from_cursor(cursor)
+        pages = self._changed(position, full)
+        if self.with_company:
+            pages = self._with_companies(pages)
+        previous: Page | None = None
+        for page in _chain(pages, self._archived(position, full)):
+            if previous is not None:
+                yield previous
+            previous = page
+        if previous is None:
+            previous = Page(records=(), cursor=position.cursor(), full_refresh=full)
+        yield replace(previous, complete=True)
+
+    # -- search windows ---------------------------------------------------------------------
+    def _changed(self, position: ReadPosition, full: bool) -> Iterator[Page]:
+        start = 0 if full else max(0, position.modified_ms - self.lookback_ms)
+        known = dict(position.recent)  # id -> ms already delivered
+        reported: set[str] = set()
+        offset = 0
+        while True:
+            request: dict[str, Any] = {
+                "filterGroups": [{"filters": [
+                    {"propertyName": MODIFIED, "operator": "GTE", "value": str(start)}]}],
+                "sorts": [{"propertyName": MODIFIED, "direction": "ASCENDING"}],
+                "properties": self.properties,
+                "limit": self.page_size,
+            }
+            if offset:
+                request["after"] = str(offset)
+            answer = self.api.search(self.object_type, request)
+            results = answer.get("results") or []
+            records: list[Record] = []
+            skipped: list[SkippedRecord] = []
+            newest = start
+            for row in results:
+                decoded = self._decode(row)
+                if isinstance(decoded, SkippedRecord):
+                    if decoded.id not in reported:
+                        reported.add(str(decoded.id))
+                        skipped.append(decoded)
+                    continue
+                ms = to_ms(decoded.modified_at)
+                newest = max(newest, ms)
+                if known.get(decoded.id) == ms:
+                    continue
+                known[decoded.id] = ms
+                position.delivered(decoded.id, ms)
+                records.append(decoded)
+            more = bool((answer.get("paging") or {}).get("next"))
+            if newest > start:
+                start, offset = newest, 0
+                known = {k: v for k, v in known.items() if v >= start}
+            else:
+                offset += len(results)
+            position.prune(self.lookback_ms)
+            if records or skipped or not more:
+                yield Page(records=records, cursor=position.cursor(), skipped=skipped,
+                           full_refresh=full)
+            if not more or not results:
+                return
+
+    def _decode(self, row: Any) -> Record | SkippedRecord:
+        if not isinstance(row, dict) or not row.get("id"):
+            return SkippedRecord(id=None, reason="search result without an id", payload=row)
+        record_id = str(row["id"])
+        props = row.get("properties")
+        if not isinstance(props, dict):
+            return SkippedRecord(id=record_id, reason="record has no properties", payload=row)
+        modified = parse_time(props.get(MODIFIED)) or parse_time(row.get("updatedAt"))
+        if modified is None:
+            return SkippedRecord(
+                id=record_id,
+                reason=f"{MODIFIED} is not a datetime: {props.get(MODIFIED)!r}",
+                payload=row,
+            )
+        return Record(id=record_id, modified_at=modified, fields=dict(props))
+
+    # -- deal -> company ----------------------------------------------------------------------
+    def _with_companies(self, pages: Iterator[Page]) -> Iterator[Page]:
+        """Buffer pages until one association batch read (<= 1,000 ids) covers them."""
+        buffered: list[Page] = []
+        count = 0
+        for page in pages:
+            if buffered and count + len(page.records) > ASSOCIATION_BATCH_MAX:
+                yield from self._attach(buffered)
+                buffered, count = [], 0
+            buffered.append(page)
+            count += len(page.records)
+        if buffered:
+            yield from self._attach(buffered)
+
+    def _attach(self, pages: list[Page]) -> list[Page]:
+        ids = [r.id for p in pages for r in p.records]
+        primary: dict[str, str] = {}
+        if ids:
+            answer = self.api.deal_companies(ids)
+            for row in answer.get("results") or []:
+                source = str((row.get("from") or {}).get("id", ""))
+                chosen = _primary_company(row.get("to") or [])
+                if source and chosen:
+                    primary[source] = chosen
+        for page in pages:
+            for record in page.records:
+                fields = record.fields
+                if isinstance(fields, dict):
+                    fields[ASSOCIATED_COMPANY] = primary.get(record.id)
+        return pages
+
+    # -- archived sweep -------------------------------------------------------------------------
+    def _archived(self, position: ReadPosition, full: bool) -> Iterator[Page]:
+        """All archived records are listed (the list cannot filter); those archived since
+        the last sweep become deleted records. A full refresh only sets the watermark."""
+        seen_ms, seen_ids = position.archived_ms, set(position.archived_ids)
+        newest_ms, newest_ids = seen_ms, set(seen_ids)
+        after: str | None = None
+        while True:
+            answer = self.api.list_archived(self.object_type, after=after,
+                                            limit=ARCHIVE_PAGE_MAX, properties=["hs_object_id"])
+            records: list[Record] = []
+            skipped: list[SkippedRecord] = []
+            for row in answer.get("results") or []:
+                record_id = str(row.get("id", ""))
+                archived_at = parse_time(row.get("archivedAt"))
+                if archived_at is None:
+                    skipped.append(SkippedRecord(id=record_id or None, payload=row,
+                                                 reason="archived record without archivedAt"))
+                    continue
+                ms = to_ms(archived_at)
+                if ms > newest_ms:
+                    newest_ms, newest_ids = ms, {record_id}
+                elif ms == newest_ms:
+                    newest_ids.add(record_id)
+                if full or ms < seen_ms or (ms == seen_ms and record_id in seen_ids):
+                    continue
+                records.append(Record(id=record_id, modified_at=archived_at, deleted=True,
+                                      fields=dict(row.get("properties") or {})))
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            if not after:  # the watermark moves only once the whole sweep is done
+                position.archived_ms, position.archived_ids = newest_ms, sorted(newest_ids)
+            if records or skipped or not after:
+                yield Page(records=records, cursor=position.cursor(), skipped=skipped,
+                           full_refresh=full)
+            if not after:
+                return
+
+
+def _primary_company(targets: Sequence[Mapping[str, Any]]) -> str | None:
+    """The company with the Primary association (type 5), else the first one."""
+    for target in targets:
+        types = target.get("associationTypes") or []
+        if any(t.get("typeId") == PRIMARY_DEAL_TO_COMPANY for t in types):
+            return str(target.get("toObjectId"))
+    return str(targets[0].get("toObjectId")) if targets else None
+
+
+def _chain(*iterators: Iterator[Page]) -> Iterator[Page]:
+    for iterator in iterators:
+        yield from iterator
