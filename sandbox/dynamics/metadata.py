@@ -13,6 +13,7 @@ from sandbox.dynamics.schema import LOOKUP_TYPES, Attribute, TableDef
 
 _EXPAND = re.compile(r"(\w+)(?:\(([^()]*(?:\([^()]*\))?[^()]*)\))?")
 _CAST_TYPES = {
+    "EnumAttributeMetadata": {"Picklist", "State", "Status", "Boolean"},
     "PicklistAttributeMetadata": {"Picklist"},
     "StateAttributeMetadata": {"State"},
     "StatusAttributeMetadata": {"Status"},
@@ -94,20 +95,22 @@ def attribute_metadata(table: TableDef, attr: Attribute, cast: str | None = None
     if cast == "DateTimeAttributeMetadata":
         data["Format"] = "DateOnly" if attr.date_only else "DateAndTime"
     expand = expand or {}
-    if cast in ("PicklistAttributeMetadata", "StateAttributeMetadata",
-                "StatusAttributeMetadata") and "OptionSet" in expand:
+    enum_cast = cast in ("PicklistAttributeMetadata", "StateAttributeMetadata",
+                         "StatusAttributeMetadata", "EnumAttributeMetadata")
+    if enum_cast and attr.type != "Boolean" and "OptionSet" in expand:
         data["OptionSet"] = {
             "MetadataId": _metadata_id(table.logical, attr.logical, "options"),
             "Name": f"{table.logical}_{attr.logical}",
             "IsGlobal": False,
-            "OptionSetType": cast.replace("AttributeMetadata", ""),
+            "OptionSetType": attr.type,
             "Options": [{"Value": value, "Label": _label(label), "Color": None,
                          "IsManaged": False, "ExternalValue": None}
                         for value, label in attr.options.items()],
         }
     if "GlobalOptionSet" in expand:
         data["GlobalOptionSet"] = None
-    if cast == "BooleanAttributeMetadata" and "OptionSet" in expand:
+    if (enum_cast or cast == "BooleanAttributeMetadata") and attr.type == "Boolean" \
+            and "OptionSet" in expand:
         data["OptionSet"] = {
             "MetadataId": _metadata_id(table.logical, attr.logical, "options"),
             "OptionSetType": "Boolean",
