@@ -16,8 +16,9 @@ Definitions, per distributor, over the period ``[now - period months, now]``:
   registrations; median, and the 90th percentile by nearest rank.
 - Conflicts: findings of a conflict kind in the period naming the distributor as a party.
 - Paper partner: at least ``min_registrations`` registrations in the period, at least
-  ``min_history_months`` since its first registration (ever, not only in the period), and a registered win rate under
-  ``max_win_rate``. Without enough registrations or history: ``insufficient_data``.
+  ``min_history_months`` since its first registration (ever, not only in the period),
+  and a registered win rate under ``max_win_rate``. Without enough registrations or
+  history: ``insufficient_data``.
 
 Amounts convert with ``currency_rates`` (value of one unit in ``base_currency``); a deal
 in a currency without a rate is left out of amounts and listed in ``skipped``.
