@@ -55,12 +55,12 @@ class DynamicsHarness:
         tokens = MsalTokenProvider(client_id=creds["client_id"], authority=creds["authority"],
                                    credential=creds["client_secret"],
                                    environment_url=creds["environment_url"], http_client=session)
-        return DynamicsConnector(
-            session=session, environment_url=creds["environment_url"], token_provider=tokens,
-            retry=RetryPolicy(attempts=4, sleep=lambda _s: None),
-            quota=QuotaGovernor(unit="requests", window="5min", limit=6000, share=share),
-            page_size=page_size or 5000, use_change_tracking=self.use_change_tracking,
-            **options)
+        defaults: dict[str, Any] = {
+            "session": session, "environment_url": creds["environment_url"],
+            "token_provider": tokens, "retry": RetryPolicy(attempts=4, sleep=lambda _s: None),
+            "quota": QuotaGovernor(unit="requests", window="5min", limit=6000, share=share),
+            "page_size": page_size or 5000, "use_change_tracking": self.use_change_tracking}
+        return DynamicsConnector(**{**defaults, **options})
 
     def fields(self, entity: Entity) -> Sequence[str]:
         return ACCOUNT_FIELDS if entity is Entity.ACCOUNT else OPPORTUNITY_FIELDS
