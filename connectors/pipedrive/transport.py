@@ -53,13 +53,20 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 
 
 def _server_time(headers: Mapping[str, str]) -> int | None:
+    """The response's ``Date`` in epoch seconds. Should a proxy have added a second one
+    (requests joins them with ", "), the earliest is taken: an earlier server time only
+    makes the cursor re-deliver more, never skip."""
     value = headers.get("Date")
     if not value:
         return None
-    try:
-        return int(parsedate_to_datetime(value).timestamp())
-    except (TypeError, ValueError):
-        return None
+    parts = value.split(", ")
+    stamps: list[int] = []
+    for i in range(0, len(parts) - 1, 2):  # "Thu, 26 Nov 2026 22:41:59 GMT" holds one ", "
+        try:
+            stamps.append(int(parsedate_to_datetime(f"{parts[i]}, {parts[i + 1]}").timestamp()))
+        except (TypeError, ValueError, IndexError):
+            continue
+    return min(stamps) if stamps else None
 
 
 class PipedriveHttp:

@@ -18,8 +18,9 @@ from typing import Any
 from connectors.base import Connector, Entity
 from connectors.http import Pacer, QuotaGovernor, RetryPolicy, make_session
 from connectors.pipedrive import PipedriveConnector
-from sandbox.core import Rejection, RunningSandbox, serve
+from sandbox.core import Rejection, RunningSandbox
 from sandbox.pipedrive import PipedriveSandbox
+from sandbox.pipedrive.server import serve
 from sandbox.tls import ensure_tls
 
 OBJECT = {Entity.ACCOUNT: "organizations", Entity.OPPORTUNITY: "deals"}
@@ -32,7 +33,7 @@ READ_FIELDS = {
                          "expected_close_date", "add_time", "update_time",
                          "Last partner activity", "owner_id", "Channel owner", "Registered by",
                          "Registration date", "Registration expires", "Registration status",
-                         "Registration decision", "Reassign to", WRITABLE),
+                         "Registration decision", "Reassign to", "Channel conflict", WRITABLE),
 }
 _TLS_DIR = Path(tempfile.gettempdir()) / "channelsync-sandbox-tls"
 _tls_lock = threading.Lock()
