@@ -130,7 +130,7 @@ def test_modifiedon_windows_with_ties_lookback_and_dedup(h_no_tracking: Dynamics
     again, cursor2 = read(h.connector(page_size=5), Entity.ACCOUNT, cursor, ["name"])
     assert by_id(again) == {}, "rows inside the lookback are not delivered twice"
     assert not any(p.full_refresh for p in again)
-    assert count(h, "GET", "/<set_name>") == 1
+    assert count(h, "GET", "/<set_name>") == math.ceil(len(tied) / 5)  # the lookback re-reads
     h.modify(Entity.ACCOUNT, tied[3], "name", "changed")
     more = h.create(Entity.ACCOUNT, 3, modified_at=stamp)  # back-dated inside the lookback
     latest, _ = read(h.connector(page_size=5), Entity.ACCOUNT, cursor2, ["name"])
