@@ -154,9 +154,7 @@ def run_cycle(
                         store=store,
                         connector=rt.connector,
                         connection=rt.name,
-                        current=lambda entity, ids, _c=rt.name: store.current_values(
-                            _c, entity, ids
-                        ),
+                        current=_current_lookup(store, rt.name),
                         now=now(),
                         backoff=backoff,
                     )

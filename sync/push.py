@@ -94,15 +94,13 @@ def push_connection(
         pending: list[list[OutboxItem]] = []
         for external_id, record_items in per_record.items():
             etag, fields_now = seen.get(external_id, (None, {}))
-            to_send = []
+            live: list[OutboxItem] = []
             for item in record_items:
                 if same_value(fields_now.get(item.field), item.value):
-                    to_send.append(None)
                     store.mark_sent([item.id], now=now)
                     counts.already_there += 1
                 else:
-                    to_send.append(item)
-            live = [i for i in to_send if i is not None]
+                    live.append(item)
             if live:
                 updates.append(
                     RecordUpdate(id=external_id, fields={i.field: i.value for i in live}, etag=etag)

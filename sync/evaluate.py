@@ -1,0 +1,366 @@
+"""Between pull and push: match customers, evaluate the policy, plan the writes.
+
+Reads the store, calls the pure functions in :mod:`rules`, writes back links, review
+items, findings, notifications and outbox items. Only the sync layer touches both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from connectors.base import Entity
+from rules.engine import Evaluation, evaluate
+from rules.matching import AccountRecord, Decision, MatchResult, MatchSettings, match_accounts
+from rules.model import AccountFact, Finding, OpportunityFact, Policy, RecordKey, Snapshot
+from state.rows import (
+    AccountRow,
+    FindingIn,
+    NotificationIn,
+    OpportunityRow,
+    OutboxItemIn,
+    ReviewItemIn,
+)
+from sync.cycle import Runtime
+from sync.plan import HeldBack, PlannedWrite, Target, plan_writes
+from sync.visibility import Audience, Secrets
+
+log = structlog.get_logger(__name__)
+
+NOTIFY_KINDS = frozenset({"registration_expiring", "registration_expired"})
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one evaluation produced (the ``plan`` command prints it)."""
+
+    match: MatchResult
+    evaluation: Evaluation
+    planned: list[PlannedWrite]
+    held: list[HeldBack]
+    stats: dict[str, Any]
+
+
+def match_customers(
+    store: Any, accounts: Sequence[AccountRow], settings: MatchSettings
+) -> MatchResult:
+    decisions = [
+        Decision((d.a.connection, d.a.external_id), (d.b.connection, d.b.external_id), d.verdict)
+        for d in store.match_decisions()
+    ]
+    previous = {tuple(k): v for k, v in store.customer_links().items()}
+    return match_accounts(
+        (
+            AccountRecord(
+                a.connection, a.external_id, a.name, a.domain, a.country, a.duns, a.vat_id
+            )
+            for a in accounts
+        ),
+        decisions=decisions,
+        previous=previous,
+        settings=settings,
+    )
+
+
+def save_match(store: Any, result: MatchResult, accounts: Sequence[AccountRow]) -> None:
+    names = {(a.connection, a.external_id): a.name or a.external_id for a in accounts}
+    customers: dict[str, str] = {}
+    links = []
+    for (connection, external_id), link in result.links.items():
+        customers.setdefault(link.customer_id, names.get((connection, external_id), ""))
+        links.append(
+            (connection, "account", external_id, link.customer_id, link.method, link.score)
+        )
+    store.ensure_customers(sorted(customers.items()))
+    store.save_customer_links(links, replace=True)
+    store.replace_review_items(
+        [
+            ReviewItemIn(
+                a=_account_key(item.a),
+                b=_account_key(item.b),
+                score=item.score,
+                evidence={"method": item.method, "evidence": list(item.evidence)},
+            )
+            for item in result.review
+        ]
+    )
+
+
+def _account_key(key: tuple[str, str]) -> Any:
+    from state.rows import RecordKey as StoreKey
+
+    return StoreKey(key[0], "account", key[1])
+
+
+def build_snapshot(
+    *,
+    accounts: Sequence[AccountRow],
+    opportunities: Sequence[OpportunityRow],
+    links: Mapping[tuple[str, str], str],
+    runtimes: Mapping[str, Runtime],
+    ledgers: Mapping[str, Mapping[tuple[str, str, str], Any]],
+) -> Snapshot:
+    account_facts = []
+    for a in accounts:
+        rt = runtimes.get(a.connection)
+        if rt is None:
+            continue
+        owner_field = _write_field(rt, Entity.ACCOUNT, "channel_owner")
+        ours = (
+            owner_field is not None
+            and ledgers.get(a.connection, {}).get(("account", a.external_id, owner_field))
+            == a.channel_owner
+        )
+        account_facts.append(
+            AccountFact(
+                key=RecordKey(a.connection, "account", a.external_id),
+                customer_id=links.get((a.connection, a.external_id)),
+                role=_role(rt),
+                distributor_id=rt.distributor_id,
+                name=a.name,
+                country=a.country,
+                channel_owner=a.channel_owner,
+                partner_id=a.partner_id,
+                owner_user=a.owner_user,
+                deleted=a.deleted,
+                channel_owner_is_ours=ours and a.channel_owner is not None,
+            )
+        )
+    opp_facts = []
+    for o in opportunities:
+        rt = runtimes.get(o.connection)
+        if rt is None:
+            continue
+        account_key = RecordKey(o.connection, "account", o.account_ref) if o.account_ref else None
+        if rt.role == "distributor":
+            party = rt.distributor_id or "unknown-distributor"
+            registered_by = rt.distributor_id if o.registered_at else None
+        else:
+            party = o.registered_by or "direct"
+            registered_by = o.registered_by
+        opp_facts.append(
+            OpportunityFact(
+                key=RecordKey(o.connection, "opportunity", o.external_id),
+                customer_id=links.get((o.connection, o.account_ref)) if o.account_ref else None,
+                role=_role(rt),
+                distributor_id=rt.distributor_id,
+                account_key=account_key,
+                party=party,
+                name=o.name,
+                amount=o.amount,
+                currency=o.currency,
+                stage_category=_stage(o.stage_category),
+                close_date=o.close_date,
+                created_at=o.created_at,
+                modified_at=o.modified_at or o.vendor_modified_at,
+                last_activity_at=o.last_activity_at,
+                owner_user=o.owner_user,
+                registered_by=registered_by,
+                registered_at=o.registered_at,
+                registration_expires_at=o.registration_expires_at,
+                registration_status=o.registration_status,
+                registration_decision=o.registration_decision,
+                reassign_to=o.reassign_to,
+                deleted=o.deleted,
+            )
+        )
+    return Snapshot(accounts=tuple(account_facts), opportunities=tuple(opp_facts))
+
+
+def _role(rt: Runtime) -> Any:
+    return "distributor" if rt.role == "distributor" else "internal"
+
+
+def _stage(value: str | None) -> Any:
+    return value if value in ("open", "won", "lost") else "open"
+
+
+def _write_field(rt: Runtime, entity: Entity, output: str) -> str | None:
+    spec = rt.mapping.writes(entity).get(output)
+    return spec.field if spec is not None else None
+
+
+def targets_for(runtimes: Iterable[Runtime]) -> dict[str, Target]:
+    return {
+        rt.name: Target(
+            audience=Audience(rt.role, rt.distributor_id),
+            writes={e.value: dict(rt.mapping.writes(e)) for e in Entity},
+        )
+        for rt in runtimes
+    }
+
+
+def secrets_for(
+    runtimes: Iterable[Runtime],
+    accounts: Sequence[AccountRow],
+    opportunities: Sequence[OpportunityRow],
+) -> Secrets:
+    runtimes = list(runtimes)
+    internal = {rt.name for rt in runtimes if rt.role != "distributor"}
+    users = {a.owner_user for a in accounts if a.connection in internal and a.owner_user}
+    users |= {o.owner_user for o in opportunities if o.connection in internal and o.owner_user}
+    distributors = {rt.distributor_id for rt in runtimes if rt.distributor_id}
+    distributors |= {o.registered_by for o in opportunities if o.registered_by}
+    distributors |= {a.partner_id for a in accounts if a.partner_id}
+    return Secrets.of(distributors, users)
+
+
+def finding_key(f: Finding) -> str:
+    k = f.subject
+    return f"{f.kind}:{k.connection}:{k.entity}:{k.external_id}"
+
+
+def finding_rows(findings: Iterable[Finding]) -> list[FindingIn]:
+    rows: dict[str, FindingIn] = {}
+    for f in findings:
+        key = finding_key(f)
+        rows[key] = FindingIn(
+            key=key,
+            kind=f.kind,
+            rule=f.rule,
+            customer_id=f.customer_id,
+            connection=f.subject.connection,
+            entity=f.subject.entity,
+            external_id=f.subject.external_id,
+            evidence={
+                "records": [list(k) for k in f.evidence],
+                "at": f.at.isoformat(),
+                **{k: _plain(v) for k, v in f.details.items()},
+            },
+        )
+    return list(rows.values())
+
+
+def notifications_for(findings: Iterable[Finding]) -> list[NotificationIn]:
+    """One event per registration and state change (the key includes the expiry date)."""
+    events = []
+    for f in findings:
+        if f.kind not in NOTIFY_KINDS:
+            continue
+        k = f.subject
+        expires = f.details.get("expires_at")
+        events.append(
+            NotificationIn(
+                key=f"{f.kind}:{k.connection}:{k.external_id}:{_plain(expires)}",
+                kind=f.kind,
+                payload={
+                    "connection": k.connection,
+                    "opportunity": k.external_id,
+                    "customer_id": f.customer_id,
+                    "holder": _plain(f.details.get("holder")),
+                    "expires_at": _plain(expires),
+                    "rule": f.rule,
+                },
+            )
+        )
+    return events
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def evaluate_store(
+    store: Any,
+    runtimes: Sequence[Runtime],
+    *,
+    policy: Policy,
+    match_settings: MatchSettings,
+    now: datetime,
+    record: bool = True,
+) -> Outcome:
+    """Match, evaluate and plan over the whole store. With ``record`` false nothing is
+    written (the dry run behind ``channelsync plan``)."""
+    by_name = {rt.name: rt for rt in runtimes}
+    accounts = [a for a in store.load_accounts() if a.connection in by_name]
+    opportunities = [o for o in store.load_opportunities() if o.connection in by_name]
+    match = match_customers(store, accounts, match_settings)
+    if record:
+        save_match(store, match, accounts)
+    links = {key: link.customer_id for key, link in match.links.items()}
+    ledgers = {rt.name: store.ledger(rt.name) for rt in runtimes}
+    snapshot = build_snapshot(
+        accounts=accounts,
+        opportunities=opportunities,
+        links=links,
+        runtimes=by_name,
+        ledgers=ledgers,
+    )
+    evaluation = evaluate(snapshot, policy, now)
+    current: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+    for rt in runtimes:
+        for entity in Entity:
+            ids = [
+                k.external_id
+                for k in evaluation.desired
+                if k.connection == rt.name and k.entity == entity.value
+            ]
+            for ext_id, (_etag, raw) in store.current_values(rt.name, entity.value, ids).items():
+                current[(rt.name, entity.value, ext_id)] = raw
+    rules = _rules_by_record(evaluation.findings)
+    planned, held = plan_writes(
+        desired={(k.connection, k.entity, k.external_id): v for k, v in evaluation.desired.items()},
+        rules=rules,
+        targets=targets_for(runtimes),
+        current=current,
+        ledger=ledgers,
+        secrets=secrets_for(runtimes, accounts, opportunities),
+    )
+    stats = {
+        "customers": len({link.customer_id for link in match.links.values()}),
+        "accounts": len(accounts),
+        "opportunities": len(opportunities),
+        "review_items": len(match.review),
+        "findings": _count_kinds(evaluation.findings),
+        "planned_writes": len(planned),
+        "held_back": len(held),
+    }
+    if record:
+        delta = store.upsert_findings(finding_rows(evaluation.findings), now=now)
+        stats["findings_opened"] = len(delta.opened)
+        stats["findings_resolved"] = len(delta.resolved)
+        stats["notifications_new"] = store.add_notifications(notifications_for(evaluation.findings))
+        stats["queued"] = store.enqueue(
+            [
+                OutboxItemIn(
+                    connection=w.connection,
+                    entity=w.entity,
+                    external_id=w.external_id,
+                    field=w.field,
+                    value=_plain(w.value),
+                    previous=_plain(w.previous),
+                    rule=w.rule,
+                    reason=w.reason,
+                )
+                for w in planned
+            ]
+        )
+    log.info("evaluated", **{k: v for k, v in stats.items() if not isinstance(v, dict)})
+    return Outcome(match, evaluation, planned, held, stats)
+
+
+def _rules_by_record(findings: Iterable[Finding]) -> dict[tuple[str, str, str], str]:
+    out: dict[tuple[str, str, str], list[str]] = {}
+    for f in findings:
+        for key in (f.subject, *f.evidence):
+            rules = out.setdefault(tuple(key), [])  # type: ignore[arg-type]  # NamedTuple
+            if f.rule not in rules:
+                rules.append(f.rule)
+    return {k: ", ".join(v) for k, v in out.items()}
+
+
+def _count_kinds(findings: Iterable[Finding]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    return dict(sorted(counts.items()))
