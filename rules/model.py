@@ -227,10 +227,10 @@ class Reason:
 
     @property
     def parties(self) -> tuple[str, ...]:
-        return (self.subject,) if self.holder in (None, self.subject) else (
-            self.subject,
-            self.holder or "",
-        )
+        """Everyone involved, the record's own party first."""
+        if self.holder is None or self.holder == self.subject:
+            return (self.subject,)
+        return (self.subject, self.holder)
 
     def render(self, audience: Audience, viewer_distributor_id: str | None = None) -> str:
         """Internal text names the parties; partner text never names anyone else."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from rules.model import OpportunityFact, Policy, TermOverride
 from rules.registrations import Registration, assess, midnight, thresholds
@@ -151,3 +152,24 @@ def test_release_is_terminal_and_dated() -> None:
     again = state_of(read_back)
     assert (again.state, again.expires_on, thresholds(again)) == (
         "released", day("2026-05-31"), ())
+
+
+def test_policy_and_scorecard_config_from_loaded_settings() -> None:
+    import config.models as settings
+    from rules.scorecards import ScorecardConfig
+
+    loaded = settings.Policy(
+        channel_manager={"sf-main": "cm-anna"}, direct_after_release=None,
+        tiers={"gold": settings.TermOverrides(registration_term=180 * DAY)},
+        distributors={"D1": settings.DistributorPolicy(tier="gold", warning_window=3 * DAY)},
+    )
+    policy = Policy.from_settings(loaded)
+    assert policy.terms_for("D1") == Policy(
+        registration_term=180 * DAY, inactivity_limit=30 * DAY, warning_window=3 * DAY
+    ).terms_for(None)
+    assert (policy.channel_managers, policy.direct_after_release) == ({"sf-main": "cm-anna"},
+                                                                      None)
+    scorecards = ScorecardConfig.from_settings(settings.ScorecardSettings(
+        territories={"DACH": ("DE", "AT")}, currency_rates={"USD": Decimal("0.9")}))
+    assert (scorecards.territory_of("AT"), scorecards.currency_rates["USD"],
+            scorecards.paper_partner.max_win_rate) == ("DACH", Decimal("0.9"), Decimal("0.15"))
