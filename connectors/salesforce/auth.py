@@ -32,7 +32,8 @@ class SalesforceToken:
 class TokenSource(Protocol):
     """Where access tokens come from; ``renewable`` says whether a new one can be minted."""
 
-    renewable: bool
+    @property
+    def renewable(self) -> bool: ...
 
     def mint(self, session: requests.Session) -> SalesforceToken: ...
 

@@ -168,6 +168,12 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
             self._calls.append(now)
         return session
 
+    def spend_api_requests(self, count: int) -> None:
+        """Other integrations of the org used ``count`` requests of the daily allocation."""
+        now = time.time()
+        with self.lock:
+            self._calls.extend([now] * count)
+
     def reset_api_usage(self) -> None:
         with self.lock:
             self._calls.clear()
