@@ -165,7 +165,7 @@ class SalesforceConnector:
         self,
         entity: Entity,
         reads: Mapping[str, str | None],
-        writes: Mapping[str, tuple[str | None, list[str]]],
+        writes: Mapping[str, tuple[str | None, Sequence[Any]]],
     ) -> list[str]:
         """Problems for ``check-config --online``: missing fields (with a did-you-mean),
         types that do not fit, fields we write that are not updateable, unknown picklist
