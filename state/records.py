@@ -5,31 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
-from config.canonical import FIELDS_BY_ENTITY
 from state.base import StoreBase, chunked, utcnow
+from state.pagewrite import page_payload, postgres_upsert, record_table, sqlite_upsert
 from state.rows import AccountRow, OpportunityRow, PageResult, RecordKey, SkippedRow
 from state.tables import RECORD_TABLES, Cursor, SkippedRecordRow, table
-
-CANONICAL_FIELDS: dict[str, tuple[str, ...]] = {
-    entity: tuple(spec) for entity, spec in FIELDS_BY_ENTITY.items()
-}
-META_FIELDS = ("vendor_modified_at", "etag", "raw")
-ROW_TYPES: dict[str, type[AccountRow] | type[OpportunityRow]] = {
-    "account": AccountRow,
-    "opportunity": OpportunityRow,
-}
-
-
-def record_table(entity: str) -> sa.Table:
-    model = RECORD_TABLES.get(entity)
-    if model is None:
-        raise ValueError(f"unknown entity {entity!r}: expected one of {sorted(RECORD_TABLES)}")
-    return table(model)
+from state.types import dumps_json
 
 
 class RecordsMixin(StoreBase):
@@ -56,17 +41,25 @@ class RecordsMixin(StoreBase):
         """
         tbl = record_table(entity)
         now = utcnow()
-        params = _page_params(connection, entity, rows, run_id, now)
+        external_ids, params = page_payload(self.dialect, connection, entity, rows, run_id, now)
         with self._write() as conn:
-            existing = self._existing_generations(conn, tbl, connection, list(params))
-            inserted = updated = 0
-            if params:
-                statement = self._page_upsert(entity, full_refresh)
-                for ext_id, generation in conn.execute(statement, list(params.values())):
-                    if ext_id not in existing:
-                        inserted += 1
-                    elif generation == run_id and existing[ext_id] != run_id:
-                        updated += 1
+            before = self._generations(conn, tbl, connection, external_ids)
+            after: dict[str, int] = {}
+            if external_ids and self.dialect == "postgresql":
+                # Returns the rows it inserted or updated; the others were identical.
+                after.update(
+                    (ext_id, gen)
+                    for ext_id, gen in conn.execute(postgres_upsert(entity, full_refresh), params)
+                )
+            elif external_ids:
+                conn.exec_driver_sql(sqlite_upsert(entity, full_refresh)[0], params)
+                after = self._generations(conn, tbl, connection, external_ids)
+            inserted = sum(1 for ext_id in external_ids if ext_id not in before)
+            updated = sum(
+                1
+                for ext_id, gen in before.items()
+                if gen != run_id and after.get(ext_id) == run_id
+            )
             deleted = _tombstone(conn, tbl, connection, deleted_ids, run_id, now)
             if skipped:
                 conn.execute(
@@ -86,7 +79,7 @@ class RecordsMixin(StoreBase):
         return PageResult(
             inserted=inserted,
             updated=updated,
-            unchanged=len(params) - inserted - updated,
+            unchanged=len(external_ids) - inserted - updated,
             deleted=deleted,
             skipped=len(skipped),
         )
@@ -172,19 +165,23 @@ class RecordsMixin(StoreBase):
         with self._read() as conn:
             return [row_type(*row) for row in conn.execute(query)]
 
-    def _existing_generations(
+    def _generations(
         self, conn: sa.Connection, tbl: sa.Table, connection: str, external_ids: list[str]
     ) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for chunk in chunked(external_ids):
-            query = sa.select(tbl.c.external_id, tbl.c.changed_generation).where(
-                tbl.c.connection == connection, tbl.c.external_id.in_(chunk)
-            )
-            found.update((ext_id, gen) for ext_id, gen in conn.execute(query))
-        return found
+        """external id -> changed_generation for those of ``external_ids`` already stored."""
+        if not external_ids:
+            return {}
+        query = sa.select(tbl.c.external_id, tbl.c.changed_generation).where(
+            tbl.c.connection == connection, self._in_list(tbl.c.external_id, external_ids)
+        )
+        return {ext_id: gen for ext_id, gen in conn.execute(query)}
 
-    def _page_upsert(self, entity: str, full_refresh: bool) -> Any:
-        return _build_page_upsert(self.dialect, entity, full_refresh)
+    def _in_list(self, column: sa.ColumnElement[str], values: list[str]) -> sa.ColumnElement[bool]:
+        """``column IN values`` as one bound parameter (a page's ids would be thousands)."""
+        if self.dialect == "postgresql":
+            return column == sa.any_(sa.bindparam("ids", values, type_=postgresql.ARRAY(sa.String)))
+        items = sa.func.json_each(sa.bindparam("ids", dumps_json(values), type_=sa.Text()))
+        return column.in_(sa.select(items.table_valued("value").c.value))
 
     def _save_cursor(
         self,
@@ -221,77 +218,6 @@ class RecordsMixin(StoreBase):
                 },
             )
         )
-
-
-@cache
-def _build_page_upsert(dialect: str, entity: str, full_refresh: bool) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    tbl = record_table(entity)
-    canonical = CANONICAL_FIELDS[entity]
-    insert = postgresql.insert(tbl) if dialect == "postgresql" else sqlite.insert(tbl)
-    excluded = insert.excluded
-    canonical_changed = sa.or_(
-        tbl.c.deleted, *[tbl.c[name].is_distinct_from(excluded[name]) for name in canonical]
-    )
-    touched = [canonical_changed, *[tbl.c[n].is_distinct_from(excluded[n]) for n in META_FIELDS]]
-    if full_refresh:
-        touched.append(tbl.c.seen_generation.is_distinct_from(excluded.seen_generation))
-    assignments: dict[str, Any] = {name: excluded[name] for name in (*canonical, *META_FIELDS)}
-    assignments.update(
-        deleted=sa.false(),
-        deleted_at=sa.null(),
-        seen_generation=excluded.seen_generation,
-        # Evaluated against the old row: only a canonical change moves the generation.
-        changed_generation=sa.case(
-            (canonical_changed, excluded.changed_generation), else_=tbl.c.changed_generation
-        ),
-        updated_at=excluded.updated_at,
-    )
-    return insert.on_conflict_do_update(
-        index_elements=[tbl.c.connection, tbl.c.external_id],
-        set_=assignments,
-        where=sa.or_(*touched),
-    ).returning(tbl.c.external_id, tbl.c.changed_generation)
-
-
-def _page_params(
-    connection: str,
-    entity: str,
-    rows: Sequence[Mapping[str, Any]],
-    run_id: int,
-    now: datetime,
-) -> dict[str, dict[str, Any]]:
-    """Rows as statement parameters, keyed by external id (a later duplicate wins)."""
-    canonical = CANONICAL_FIELDS[entity]
-    allowed = {"external_id", *canonical, *META_FIELDS}
-    params: dict[str, dict[str, Any]] = {}
-    for index, row in enumerate(rows):
-        ext_id = row.get("external_id")
-        if not isinstance(ext_id, str) or not ext_id:
-            raise ValueError(
-                f"{connection}/{entity} page row {index}: external_id must be a non-empty "
-                f"string, got {ext_id!r}"
-            )
-        unknown = row.keys() - allowed
-        if unknown:
-            raise ValueError(
-                f"{connection}/{entity} record {ext_id}: unknown fields {sorted(unknown)}"
-            )
-        param = {name: row.get(name) for name in canonical}
-        param.update(
-            connection=connection,
-            external_id=ext_id,
-            vendor_modified_at=row.get("vendor_modified_at"),
-            etag=row.get("etag"),
-            raw=row.get("raw"),
-            deleted=False,
-            seen_generation=run_id,
-            changed_generation=run_id,
-            updated_at=now,
-        )
-        params[ext_id] = param
-    return params
 
 
 def _tombstone(

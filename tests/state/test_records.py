@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 
 from state import PageResult, RecordKey, Store
-from state.records import CANONICAL_FIELDS, RecordsMixin, record_table
+from state.pagewrite import CANONICAL_FIELDS, record_table
+from state.records import RecordsMixin
 from tests.state.factories import T0, account, opportunity, page
 
 
