@@ -38,9 +38,8 @@ from connectors.pipedrive.schema import (
     OBJECTS,
     EncodeError,
     EntityFields,
-    Extractor,
+    RowDecoder,
     check_mapping,
-    decoder,
     patch_body,
 )
 from connectors.pipedrive.transport import (
@@ -145,7 +144,7 @@ class PipedriveConnector:
         names = list(dict.fromkeys(fields))
         if entity is Entity.OPPORTUNITY and "org_id" not in names:
             names.append("org_id")  # the association to the account
-        plan = decoder(meta, names)
+        plan = RowDecoder(meta, names)
         params: dict[str, Any] = {"limit": self.page_size, "sort_by": "update_time",
                                   "sort_direction": "asc"}
         codes = sorted({meta.by_name[n].code for n in names if meta.by_name[n].custom})
@@ -167,7 +166,7 @@ class PipedriveConnector:
         return since is None or now - since > self._deleted_window_s
 
     def _full_read(
-        self, entity: Entity, plan: list[tuple[str, Extractor]], params: dict[str, Any],
+        self, entity: Entity, plan: RowDecoder, params: dict[str, Any],
         old: ReadPosition | None,
     ) -> Iterator[Page]:
         started = self._clock().timestamp()
@@ -189,7 +188,7 @@ class PipedriveConnector:
                        complete=last)
 
     def _incremental_read(
-        self, entity: Entity, plan: list[tuple[str, Extractor]], params: dict[str, Any],
+        self, entity: Entity, plan: RowDecoder, params: dict[str, Any],
         position: ReadPosition,
     ) -> Iterator[Page]:
         live, deleted = position.live, position.deleted
@@ -230,7 +229,7 @@ class PipedriveConnector:
 
     def _pages(
         self, entity: Entity, params: dict[str, Any], feed: Feed,
-        plan: list[tuple[str, Extractor]], *, dedupe: bool, deleted: bool = False,
+        plan: RowDecoder, *, dedupe: bool, deleted: bool = False,
     ) -> Iterator[tuple[list[Record], list[SkippedRecord], bool, int | None]]:
         path = f"/api/v2/{OBJECTS[entity]}"
         next_cursor: str | None = None
@@ -247,19 +246,24 @@ class PipedriveConnector:
 
     @staticmethod
     def _decode(
-        data: Sequence[Any], feed: Feed, plan: list[tuple[str, Extractor]],
+        data: Sequence[Any], feed: Feed, plan: RowDecoder,
         server_time: int | None, *, dedupe: bool, deleted: bool,
     ) -> tuple[list[Record], list[SkippedRecord]]:
         records: list[Record] = []
         skipped: list[SkippedRecord] = []
+        stamps: dict[str, tuple[datetime, int]] = {}  # pages share seconds: parse each once
         for raw in data:
             try:
                 record_id = raw["id"]
-                modified = datetime.fromisoformat(raw["update_time"])
-                if modified.tzinfo is None:
-                    modified = modified.replace(tzinfo=UTC)
-                stamp = int(modified.timestamp())
-                values = {name: get(raw) for name, get in plan}
+                text = raw["update_time"]
+                known = stamps.get(text)
+                if known is None:
+                    moment = datetime.fromisoformat(text)
+                    if moment.tzinfo is None:
+                        moment = moment.replace(tzinfo=UTC)
+                    known = stamps[text] = (moment, int(moment.timestamp()))
+                modified, stamp = known
+                values = plan(raw)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 rid = raw.get("id") if isinstance(raw, dict) else None
                 skipped.append(SkippedRecord(

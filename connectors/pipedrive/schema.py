@@ -4,7 +4,7 @@ to the strict v2 input forms, and the mapping checks for ``check-config --online
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -119,7 +119,7 @@ class EntityFields:
 
 
 # -- reading ----------------------------------------------------------------------------
-Extractor = Callable[[Mapping[str, Any]], Any]
+_EMPTY: Mapping[str, Any] = {}
 
 
 def _label_of(meta: FieldMeta, raw: Any) -> Any:
@@ -139,42 +139,44 @@ def _as_id(raw: Any) -> Any:
     return raw
 
 
-def decoder(fields: EntityFields, names: Sequence[str]) -> list[tuple[str, Extractor]]:
-    """One extractor per wanted field, built once per read (hot path: no lookups by name)."""
-    plan: list[tuple[str, Extractor]] = []
-    for name in names:
-        meta = fields.by_name[name]
-        code = meta.code
-        if meta.part is not None:
-            part = meta.part
+class RowDecoder:
+    """Turns one API record into ``Record.fields`` for the wanted names. Built once per
+    read; the per-record path is flat loops over precomputed (name, key) pairs."""
 
-            def sub(rec: Mapping[str, Any], code: str = code, part: str = part) -> Any:
-                value = rec.get(code)
-                return value.get(part) if isinstance(value, dict) else None
+    __slots__ = ("custom", "options", "parts", "plain")
 
-            plan.append((name, sub))
-        elif meta.custom and (meta.labels or meta.kind in ("enum", "set")):
-            def option(rec: Mapping[str, Any], code: str = code, meta: FieldMeta = meta) -> Any:
-                custom = rec.get("custom_fields") or {}
-                return _label_of(meta, custom.get(code))
+    def __init__(self, fields: EntityFields, names: Sequence[str]) -> None:
+        self.plain: list[tuple[str, str]] = []
+        self.custom: list[tuple[str, str]] = []
+        self.options: list[tuple[str, str, FieldMeta]] = []
+        self.parts: list[tuple[str, str, str]] = []
+        for name in names:
+            meta = fields.by_name[name]
+            if meta.part is not None:
+                self.parts.append((name, meta.code, meta.part))
+            elif meta.custom and (meta.labels or meta.kind in ("enum", "set")):
+                self.options.append((name, meta.code, meta))
+            elif meta.custom:
+                self.custom.append((name, meta.code))
+            else:
+                self.plain.append((name, meta.code))
 
-            plan.append((name, option))
-        elif meta.custom:
-            def plain(rec: Mapping[str, Any], code: str = code) -> Any:
-                custom = rec.get("custom_fields") or {}
-                return custom.get(code)
-
-            plan.append((name, plain))
-        else:
-            plan.append((name, _getter(code)))
-    return plan
-
-
-def _getter(code: str) -> Extractor:
-    def get(rec: Mapping[str, Any]) -> Any:
-        return rec.get(code)
-
-    return get
+    def __call__(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        get = raw.get
+        values = {name: get(code) for name, code in self.plain}
+        custom = get("custom_fields") or _EMPTY
+        for name, code in self.custom:
+            values[name] = custom.get(code)
+        for name, code, meta in self.options:
+            value = custom.get(code)
+            if value is not None:
+                label = meta.labels.get(value) if value.__class__ is int else None
+                value = label if label is not None else _label_of(meta, value)
+            values[name] = value
+        for name, code, part in self.parts:
+            whole = get(code)
+            values[name] = whole.get(part) if isinstance(whole, dict) else None
+        return values
 
 
 # -- writing ----------------------------------------------------------------------------

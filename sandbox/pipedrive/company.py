@@ -118,7 +118,7 @@ class Company:
         rec.set(data)
 
     def validate(self, entity: str, record_id: int, values: dict[str, Any]) -> None:
-        ctx = {"users": set(self.users), "orgs": set(self.stores[ORGANIZATIONS].records)}
+        ctx = {"users": self.users.keys(), "orgs": self.stores[ORGANIZATIONS].records.keys()}
         custom_keys = self.fields.custom_by_key(entity)
         builtins = self.fields.builtin(entity)
         for key, value in values.items():
@@ -206,7 +206,7 @@ class Company:
         rec = self.stores[entity].records[record_id]
         data = rec.data()
         data["update_time"] = "not-a-date"
-        rec.blob = orjson.dumps(data)
+        rec.blob = bytes(memoryview(orjson.dumps(data)))
 
 
 def _compact(data: dict[str, Any]) -> dict[str, Any]:

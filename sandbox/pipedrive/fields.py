@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -185,7 +186,7 @@ def _check_date(name: str, value: Any) -> None:
         raise InputError(f"{name}: invalid date {value!r}") from exc
 
 
-def check_custom_value(fdef: FieldDef, value: Any, user_ids: set[int]) -> None:
+def check_custom_value(fdef: FieldDef, value: Any, user_ids: Collection[int]) -> None:
     """Raise ``InputError`` unless ``value`` is what v2 accepts for this custom field."""
     name = f"custom_fields.{fdef.field_code}"
     if value is None:
@@ -235,7 +236,9 @@ def check_custom_value(fdef: FieldDef, value: Any, user_ids: set[int]) -> None:
 
 
 # Built-in PATCH body keys -> (json type check, message). Unknown keys are refused.
-def check_builtin_value(entity: str, key: str, value: Any, ctx: dict[str, set[int]]) -> None:
+def check_builtin_value(
+    entity: str, key: str, value: Any, ctx: Mapping[str, Collection[int]]
+) -> None:
     name = key
     if key in ("title", "name", "currency", "lost_reason", "website", "linkedin", "status"):
         if value is None and key in ("lost_reason", "website", "linkedin"):
