@@ -349,3 +349,14 @@ def test_default_mapping_fits_a_seeded_company(entity: Entity) -> None:
         assert any("Channel conflict reason" in p and "decimal" in p for p in problems)
     finally:
         running.stop()
+
+
+@pytest.mark.parametrize("fault", ["truncate_next", "malformed_next", "drop_next"])
+def test_broken_responses_are_retried(h: PipedriveHarness, fault: str) -> None:
+    ids = h.create(DEALS, 7)
+    connector = h.connector(page_size=5)
+    connector.describe(DEALS)
+    setattr(h.app.faults, fault, 1)
+    pages, _ = read(connector, DEALS, None, h.fields(DEALS))
+    assert set(ids) <= set(by_id(pages))
+    assert getattr(h.app.faults, fault) == 0
