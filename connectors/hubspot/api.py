@@ -35,6 +35,8 @@ from connectors.http import Pacer, QuotaGovernor, RetryPolicy, retry_after_secon
 log = structlog.get_logger(__name__)
 
 TEN_SECONDS = 10.0
+# HubSpot stamps a request when it arrives, a little after we count it: wait a bit longer.
+ARRIVAL_MARGIN_S = 0.1
 # Answers the caller handles itself instead of raising (per-record batch outcomes).
 BATCH_STATUSES = frozenset({200, 207, 400, 404})
 
@@ -71,6 +73,10 @@ class HubSpotApi:
         self._search_per_second = search_per_second
         self._recent_searches: deque[float] = deque()
         self._burst_share = burst_share
+        self._burst_max: int | None = None  # as the last rate-limit headers said
+        self._interval_s = TEN_SECONDS
+        self._others = 0  # requests of other apps in the account's current window
+        self._ours: deque[float] = deque()  # our request times within the window
         self._timeout = timeout_s
         self._connection = connection
 
@@ -162,7 +168,13 @@ class HubSpotApi:
         return self._retry.call(attempt, what=f"hubspot.{what}")
 
     def _pace(self, search: bool) -> None:
+        """Wait if the window is nearly spent. Search answers carry no rate-limit headers,
+        so between headers our own requests are counted against the last figures seen."""
         self._pacer.before_request()
+        now = time.monotonic()
+        self._expire_ours(now)
+        self._ours.append(now)
+        self._feed_pacer(now)
         if not search or self._search_pacer is None or not self._search_per_second:
             return
         self._search_pacer.before_request()
@@ -172,7 +184,8 @@ class HubSpotApi:
         self._recent_searches.append(now)
         left = self._search_per_second - len(self._recent_searches)
         self._search_pacer.observe(
-            remaining=int(left), reset_in_s=1.0 - (now - self._recent_searches[0])
+            remaining=int(left),
+            reset_in_s=1.0 + ARRIVAL_MARGIN_S - (now - self._recent_searches[0]),
         )
 
     def _once(self, what: str, send: Callable[[], Any]) -> tuple[int, dict[str, Any]]:
@@ -241,10 +254,26 @@ class HubSpotApi:
         left = _int(_header(headers, "X-HubSpot-RateLimit-Remaining"))
         interval = _int(_header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds"))
         if burst is not None and left is not None:
-            # Other connections of the account own (1 - share) of the window.
-            ours = left - int(burst * (1 - self._burst_share))
-            self._pacer.observe(remaining=ours, reset_in_s=(interval or 10_000) / 1000)
+            now = time.monotonic()
+            self._expire_ours(now)
+            self._burst_max, self._interval_s = burst, (interval or 10_000) / 1000
+            self._others = max(0, burst - left - len(self._ours))
+            self._feed_pacer(now)
             self._quota.observe(burst_max=burst, burst_remaining=left)
+
+    def _expire_ours(self, now: float) -> None:
+        while self._ours and now - self._ours[0] >= self._interval_s:
+            self._ours.popleft()
+
+    def _feed_pacer(self, now: float) -> None:
+        if self._burst_max is None:
+            return
+        # This connection may use ``burst_share`` of the window; other apps use the rest.
+        allowed = int(self._burst_max * self._burst_share)
+        left = allowed - max(self._others, self._burst_max - allowed) - len(self._ours)
+        oldest = self._ours[0] if self._ours else now
+        wait = self._interval_s + ARRIVAL_MARGIN_S - (now - oldest)
+        self._pacer.observe(remaining=left, reset_in_s=max(0.0, wait))
 
 
 def _header(headers: Mapping[str, str] | Any, name: str) -> str | None:
