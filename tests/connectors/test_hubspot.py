@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -246,7 +246,7 @@ def test_check_mapping_with_the_default_mapping(h: HubSpotHarness) -> None:
     seed = CrmSeed(connection="x", vendor="hubspot", role="distributor", distributor_id="D",
                    accounts=[SeedAccount(key="a", name="A", website=None, country="DE")],
                    deals=[SeedDeal(key="d", account_key="a", name="D", amount=Decimal(1),
-                                   currency="EUR", stage="open", close_date=datetime(2026, 1, 1).date(),
+                                   currency="EUR", stage="open", close_date=date(2026, 1, 1),
                                    created_at=datetime(2026, 1, 1, tzinfo=UTC),
                                    modified_at=datetime(2026, 1, 1, tzinfo=UTC))])
     h.account.seed(seed)
