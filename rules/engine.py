@@ -30,7 +30,7 @@ from rules.model import (
     RecordKey,
     Snapshot,
 )
-from rules.ownership import OwnerDecision, decide_owner
+from rules.ownership import RELEASED_HOLD, OwnerDecision, decide_owner
 from rules.registrations import Registration, assess, thresholds
 
 _KIND_ORDER = {kind: index for index, kind in enumerate(CONFLICT_KINDS)}
@@ -51,6 +51,8 @@ class Evaluation:
     findings: list[Finding] = field(default_factory=list)
     desired: dict[RecordKey, Mapping[str, Any]] = field(default_factory=dict)
     owners: dict[str | None, str | None] = field(default_factory=dict)
+    # customer -> the next instant after `now` when time alone changes its state
+    next_thresholds: dict[str, datetime] = field(default_factory=dict)
     registrations: dict[RecordKey, Registration] = field(default_factory=dict)
     keep_registrations: bool = False
     # desired mappings without a customer-specific part, shared across customers
@@ -163,6 +165,9 @@ def evaluate_customer(
     _desired_values(customer_id, live_accounts, live_opps, decision, conflicts,
                     registrations, routed, result)
     result.owners[customer_id] = decision.owner
+    upcoming = _next_instant(registrations.values(), decision, now)
+    if upcoming is not None and customer_id is not None:
+        result.next_thresholds[customer_id] = upcoming
     if result.keep_registrations:
         result.registrations.update(registrations)
     return result
@@ -290,11 +295,33 @@ def _desired_values(
         desired[key] = values
 
 
+def _next_instant(
+    registrations: Iterable[Registration], decision: OwnerDecision, now: datetime
+) -> datetime | None:
+    upcoming = decision.direct_from if decision.basis == RELEASED_HOLD else None
+    if upcoming is not None and upcoming <= now:
+        upcoming = None
+    for registration in registrations:
+        for instant in thresholds(registration):
+            if instant > now and (upcoming is None or instant < upcoming):
+                upcoming = instant
+    return upcoming
+
+
+def due_customers(next_thresholds: Mapping[str, datetime], now: datetime) -> set[str]:
+    """Customers whose next time threshold (from ``Evaluation.next_thresholds``, kept and
+    merged by the caller across evaluations) has been reached: re-evaluate them."""
+    return {customer for customer, instant in next_thresholds.items() if instant <= now}
+
+
 def customers_crossing(
     snapshot: Snapshot, policy: Policy, since: datetime, now: datetime
 ) -> set[str]:
     """Customers where a time threshold (warning start, expiry by term or inactivity, end of
-    a release hold) falls in ``(since, now]``: their state changed by time alone."""
+    a release hold) falls in ``(since, now]``: their state changed by time alone.
+
+    A full scan that assesses every registration; a daemon keeps
+    ``Evaluation.next_thresholds`` instead and asks :func:`due_customers`."""
     crossing: set[str] = set()
     for opp in snapshot.opportunities:
         if opp.customer_id is None or opp.customer_id in crossing:

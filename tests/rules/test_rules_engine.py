@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 
-from rules.engine import customers_crossing, evaluate, next_threshold
+from rules.engine import customers_crossing, due_customers, evaluate, next_threshold
 from rules.model import (
     CONFLICT_KINDS,
     PARTNER_TEXT_OTHER,
@@ -243,3 +243,19 @@ def test_partner_text_never_names_anyone() -> None:
             assert text in (PARTNER_TEXT_OTHER, PARTNER_TEXT_YOURS)
             assert "D1" not in text and "D2" not in text and "direct" not in text.lower()
 
+
+
+def test_next_thresholds_per_customer_drive_incremental_evaluation() -> None:
+    warning_soon = partner_opp("D1", "o1", registered_days_ago=76 - 1)  # warning in 1 day
+    released = partner_opp("D2", "o2", "C2", registered_days_ago=40,
+                           registration_status="released",
+                           registration_expires_at=day("2026-05-20"))
+    no_time = partner_opp("D3", "o3", "C3", registered_days_ago=None)
+    snap = snapshot(warning_soon, released, no_time)
+    result = evaluate(snap, replace(POLICY, direct_after_release=30 * DAY), NOW)
+    assert result.next_thresholds == {"C1": NOW + DAY, "C2": NOW.replace(day=19, hour=0)}
+    assert due_customers(result.next_thresholds, NOW) == set()
+    assert due_customers(result.next_thresholds, NOW + DAY) == {"C1"}
+    later = evaluate(snap, replace(POLICY, direct_after_release=30 * DAY), NOW + DAY,
+                     only_customers={"C1"})
+    assert later.next_thresholds == {"C1": NOW + 15 * DAY}  # the expiry itself
