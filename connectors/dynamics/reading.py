@@ -52,6 +52,19 @@ class ReadPlan:
     columns: tuple[tuple[str, str, int, Any], ...]  # (field name, property, kind, options)
     annotations: bool
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _, _, _ in self.columns)
+
+    @property
+    def props(self) -> tuple[str, ...]:
+        return tuple(prop for _, prop, _, _ in self.columns)
+
+    @property
+    def choices(self) -> tuple[tuple[str, dict[int, str]], ...]:
+        return tuple((name, options) for name, _, kind, options in self.columns
+                     if kind == _CHOICE)
+
     @classmethod
     def build(cls, meta: TableMeta, fields: Sequence[str]) -> ReadPlan:
         props: list[str] = []
@@ -96,41 +109,48 @@ class Reader:
         records: list[Record] = []
         skipped: list[SkippedRecord] = []
         pk = meta.pk
-        columns = plan.columns
+        names, props = plan.names, plan.props
+        identity = names == props and not any(k.startswith("@") for k in names)
+        width = len(plan.select.split(","))
+        choices = plan.choices
         now: datetime | None = None
         for row in rows:
-            if row.get("reason") == "deleted" or str(row.get("@odata.context", "")).endswith(
-                    DELETED_SUFFIX):
-                now = now or datetime.now(UTC)
-                records.append(Record(id=str(row.get("id")), modified_at=now, fields={},
-                                      deleted=True))
-                continue
             record_id = row.get(pk)
+            if record_id is None and (row.get("reason") == "deleted" or str(
+                    row.get("@odata.context", "")).endswith(DELETED_SUFFIX)):
+                now = now or datetime.now(UTC)
+                records.append(Record(str(row.get("id")), now, {}, True))
+                continue
             if not isinstance(record_id, str):
                 skipped.append(SkippedRecord(None, f"row without {pk}", row))
                 continue
             stamp = row.get("modifiedon")
-            modified = parse_stamp(stamp) if isinstance(stamp, str) else None
+            modified = parse_stamp(stamp) if stamp.__class__ is str else None
             if modified is None:
                 skipped.append(SkippedRecord(record_id, f"modifiedon {stamp!r} is not a "
                                                         "date/time", row))
                 continue
-            fields: dict[str, Any] = {}
+            etag = row.pop("@odata.etag", None)
+            if identity:  # the row itself is the field map (plus its id and modifiedon)
+                fields = row
+                if len(row) < width:  # a selected column the service left out: null
+                    for prop in props:
+                        row.setdefault(prop, None)
+            else:
+                fields = {name: row.get(prop) for name, prop in zip(names, props, strict=True)}
             problem = None
-            for name, prop, kind, options in columns:
-                value = row.get(prop)
-                if kind == _CHOICE and value is not None:
+            for name, options in choices:
+                value = fields[name]
+                if value is not None:
                     label = options.get(value)
                     if label is None:
                         problem = f"{name}: option value {value!r} is not in the table metadata"
                         break
-                    value = label
-                fields[name] = value
+                    fields[name] = label
             if problem:
                 skipped.append(SkippedRecord(record_id, problem, row))
                 continue
-            records.append(Record(id=record_id, modified_at=modified, fields=fields,
-                                  etag=row.get("@odata.etag")))
+            records.append(Record(record_id, modified, fields, False, etag))
         return records, skipped
 
     def _headers(self, plan: ReadPlan, *, track: bool = False) -> dict[str, str]:

@@ -104,6 +104,8 @@ class DynamicsApp(MetadataEndpoints, WriteEndpoints, SandboxApp):
         self.store = Store(tables or default_tables(), clock=clock)
         self.base_url: str | None = None  # set once served; else taken from each request
         self.organization_id = str(uuid.uuid4())
+        # per-row JSON by (table, select, annotations): id -> (versionnumber, bytes)
+        self._fragments: dict[tuple[str, tuple[str, ...], str], dict[str, tuple[int, bytes]]] = {}
         self.app_user_id = self.store.insert("systemuser", {
             "fullname": "# Channel Sync", "applicationid": self.client_id,
             "domainname": f"{self.client_id}@sandbox"})["systemuserid"]
@@ -305,8 +307,8 @@ class DynamicsApp(MetadataEndpoints, WriteEndpoints, SandboxApp):
                ) -> dict[str, Any]:
         out: dict[str, Any] = {"@odata.etag": f'W/"{row["versionnumber"]}"'}
         if not annotations:
-            for prop in select:
-                out[prop] = row.get(prop)
+            get = row.get
+            out.update((prop, get(prop)) for prop in select)
             return out
         props = table.definition.by_prop()
         for prop in select:
@@ -395,19 +397,51 @@ class DynamicsApp(MetadataEndpoints, WriteEndpoints, SandboxApp):
             baseline = cookie.baseline if cookie.baseline is not None else baseline
         ids = result.ids[start:start + size]
         rows = [table.rows[i] for i in ids]
-        body: dict[str, Any] = {"@odata.context": self._context(request, table, select)}
-        body["value"] = [self.render(table, r, select, annotations) for r in rows]
+        head = {"@odata.context": self._context(request, table, select)}
+        tail: dict[str, str] = {}
         more = start + size < len(result.ids) and top is None
         if more:
             cookie_text = encode_skiptoken(order, rows[-1], rows[0], page_no, tracking,
                                            baseline if tracking else None)
-            body["@odata.nextLink"] = self._link(request, {"$skiptoken": cookie_text})
+            tail["@odata.nextLink"] = self._link(request, {"$skiptoken": cookie_text})
         elif tracking:
             delta = encode_deltatoken(baseline, self.clock())
-            body["@odata.deltaLink"] = self._link(request, {"$deltatoken": delta},
+            tail["@odata.deltaLink"] = self._link(request, {"$deltatoken": delta},
                                                   keep=("$select",))
+        body = self._page_body(table, head, rows, select, annotations, tail)
         headers = {"Preference-Applied": ",".join(applied)} if applied else None
-        return self._reply(body, headers=headers)
+        return self._raw_reply(body, headers)
+
+    def _page_body(self, table: Table, head: dict[str, Any], rows: list[Row],
+                   select: list[str], annotations: str | None, tail: dict[str, Any]) -> bytes:
+        """A collection page assembled from per-row JSON fragments, cached by row version:
+        a page of unchanged rows costs a join, not a re-serialisation."""
+        key = (table.definition.logical, tuple(select), annotations or "")
+        cache = self._fragments.get(key)
+        if cache is None:
+            if len(self._fragments) >= 4:
+                self._fragments.clear()
+            cache = self._fragments[key] = {}
+        pk = table.definition.pk
+        parts: list[bytes] = []
+        for row in rows:
+            version = row["versionnumber"]
+            hit = cache.get(row[pk])
+            if hit is None or hit[0] != version:
+                hit = (version, orjson.dumps(self.render(table, row, select, annotations)))
+                cache[row[pk]] = hit
+            parts.append(hit[1])
+        out = orjson.dumps(head)[:-1] + b',"value":[' + b",".join(parts) + b"]"
+        for name, value in tail.items():
+            out += b"," + orjson.dumps(name) + b":" + orjson.dumps(value)
+        return out + b"}"
+
+    def _raw_reply(self, body: bytes, headers: dict[str, str] | None = None) -> Response:
+        out = Response(body, status=200, content_type="application/json; odata.metadata=minimal")
+        out.headers["OData-Version"] = "4.0"
+        for name, value in (headers or {}).items():
+            out.headers[name] = value
+        return out
 
     def _context(self, request: Request, table: Table, select: list[str], suffix: str = ""
                  ) -> str:

@@ -52,6 +52,7 @@ class WriteEndpoints:
     lock: threading.RLock
     delta_tokens_expired_before: datetime | None
     app_user_id: str
+    _fragments: dict[tuple[str, tuple[str, ...], str], dict[str, tuple[int, bytes]]]
 
     def _reply(self, data: Any, status: int = 200) -> Response:
         raise NotImplementedError
@@ -371,6 +372,7 @@ class WriteEndpoints:
         with self.lock:
             self._table(table).rows[record_id.lower()][prop] = raw
             self.store.poke()
+            self._fragments.clear()
 
     def drop_attribute(self, table: str, logical: str) -> None:
         with self.lock:
@@ -379,6 +381,7 @@ class WriteEndpoints:
             for row in t.rows.values():
                 row.pop(attr.prop, None)
             self.store.poke()
+            self._fragments.clear()
 
     def set_change_tracking(self, table: str, enabled: bool) -> None:
         with self.lock:
