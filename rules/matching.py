@@ -15,6 +15,7 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
@@ -104,13 +105,15 @@ class _Features:
     """Normalised evidence per record, in parallel lists indexed by record position."""
 
     def __init__(self, records: Iterable[AccountRecord]) -> None:
-        ordered = sorted(records, key=lambda r: (r.connection, r.external_id))
+        ordered = sorted(records, key=attrgetter("connection", "external_id"))
         self.keys: list[RecordKey] = [r.key for r in ordered]
         if len(set(self.keys)) != len(self.keys):
             seen: set[RecordKey] = set()
             dup = next(k for k in self.keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]  # set.add returns None on purpose
             raise ValueError(f"account {dup[0]}/{dup[1]} appears twice in the matching input")
+        # caches per distinct string: CRMs repeat names and websites a lot
         names: dict[str, tuple[str, frozenset[str] | None]] = {}
+        domains: dict[str, str | None] = {}
         self.legal_countries: dict[int, frozenset[str]] = {}  # only for country-less records
         self.country: list[str | None] = []
         self.duns: list[str | None] = []
@@ -120,7 +123,11 @@ class _Features:
         self.compact: list[str] = []
         for r in ordered:
             country = r.country.strip().upper() or None if r.country else None
-            domain = registrable_domain(r.domain) if r.domain else None
+            domain = None
+            if r.domain:
+                domain = domains.get(r.domain, "")
+                if domain == "":
+                    domain = domains[r.domain] = registrable_domain(r.domain)
             self.duns.append(duns_key(r.duns))
             self.vat.append(vat_key(r.vat_id, country))
             self.domain.append(domain)
@@ -305,6 +312,7 @@ class _Matcher:
             evidence: tuple[str, ...] = (f"same name {f.name[j]!r}, country unknown",)
             if len(fitting) == 1:
                 i = by_name[(fitting[0], f.compact[j])][0]
+                # strict here: acme.de against acme.com is how namesakes abroad look
                 if f.domain[i] and f.domain[j] and f.domain[i] != f.domain[j]:
                     evidence += (f"domains differ: {f.domain[i]} / {f.domain[j]}",)
                 else:
@@ -356,7 +364,7 @@ class _Matcher:
         evidence: tuple[str, ...] = (f"name similarity {score:.0f}: {f.name[a]!r} ~ {f.name[b]!r}",
                     f"country {f.country[a]}")
         da, db = f.domain[a], f.domain[b]
-        if da and db and da != db:
+        if da and db and _unrelated_domains(da, db):
             evidence += (f"domains differ: {da} / {db}",)
         elif edits > 1 or min(len(ca), len(cb)) < s.min_typo_length:
             evidence += (f"{edits}+ edits apart" if edits > 1 else "short name",)
@@ -373,10 +381,15 @@ class _Matcher:
             members[clusters.find(i)].append(i)
         ids = _stable_ids(members, f.keys, previous, self.s.id_prefix)
         links = {}
+        shared: dict[tuple[str, str, float], Link] = {}  # equal links share one object
         for root, group in members.items():
+            cid = ids[root]
             for i in group:
                 score, method = self.best.get(i, (1.0, "single"))
-                links[f.keys[i]] = Link(customer_id=ids[root], method=method, score=score)
+                link = shared.get((cid, method, score))
+                if link is None:
+                    link = shared[(cid, method, score)] = Link(cid, method, score)
+                links[f.keys[i]] = link
         review: dict[tuple[int, int], ReviewItem] = {}
         for i, j, score, method, evidence in self.reviews:
             pair = (i, j) if i < j else (j, i)
@@ -387,6 +400,14 @@ class _Matcher:
                                           method=method, evidence=evidence)
         ordered = sorted(review.values(), key=lambda r: (-r.score, r.a, r.b))
         return MatchResult(links=links, review=tuple(ordered), skipped_blocks=tuple(self.skipped))
+
+
+def _unrelated_domains(a: str, b: str) -> bool:
+    """acme.de, acme-group.com and acmegroup.co.uk are related; acme.de and acne.de are not."""
+    if a == b:
+        return False
+    la, lb = a.split(".", 1)[0].replace("-", ""), b.split(".", 1)[0].replace("-", "")
+    return not (len(la) >= 4 and len(lb) >= 4 and (la in lb or lb in la))
 
 
 def _previous_id(previous: Mapping[tuple[str, ...], str], key: RecordKey) -> str | None:

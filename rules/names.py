@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
 from typing import Final
 
 import tldextract
@@ -155,7 +154,6 @@ def legal_form_countries(terms: tuple[tuple[str, ...], ...]) -> frozenset[str] |
     return countries
 
 
-@lru_cache(maxsize=1 << 18)
 def registrable_domain(value: str) -> str | None:
     """``"https://shop.acme.co.uk/en"`` -> ``"acme.co.uk"``; free-mail and junk -> None.
 

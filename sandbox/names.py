@@ -90,6 +90,8 @@ def pick_country(rng: random.Random) -> str:
 
 
 def strip_accents(text: str) -> str:
+    if text.isascii():
+        return text
     table = str.maketrans({"ø": "o", "Ø": "O", "å": "a", "Å": "A", "ß": "ss", "æ": "ae"})
     decomposed = unicodedata.normalize("NFKD", text.translate(table))
     return "".join(c for c in decomposed if not unicodedata.combining(c))
