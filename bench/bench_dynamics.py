@@ -19,13 +19,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import orjson  # noqa: E402  # after the path tweak that lets the script run from a checkout
-import requests  # noqa: E402
+import orjson  # after the path tweak that lets the script run from a checkout
 
-from connectors.base import Entity, RecordUpdate  # noqa: E402
-from connectors.dynamics import DynamicsConnector, MsalTokenProvider  # noqa: E402
-from connectors.dynamics.reading import ReadPlan, Reader  # noqa: E402
-from connectors.http import QuotaGovernor, RetryPolicy, make_session  # noqa: E402
+from connectors.base import Entity, RecordUpdate
+from connectors.dynamics import DynamicsConnector, MsalTokenProvider
+from connectors.dynamics.reading import Reader, ReadPlan
+from connectors.http import QuotaGovernor, RetryPolicy, make_session
 
 FIELDS = ["name", "websiteurl", "address1_country", "new_duns", "new_vatid",
           "new_channelowner", "_ownerid_value", "new_partnerid", "createdon", "modifiedon",

@@ -6,10 +6,11 @@ whose ``ChangeTrackingEnabled`` is true, falling back to a full resync (pages ma
 ``modifiedon ge <since - lookback>`` ordered by (modifiedon, id) with de-duplication by
 row version. ``Record.fields`` carries columns by Web API property name (lookups as
 ``_<lookup>_value`` GUIDs; a lookup's logical name gives the related row's display name),
-choices as their labels; the primary key and ``modifiedon`` come along. Writes go out as ``$batch`` requests of up to 1000 independent
-PATCHes, each with ``If-Match`` (the row's etag, or ``*`` so a deleted row is never
-re-created); a 412 becomes ``WriteResult(conflict=True)``. Choice labels are turned into
-option values, lookups into ``<navigation property>@odata.bind``.
+choices as their labels; the primary key and ``modifiedon`` come along. Writes go out as
+``$batch`` requests of up to 1000 independent PATCHes, each with ``If-Match`` (the row's
+etag, or ``*`` so a deleted row is never re-created); a 412 becomes
+``WriteResult(conflict=True)``. Choice labels are turned into option values, lookups into
+``<navigation property>@odata.bind``.
 """
 
 from __future__ import annotations
