@@ -45,6 +45,7 @@ MAX_COLLECTION = 200  # sObject Collections records per request
 DEFAULT_OBJECTS: Mapping[Entity, str] = {Entity.ACCOUNT: "Account",
                                          Entity.OPPORTUNITY: "Opportunity"}
 SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
+_MISSING = object()
 
 
 class _OrjsonSalesforce(Salesforce):
@@ -244,6 +245,7 @@ class SalesforceConnector:
                 boundary: str) -> tuple[list[Record], list[SkippedRecord]]:
         records: list[Record] = []
         skipped: list[SkippedRecord] = []
+        flatten = _flattener(dotted) if dotted else None
         for rec in raw:
             record_id = rec.get("Id")
             stamp = rec.get("SystemModstamp")
@@ -262,8 +264,8 @@ class SalesforceConnector:
             if stamp < boundary and position.already_delivered(record_id, stamp):  # type: ignore[arg-type, operator]  # parse_stamp proved str
                 continue
             del rec["attributes"]
-            if dotted:
-                _flatten(rec, dotted)
+            if flatten is not None:
+                flatten(rec)
             records.append(Record(id=record_id, modified_at=modified, fields=rec,
                                   deleted=rec.get("IsDeleted") is True))
             position.advance(record_id, stamp)  # type: ignore[arg-type]  # parse_stamp proved str
@@ -337,18 +339,29 @@ def _save_result(record_id: str, result: Mapping[str, Any]) -> WriteResult:
                        retryable=code in RETRYABLE_STATUS)
 
 
-def _flatten(rec: dict[str, Any], dotted: list[str]) -> None:
+def _flattener(dotted: list[str]) -> Callable[[dict[str, Any]], None]:
     """Parent fields come nested (``{"Account": {"Name": ...}}``); the mapping names them
-    with dots (``Account.Name``). Nested dicts are replaced by their dotted leaves."""
-    for path in dotted:
-        node: Any = rec
-        for hop in path.split(".")[:-1]:
-            node = _get_ci(node, hop) if isinstance(node, dict) else None
-        leaf = path.rsplit(".", 1)[1]
-        rec[path] = _get_ci(node, leaf) if isinstance(node, dict) else None
-    for key in [k for k, v in rec.items() if isinstance(v, dict) or (v is None and any(
-            d.split(".", 1)[0].lower() == k.lower() for d in dotted) and "." not in k)]:
-        del rec[key]
+    with dots (``Account.Name``). The nested dicts are replaced by their dotted leaves."""
+    paths = [(path, path.split(".")) for path in dotted]
+    tops = {hops[0] for _, hops in paths}
+
+    def flatten(rec: dict[str, Any]) -> None:
+        for path, hops in paths:
+            node: Any = rec
+            for hop in hops:
+                if not isinstance(node, dict):
+                    node = None
+                    break
+                value = node.get(hop)
+                node = value if value is not None or hop in node else _get_ci(node, hop)
+            rec[path] = node
+        for top in tops:
+            if rec.pop(top, _MISSING) is _MISSING:
+                lowered = top.lower()
+                for key in [k for k in rec if k.lower() == lowered and "." not in k]:
+                    del rec[key]
+
+    return flatten
 
 
 def _get_ci(node: dict[str, Any], key: str) -> Any:

@@ -5,6 +5,7 @@ Python callables: a row filter, a sort, and a projection to Salesforce's JSON sh
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from sandbox.salesforce.soql import (
 Row = dict[str, Any]
 Tables = Mapping[str, Mapping[str, Row]]  # object name -> id -> row
 Getter = Callable[[Row], Any]
+Renderer = Callable[[Row, dict[tuple[str, str], Any]], dict[str, Any]]
 
 _NO_SUCH_COLUMN = (
     "No such column '{name}' on entity '{obj}'. If you are attempting to use a custom field, "
@@ -226,18 +228,40 @@ class Projection:
     parents: dict[str, tuple[str, str, Projection]] = field(default_factory=dict)
     # relationship name -> (foreign key field, parent table name, parent projection)
 
-    def render(self, row: Row, tables: Tables, url_prefix: str) -> dict[str, Any]:
+    def compile(self, tables: Tables, url_prefix: str) -> Renderer:
+        """A fast row -> JSON-ready dict function. Parents are rendered once per ``memo``
+        (a page): many opportunities share an account, an owner, a partner."""
         name = self.obj.name
-        out: dict[str, Any] = {
-            "attributes": {"type": name, "url": f"{url_prefix}{name}/{row['Id']}"}
-        }
-        for fname in self.fields:
-            out[fname] = row.get(fname)
-        for rel, (fk, table, sub) in self.parents.items():
-            parent_id = row.get(fk)
-            parent = tables[table].get(parent_id) if parent_id else None
-            out[rel] = None if parent is None else sub.render(parent, tables, url_prefix)
-        return out
+        url = f"{url_prefix}{name}/"
+        names = tuple(self.fields)
+        pick = itemgetter(*names) if len(names) > 1 else None
+        parents = [(rel, fk, tables[table], sub.compile(tables, url_prefix))
+                   for rel, (fk, table, sub) in self.parents.items()]
+
+        def values(row: Row) -> Any:
+            if pick is None:
+                return [(names[0], row.get(names[0]))] if names else []
+            try:
+                return zip(names, pick(row), strict=True)
+            except KeyError:  # a field added after the row was written
+                return [(n, row.get(n)) for n in names]
+
+        def render(row: Row, memo: dict[tuple[str, str], Any]) -> dict[str, Any]:
+            out: dict[str, Any] = {"attributes": {"type": name, "url": url + row["Id"]}}
+            out.update(values(row))
+            for rel, fk, table, sub in parents:
+                parent_id = row.get(fk)
+                if parent_id is None:
+                    out[rel] = None
+                    continue
+                key = (rel, parent_id)
+                if key not in memo:
+                    parent = table.get(parent_id)
+                    memo[key] = None if parent is None else sub(parent, memo)
+                out[rel] = memo[key]
+            return out
+
+        return render
 
 
 def projection(query: Query, objects: Mapping[str, ObjectDef], start: ObjectDef) -> Projection:

@@ -97,10 +97,9 @@ class QueryEngine:
 
     def _page(self, locator: Locator, start: int, version: str, batch: int) -> dict[str, Any]:
         end = min(start + batch, len(locator.rows))
-        prefix = f"/services/data/v{version}/sobjects/"
-        tables = self.org.tables
-        render = locator.projection.render
-        records = [render(row, tables, prefix) for row in locator.rows[start:end]]
+        render = locator.projection.compile(self.org.tables, f"/services/data/v{version}/sobjects/")
+        memo: dict[tuple[str, str], Any] = {}
+        records = [render(row, memo) for row in locator.rows[start:end]]
         done = end >= len(locator.rows)
         page: dict[str, Any] = {"totalSize": len(locator.rows), "done": done}
         if done:
