@@ -20,14 +20,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import orjson  # noqa: E402  # after the path fix above
-import requests  # noqa: E402
-import structlog  # noqa: E402
+import orjson  # after the path fix above
+import requests
+import structlog
 
-from config.mapping_compiler import load_mapping_file  # noqa: E402
-from connectors.base import Entity, RecordUpdate  # noqa: E402
-from connectors.http import RetryPolicy, make_session  # noqa: E402
-from connectors.salesforce import JwtBearerAuth, SalesforceConnector, daily_quota  # noqa: E402
+from config.mapping_compiler import load_mapping_file
+from connectors.base import Entity, RecordUpdate
+from connectors.http import RetryPolicy, make_session
+from connectors.salesforce import JwtBearerAuth, SalesforceConnector, daily_quota
 
 ROOT = Path(__file__).resolve().parents[1]
 TLS_DIR = Path(tempfile.gettempdir()) / "channelsync-bench-sf-tls"

@@ -5,9 +5,9 @@ Python callables: a row filter, a sort, and a projection to Salesforce's JSON sh
 from __future__ import annotations
 
 import re
-from operator import itemgetter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sandbox.salesforce.schema import ID_TYPES, NUMERIC_TYPES, FieldDef, ObjectDef, normalize_id
