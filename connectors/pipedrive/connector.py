@@ -3,11 +3,14 @@ deleted deals via ``status=deleted``, organization deletions by periodic full re
 PATCH per record.
 
 Deletions: deals have a delete feed (``status=deleted``, 30 days); organizations have none,
-so every ``org_reconcile_every`` (default 24 h, counted from the last complete full read) the
-organization read is a full read (``Page.full_refresh``) and the sync layer retires the
-organizations it did not return. Deals get a full read when their delete feed was last read
-longer ago than ``deleted_window`` (29 days, inside Pipedrive's 30). A full read that did
-not complete is started again on the next read.
+so their ids are reconciled. While a company's organizations fit in one page (``page_size``,
+500 by default) the cursor keeps their ids and every incremental read lists them all, which
+costs the same one call as an ``updated_since`` read; vanished ids come back as deleted
+records. Beyond one page, every ``org_reconcile_every`` (default 24 h, counted from the last
+complete full read) the organization read is a full read (``Page.full_refresh``) and the sync
+layer retires the organizations it did not return. Deals get a full read when their delete
+feed was last read longer ago than ``deleted_window`` (29 days, inside Pipedrive's 30). A full
+read that did not complete is started again on the next read.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from connectors.base import (
 )
 from connectors.errors import SchemaDriftError, VendorError
 from connectors.http import Pacer, QuotaGovernor, RetryPolicy
-from connectors.pipedrive.cursor import Feed, ReadPosition, dump
+from connectors.pipedrive.cursor import Feed, IdTally, ReadPosition, dump
 from connectors.pipedrive.schema import (
     FIELDS_PATH,
     OBJECTS,
@@ -172,9 +175,10 @@ class PipedriveConnector:
         started = self._clock().timestamp()
         live = Feed()
         deleted = Feed() if entity is Entity.OPPORTUNITY else None
+        tally = IdTally(None, self.page_size) if entity is Entity.ACCOUNT else None
         first_server: int | None = None
         for records, skipped, last, server_time in self._pages(entity, params, live, plan,
-                                                               dedupe=False):
+                                                               dedupe=False, tally=tally):
             first_server = first_server if first_server is not None else server_time
             floor = first_server - 1 if first_server is not None else None
             cursor = dump(
@@ -182,6 +186,7 @@ class PipedriveConnector:
                 deleted=deleted, deleted_since=floor, lookback_s=self._lookback_s,
                 full_at=started if last else (old.full_at if old else None),
                 full_pending=not last,
+                known_ids=tally.to_json() if tally is not None and last else None,
             )
             self._log_page(entity, records, skipped, full=True)
             yield Page(records=records, cursor=cursor, skipped=skipped, full_refresh=True,
@@ -191,6 +196,9 @@ class PipedriveConnector:
         self, entity: Entity, plan: RowDecoder, params: dict[str, Any],
         position: ReadPosition,
     ) -> Iterator[Page]:
+        if entity is Entity.ACCOUNT and position.known_ids is not None:
+            yield from self._reconciling_read(entity, plan, params, position)
+            return
         live, deleted = position.live, position.deleted
 
         def cursor(live_since: int | None, deleted_since: int | None) -> dict[str, Any]:
@@ -227,9 +235,38 @@ class PipedriveConnector:
             yield Page(records=records, cursor=cursor(live.position(floor), deleted_since),
                        skipped=skipped, complete=last)
 
+    def _reconciling_read(
+        self, entity: Entity, plan: RowDecoder, params: dict[str, Any], position: ReadPosition,
+    ) -> Iterator[Page]:
+        """List every organization (one call while they fit a page), deliver those changed
+        since the cursor, and report known ids that are gone as deleted records."""
+        live = position.live
+        oldest = live.query_since(self._lookback_s)
+        tally = IdTally(position.known_ids, self.page_size)
+        first: int | None = None
+        for records, skipped, last, server_time in self._pages(
+            entity, params, live, plan, dedupe=True, tally=tally, oldest=oldest
+        ):
+            first = first if first is not None else server_time
+            known = position.known_ids
+            if last:
+                when = datetime.fromtimestamp(server_time, UTC) if server_time else self._clock()
+                records = records + [
+                    Record(id=str(i), modified_at=when, fields={}, deleted=True)
+                    for i in tally.gone()
+                ]
+                known = tally.to_json()
+            floor = first - 1 if last and first is not None else None
+            cursor = dump(live=live, live_since=live.position(floor), deleted=None,
+                          deleted_since=None, full_at=position.full_at, full_pending=False,
+                          lookback_s=self._lookback_s, known_ids=known)
+            self._log_page(entity, records, skipped, full=False)
+            yield Page(records=records, cursor=cursor, skipped=skipped, complete=last)
+
     def _pages(
         self, entity: Entity, params: dict[str, Any], feed: Feed,
         plan: RowDecoder, *, dedupe: bool, deleted: bool = False,
+        tally: IdTally | None = None, oldest: int | None = None,
     ) -> Iterator[tuple[list[Record], list[SkippedRecord], bool, int | None]]:
         path = f"/api/v2/{OBJECTS[entity]}"
         next_cursor: str | None = None
@@ -237,8 +274,13 @@ class PipedriveConnector:
             query = {**params, **({"cursor": next_cursor} if next_cursor else {})}
             reply = self._http.call("GET", path, cost=COST_LIST, params=query)
             body = self._ok_body(reply, path)
-            records, skipped = self._decode(body.get("data") or (), feed, plan, reply.server_time,
-                                            dedupe=dedupe, deleted=deleted)
+            data = body.get("data") or ()
+            if tally is not None:
+                for raw in data:
+                    if isinstance(raw, dict) and isinstance(raw.get("id"), int):
+                        tally.add(raw["id"])
+            records, skipped = self._decode(data, feed, plan, reply.server_time,
+                                            dedupe=dedupe, deleted=deleted, oldest=oldest)
             next_cursor = (body.get("additional_data") or {}).get("next_cursor")
             yield records, skipped, not next_cursor, reply.server_time
             if not next_cursor:
@@ -247,7 +289,7 @@ class PipedriveConnector:
     @staticmethod
     def _decode(
         data: Sequence[Any], feed: Feed, plan: RowDecoder,
-        server_time: int | None, *, dedupe: bool, deleted: bool,
+        server_time: int | None, *, dedupe: bool, deleted: bool, oldest: int | None = None,
     ) -> tuple[list[Record], list[SkippedRecord]]:
         records: list[Record] = []
         skipped: list[SkippedRecord] = []
@@ -274,6 +316,8 @@ class PipedriveConnector:
                 continue
             if dedupe and feed.already_delivered(record_id, stamp):
                 continue
+            if oldest is not None and stamp < oldest:
+                continue  # listed for the id reconciliation only: unchanged since the cursor
             feed.delivered(record_id, stamp, server_time)
             records.append(Record(id=str(record_id), modified_at=modified, fields=values,
                                   deleted=deleted or bool(raw.get("is_deleted"))))

@@ -69,6 +69,7 @@ class ReadPosition:
     deleted: Feed | None  # deals only
     full_at: float | None  # epoch seconds of the last complete full read
     full_pending: bool = False  # a full read started and has not completed
+    known_ids: list[int] | None = None  # every organization id, while they fit one page
 
     @classmethod
     def parse(cls, cursor: Cursor | None, *, with_deleted: bool) -> ReadPosition | None:
@@ -79,15 +80,43 @@ class ReadPosition:
             deleted=Feed.from_json(cursor.get("deleted")) if with_deleted else None,
             full_at=cursor.get("full_at"),
             full_pending=bool(cursor.get("full_pending")),
+            known_ids=cursor.get("known_ids"),
         )
+
+
+class IdTally:
+    """Ids met during a complete listing: which of the ``known`` ones are still there, and
+    all of them as long as they number at most ``cap`` (memory stays bounded)."""
+
+    def __init__(self, known: list[int] | None, cap: int) -> None:
+        self.known = set(known) if known is not None else set()
+        self.found: set[int] = set()
+        self.everything: set[int] | None = set()
+        self.cap = cap
+
+    def add(self, record_id: int) -> None:
+        if record_id in self.known:
+            self.found.add(record_id)
+        if self.everything is not None:
+            self.everything.add(record_id)
+            if len(self.everything) > self.cap:
+                self.everything = None
+
+    def gone(self) -> list[int]:
+        return sorted(self.known - self.found)
+
+    def to_json(self) -> list[int] | None:
+        return sorted(self.everything) if self.everything is not None else None
 
 
 def dump(
     *, live: Feed, live_since: int | None, deleted: Feed | None, deleted_since: int | None,
     full_at: float | None, full_pending: bool, lookback_s: int,
+    known_ids: list[int] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"v": 1, "live": live.to_json(live_since, lookback_s),
-                           "full_at": full_at, "full_pending": full_pending}
+                           "full_at": full_at, "full_pending": full_pending,
+                           "known_ids": known_ids}
     if deleted is not None:
         out["deleted"] = deleted.to_json(deleted_since, lookback_s)
     return out

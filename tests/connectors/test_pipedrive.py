@@ -131,19 +131,44 @@ def test_deleted_deals_come_from_the_status_deleted_feed(h: PipedriveHarness) ->
 
 
 def test_organization_deletes_are_found_by_the_periodic_full_read(h: PipedriveHarness) -> None:
-    ids = h.create(ORGS, 3)
+    ids = h.create(ORGS, 5)
     clock = MovableClock()
-    connector = h.connector(clock=clock, org_reconcile_every=timedelta(hours=6))
+    # page_size 2: the organizations do not fit one page, so no per-cycle id check
+    connector = h.connector(clock=clock, org_reconcile_every=timedelta(hours=6), page_size=2)
     _, cursor = read(connector, ORGS, None, h.fields(ORGS))
+    assert cursor["known_ids"] is None
     h.delete(ORGS, ids[1])
     pages, cursor = read(connector, ORGS, cursor, h.fields(ORGS))
     assert not any(p.full_refresh for p in pages)  # within the interval: incremental
+    assert not any(r.deleted for p in pages for r in p.records)
     clock.now += timedelta(hours=6, seconds=1)
     pages, cursor = read(connector, ORGS, cursor, h.fields(ORGS))
     assert all(p.full_refresh for p in pages) and pages[-1].complete
-    assert set(by_id(pages)) == {ids[0], ids[2]}
+    assert set(by_id(pages)) == {ids[0], ids[2], ids[3], ids[4]}
     pages, _ = read(connector, ORGS, cursor, h.fields(ORGS))
     assert not any(p.full_refresh for p in pages)
+
+
+def test_small_companies_reconcile_organization_ids_every_read_at_no_extra_cost(
+    h: PipedriveHarness,
+) -> None:
+    ids = h.create(ORGS, 4)
+    connector = h.connector(page_size=5)
+    _, cursor = read(connector, ORGS, None, h.fields(ORGS))
+    assert cursor["known_ids"] == sorted(int(i) for i in ids)
+    h.advance(timedelta(seconds=10))
+    _, cursor = read(connector, ORGS, cursor, h.fields(ORGS))  # boundary re-delivery settles
+    h.delete(ORGS, ids[2])
+    h.app.requests.reset()
+    pages, cursor = read(connector, ORGS, cursor, h.fields(ORGS))
+    assert h.app.requests.count("GET", "/api/v2/organizations") == 1
+    seen = by_id(pages)
+    assert seen[ids[2]].deleted and seen[ids[2]].fields == {}
+    assert not any(p.full_refresh for p in pages)
+    assert ids[0] not in seen  # unchanged organizations are listed, not delivered again
+    h.create(ORGS, 3)  # 6 live organizations no longer fit a page of 5
+    pages, cursor = read(connector, ORGS, cursor, h.fields(ORGS))
+    assert cursor["known_ids"] is None and len(by_id(pages)) == 3
 
 
 def test_deals_fall_back_to_a_full_read_past_the_30_day_delete_window(
