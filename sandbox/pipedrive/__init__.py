@@ -27,6 +27,15 @@ Records take API v2 field names for built-in fields and custom fields by their N
 option fields given as LABELS (a list of labels for ``set``); ``id``, ``add_time`` and
 ``update_time`` are optional; ``is_deleted: true`` deletes the record after loading.
 Organizations load before deals, so deals may name their ``org_id``.
+
+Acting as a CRM user (timestamps bump as Pipedrive's do): in Python ``user_create(entity,
+fields)``, ``user_update(entity, id, fields)``, ``user_delete(entity, id)`` (entity is
+``"deals"`` or ``"organizations"``; fields by name and label as above), ``rotate_token()``,
+``field_key(entity, name)``, ``record_data(entity, id)``; over HTTP under ``/__sandbox/``:
+``POST records/<entity>`` and ``PATCH|DELETE records/<entity>/<id>`` with
+``{"fields": {...}}``, ``POST rotate_token``, ``GET|POST budget`` (``{"spent": n}``) and
+``POST fixture``. ``sandbox.pipedrive.server.serve`` serves an instance whose clock is not
+the wall clock (one ``Date`` header, the sandbox's own).
 """
 
 from __future__ import annotations
