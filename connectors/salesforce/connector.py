@@ -31,7 +31,7 @@ from connectors.base import (
 from connectors.errors import AuthError, ConnectorError, SchemaDriftError, VendorError
 from connectors.http import QuotaGovernor, RetryPolicy
 from connectors.salesforce.auth import SalesforceToken, TokenSource
-from connectors.salesforce.cursor import ReadPosition, parse_stamp, stamp_text
+from connectors.salesforce.cursor import EPOCH_STAMP, ReadPosition, parse_stamp, stamp_text
 from connectors.salesforce.failures import RETRYABLE_STATUS, translate
 from connectors.salesforce.schema import PathResolver, check_mapping, entity_schema
 
@@ -207,7 +207,7 @@ class SalesforceConnector:
             position = None
         full = position is None
         if position is None:
-            position = ReadPosition(stamp_text(self._clock() - self.lookback))
+            position = ReadPosition(EPOCH_STAMP)
             soql = format_soql("SELECT {:literal} FROM {:literal} ORDER BY SystemModstamp, Id",
                                ", ".join(select), obj)
         else:
@@ -215,10 +215,13 @@ class SalesforceConnector:
                 "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} "
                 "ORDER BY SystemModstamp, Id",
                 ", ".join(select), obj, position.since_at - self.lookback)
-        yield from self._pages(entity, soql, position, dotted, full=full)
+        # Once a full read is complete, everything older than its start is known: the cursor
+        # may move up to there (less the lookback) even when the newest record is older.
+        floor = stamp_text(self._clock() - self.lookback) if full else None
+        yield from self._pages(entity, soql, position, dotted, full=full, floor=floor)
 
     def _pages(self, entity: Entity, soql: str, position: ReadPosition, dotted: list[str], *,
-               full: bool) -> Iterator[Page]:
+               full: bool, floor: str | None) -> Iterator[Page]:
         headers = {"Sforce-Query-Options": f"batchSize={self.page_size}"}
         include_deleted = not full
         boundary = position.since
@@ -230,6 +233,8 @@ class SalesforceConnector:
                                             boundary)
             position.trim(self.lookback)
             done = bool(result.get("done", True))
+            if done and floor is not None and position.since < floor:
+                position.since, position.last_id = floor, ""
             self._log.debug("page_pulled", entity=entity.value, records=len(records),
                             skipped=len(skipped), full_refresh=full)
             yield Page(records=records, cursor=position.cursor(), skipped=skipped,

@@ -15,6 +15,7 @@ from typing import Any
 from connectors.base import Cursor
 
 VERSION = 1
+EPOCH_STAMP = "1970-01-01T00:00:00.000+0000"  # where a full read starts
 MAX_RECENT = 2000  # boundary ids kept; beyond this a lookback may re-deliver (harmless)
 
 

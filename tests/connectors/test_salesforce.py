@@ -299,3 +299,16 @@ def test_default_mapping_fits_a_seeded_org(h: SalesforceHarness) -> None:
                   for w in spec.writes.values()}
         assert connector.check_mapping(entity, reads, writes) == []
     assert "Partner_Account__r.Distributor_Id__c" in mapping.read_fields("opportunity")
+
+
+def test_a_full_read_interrupted_after_a_page_resumes_without_a_gap(
+    h: SalesforceHarness,
+) -> None:
+    old = datetime.now(UTC) - timedelta(days=3)
+    org = h.app.org
+    ids = [org.create("Account", {"Name": f"Old {n}"}, at=old + timedelta(seconds=n))
+           for n in range(450)]
+    connector = h.connector(page_size=200)
+    first = next(connector.read(Entity.ACCOUNT, None, ACCOUNT_FIELDS))  # then the process dies
+    rest = pull(connector, Entity.ACCOUNT, first.cursor)
+    assert set(ids) <= set(ids_of([first, *rest]))
