@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -30,6 +30,8 @@ from rules.names import (
 )
 
 RecordKey = tuple[str, str]  # (connection, external_id)
+# Last cycle's links: (connection, "account", external_id) or (connection, external_id) -> id
+PreviousLinks = Mapping[tuple[str, str, str], str] | Mapping[tuple[str, str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,9 +337,8 @@ class _Matcher:
                 reps.setdefault((country, compact), i)
         blocks: dict[tuple[str, str], list[int]] = defaultdict(list)
         for (country, _), i in reps.items():
-            tokens = f.name[i].split()
-            blocks[(country, "w:" + tokens[0])].append(i)
-            blocks[(country, "i:" + "".join(t[:2] for t in tokens))].append(i)
+            for name_block in fuzzy_blocks(f.name[i]):
+                blocks[(country, name_block)].append(i)
         candidates: dict[tuple[int, int], float] = {}
         for block, members in blocks.items():
             if len(members) < 2:
@@ -374,12 +375,13 @@ class _Matcher:
         if self.clusters.find(a) != self.clusters.find(b):
             self.reviews.append((a, b, round(score / 100, 3), "name_fuzzy", evidence))
 
-    def result(self, previous: Mapping[tuple[str, ...], str]) -> MatchResult:
+    def result(self, previous: PreviousLinks,
+               reserved: Container[str] = frozenset()) -> MatchResult:
         f, clusters = self.f, self.clusters
         members: dict[int, list[int]] = defaultdict(list)
         for i in range(len(f.keys)):
             members[clusters.find(i)].append(i)
-        ids = _stable_ids(members, f.keys, previous, self.s.id_prefix)
+        ids = _stable_ids(members, f.keys, previous, self.s.id_prefix, reserved)
         links = {}
         shared: dict[tuple[str, str, float], Link] = {}  # equal links share one object
         for root, group in members.items():
@@ -402,6 +404,13 @@ class _Matcher:
         return MatchResult(links=links, review=tuple(ordered), skipped_blocks=tuple(self.skipped))
 
 
+def fuzzy_blocks(name: str) -> tuple[str, str]:
+    """The two fuzzy blocks of a cleaned name (within its country): its first word, and the
+    first two letters of every word (typos rarely hit a word's first letters)."""
+    tokens = name.split()
+    return "w:" + tokens[0], "i:" + "".join(t[:2] for t in tokens)
+
+
 def _unrelated_domains(a: str, b: str) -> bool:
     """acme.de, acme-group.com and acmegroup.co.uk are related; acme.de and acne.de are not."""
     if a == b:
@@ -410,14 +419,17 @@ def _unrelated_domains(a: str, b: str) -> bool:
     return not (len(la) >= 4 and len(lb) >= 4 and (la in lb or lb in la))
 
 
-def _previous_id(previous: Mapping[tuple[str, ...], str], key: RecordKey) -> str | None:
-    found = previous.get((key[0], "account", key[1]))
-    return found if found is not None else previous.get(key)
+def _previous_id(previous: PreviousLinks, key: RecordKey) -> str | None:
+    lookup: Mapping[object, str] = previous  # type: ignore[assignment]  # either key shape
+    found = lookup.get((key[0], "account", key[1]))
+    return found if found is not None else lookup.get(key)
 
 
 def _stable_ids(members: Mapping[int, list[int]], keys: list[RecordKey],
-                previous: Mapping[tuple[str, ...], str], prefix: str) -> dict[int, str]:
-    """A cluster keeps the id most of its members had; an id goes to one cluster only."""
+                previous: PreviousLinks, prefix: str,
+                reserved: Container[str] = frozenset()) -> dict[int, str]:
+    """A cluster keeps the id most of its members had; an id goes to one cluster only
+    (``reserved``: ids that clusters outside this run hold)."""
     claims: list[tuple[int, str, RecordKey, int]] = []
     for root, group in members.items():
         votes = Counter(p for i in group if (p := _previous_id(previous, keys[i])) is not None)
@@ -426,14 +438,14 @@ def _stable_ids(members: Mapping[int, list[int]], keys: list[RecordKey],
     ids: dict[int, str] = {}
     taken: set[str] = set()
     for _, old, _, root in sorted(claims):
-        if root not in ids and old not in taken:
+        if root not in ids and old not in taken and old not in reserved:
             ids[root] = old
             taken.add(old)
     for root in sorted((r for r in members if r not in ids), key=lambda r: keys[members[r][0]]):
         first = keys[members[root][0]]
         digest = hashlib.sha1(f"{first[0]}\x1f{first[1]}".encode()).hexdigest()[:12]
         new, n = f"{prefix}{digest}", 1
-        while new in taken:
+        while new in taken or new in reserved:
             n += 1
             new = f"{prefix}{digest}-{n}"
         ids[root] = new
@@ -445,7 +457,7 @@ def match_accounts(
     records: Iterable[AccountRecord],
     *,
     decisions: Iterable[Decision] = (),
-    previous: Mapping[tuple[str, ...], str] | None = None,
+    previous: PreviousLinks | None = None,
     settings: MatchSettings | None = None,
 ) -> MatchResult:
     """Cluster accounts into customers.

@@ -35,7 +35,7 @@ def same(result: MatchResult, a: AccountRecord, b: AccountRecord) -> bool:
     return result.links[a.key].customer_id == result.links[b.key].customer_id
 
 
-def previous_of(result: MatchResult) -> dict[tuple[str, ...], str]:
+def previous_of(result: MatchResult) -> dict[tuple[str, str, str], str]:
     return {(c, "account", x): link.customer_id for (c, x), link in result.links.items()}
 
 

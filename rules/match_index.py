@@ -1,0 +1,211 @@
+"""Incremental customer matching: keep the clusters between cycles, re-match only what changed.
+
+A change can only move the records it shares evidence with, so :meth:`MatchIndex.update`
+gathers the changed records, every record sharing a DUNS, VAT id, domain or cleaned name
+with them (before or after the change), every record whose name is fuzzily close within
+their blocks, and then the whole current clusters of all of those; it runs the full
+matcher (:func:`rules.matching.match_accounts` logic) on that neighbourhood only. Ids of
+clusters outside the neighbourhood are reserved, so they never move.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+from rapidfuzz import fuzz, process
+
+from rules.matching import (
+    AccountRecord,
+    Decision,
+    Link,
+    MatchResult,
+    MatchSettings,
+    PreviousLinks,
+    RecordKey,
+    ReviewItem,
+    _Features,
+    _Matcher,
+    fuzzy_blocks,
+)
+
+
+def _evidence_keys(f: _Features, i: int) -> tuple[list[str], list[str]]:
+    """Exact keys (shared = candidate) and fuzzy block keys of record ``i``."""
+    exact = []
+    if f.duns[i]:
+        exact.append("d:" + f.duns[i])  # type: ignore[operator]  # checked just above
+    if f.vat[i]:
+        exact.append("v:" + f.vat[i])  # type: ignore[operator]  # checked just above
+    if f.domain[i]:
+        exact.append("w:" + f.domain[i])  # type: ignore[operator]  # checked just above
+    compact, country = f.compact[i], f.country[i]
+    if len(compact) >= 2:
+        exact.append("n:" + compact)  # same name in any country (country-less matching)
+    blocks = []
+    if country and len(compact) >= 4:
+        blocks = [f"b:{country}|{b}" for b in fuzzy_blocks(f.name[i])]
+    return exact, blocks
+
+
+class _HeldOutside:
+    """Customer ids in use by clusters outside the re-matched area (a view, not a copy)."""
+
+    def __init__(self, members: Mapping[str, set[RecordKey]], inside: set[str]) -> None:
+        self._members, self._inside = members, inside
+
+    def __contains__(self, customer_id: object) -> bool:
+        return customer_id in self._members and customer_id not in self._inside
+
+
+class MatchIndex:
+    """The matched state of every account, updated by changes."""
+
+    def __init__(self, *, settings: MatchSettings | None = None) -> None:
+        self.settings = settings or MatchSettings()
+        self.records: dict[RecordKey, AccountRecord] = {}
+        self.links: dict[RecordKey, Link] = {}
+        self.review: dict[frozenset[RecordKey], ReviewItem] = {}
+        self.decisions: dict[frozenset[RecordKey], Decision] = {}
+        self._exact: dict[str, set[RecordKey]] = defaultdict(set)
+        self._blocks: dict[str, dict[RecordKey, str]] = defaultdict(dict)  # -> compact name
+        self._keys_of: dict[RecordKey, tuple[list[str], list[str]]] = {}
+        self._members: dict[str, set[RecordKey]] = defaultdict(set)
+
+    # -- building ---------------------------------------------------------------------------
+    def rebuild(self, records: Iterable[AccountRecord], *, decisions: Iterable[Decision] = (),
+                previous: PreviousLinks | None = None) -> MatchResult:
+        """Match everything from scratch (first cycle, or after a settings change)."""
+        self.__init__(settings=self.settings)  # type: ignore[misc]  # reset in place
+        records = list(records)
+        self.decisions = {frozenset((d.a, d.b)): d for d in decisions}
+        features = _Features(records)
+        matcher = _Matcher(features, self.settings, self.decisions.values())
+        matcher.run()
+        result = matcher.result(previous or {})
+        self.records = {r.key: r for r in records}
+        for i, key in enumerate(features.keys):
+            self._index(key, features, i)
+        self._apply(result, set(features.keys))
+        return result
+
+    def _index(self, key: RecordKey, f: _Features, i: int) -> None:
+        exact, blocks = _evidence_keys(f, i)
+        self._keys_of[key] = (exact, blocks)
+        for k in exact:
+            self._exact[k].add(key)
+        for b in blocks:
+            self._blocks[b][key] = f.compact[i]
+
+    def _unindex(self, key: RecordKey) -> None:
+        exact, blocks = self._keys_of.pop(key, ([], []))
+        for k in exact:
+            self._exact[k].discard(key)
+            if not self._exact[k]:
+                del self._exact[k]
+        for b in blocks:
+            self._blocks[b].pop(key, None)
+            if not self._blocks[b]:
+                del self._blocks[b]
+
+    # -- updating ---------------------------------------------------------------------------
+    def update(self, changed: Iterable[AccountRecord] = (), removed: Iterable[RecordKey] = (),
+               decisions: Iterable[Decision] = ()) -> MatchResult:
+        """Apply changed/new records, removed records and new human decisions.
+
+        Returns the links of the re-matched neighbourhood (every record whose link may
+        have changed) and its review items; :attr:`links` holds the whole state.
+        """
+        changed = list(changed)
+        touched: set[RecordKey] = set()
+        for decision in decisions:
+            self.decisions[frozenset((decision.a, decision.b))] = decision
+            touched.update(k for k in (decision.a, decision.b) if k in self.records)
+        neighbours: set[RecordKey] = set()
+        for key in removed:
+            if key in self.records:
+                neighbours |= self._candidates(key)
+                self._forget(key)
+        fresh = _Features(changed) if changed else None
+        for key in [r.key for r in changed]:
+            if key in self.records:
+                neighbours |= self._candidates(key)  # what it was close to before the change
+                self._unindex(key)
+        if fresh is not None:
+            for i, key in enumerate(fresh.keys):
+                self._index(key, fresh, i)
+            self.records.update({r.key: r for r in changed})
+            for key in fresh.keys:
+                neighbours |= self._candidates(key)
+                touched.add(key)
+        area = self._whole_clusters(neighbours | touched)
+        if not area:
+            return MatchResult(links={}, review=())
+        subset = [self.records[k] for k in sorted(area)]
+        relevant = [d for pair, d in self.decisions.items() if pair <= area]
+        features = _Features(subset)
+        matcher = _Matcher(features, self.settings, relevant)
+        matcher.run()
+        previous: dict[tuple[str, str, str], str] = {
+            (k[0], "account", k[1]): self.links[k].customer_id for k in area if k in self.links}
+        inside = set(previous.values())  # the area holds these clusters whole
+        result = matcher.result(previous, reserved=_HeldOutside(self._members, inside))
+        self._apply(result, area)
+        return result
+
+    def _candidates(self, key: RecordKey) -> set[RecordKey]:
+        exact, blocks = self._keys_of.get(key, ([], []))
+        found: set[RecordKey] = {key}
+        for k in exact:
+            members = self._exact.get(k, ())
+            if not k.startswith("w:") or len(members) <= self.settings.max_domain_group:
+                found.update(members)
+        for b in blocks:
+            names = self._blocks.get(b, {})
+            mine = names.get(key)
+            if mine is None or len(names) > self.settings.max_block:
+                continue
+            keys = list(names)
+            close = process.extract(mine, [names[k] for k in keys], scorer=fuzz.ratio,
+                                    score_cutoff=self.settings.fuzzy_review, limit=None)
+            found.update(keys[offset] for _, _, offset in close)
+        return found
+
+    def _whole_clusters(self, keys: set[RecordKey]) -> set[RecordKey]:
+        area = set(keys)
+        for key in keys:
+            link = self.links.get(key)
+            if link is not None:
+                area |= self._members[link.customer_id]
+        return {k for k in area if k in self.records}
+
+    def _forget(self, key: RecordKey) -> None:
+        self._unindex(key)
+        del self.records[key]
+        link = self.links.pop(key, None)
+        if link is not None:
+            self._members[link.customer_id].discard(key)
+            if not self._members[link.customer_id]:
+                del self._members[link.customer_id]
+        for pair in [p for p in self.review if key in p]:
+            del self.review[pair]
+
+    def _apply(self, result: MatchResult, area: set[RecordKey]) -> None:
+        for key in area:
+            old = self.links.get(key)
+            if old is not None:
+                self._members[old.customer_id].discard(key)
+                if not self._members[old.customer_id]:
+                    del self._members[old.customer_id]
+        for key, link in result.links.items():
+            self.links[key] = link
+            self._members[link.customer_id].add(key)
+        for pair in [p for p in self.review if p & area]:
+            del self.review[pair]
+        for item in result.review:
+            self.review[frozenset((item.a, item.b))] = item
+
+    def result(self) -> MatchResult:
+        """The whole current state as a :class:`MatchResult`."""
+        ordered = sorted(self.review.values(), key=lambda r: (-r.score, r.a, r.b))
+        return MatchResult(links=dict(self.links), review=tuple(ordered))
