@@ -214,7 +214,7 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
         return json_response(self.issuer.token_response(session, request.host_url.rstrip("/")))
 
     def versions(self, request: Request) -> Response:
-        out = [{"label": f"v{v}", "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
+        out = [{"label": _release(v), "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
                for v in range(int(OLDEST_VERSION), int(float(LATEST_VERSION)) + 1)]
         return json_response(out)
 
@@ -345,3 +345,9 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
 def _parse_instant(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _release(version: int) -> str:
+    """Release name of an API version: three releases a year, v59.0 was Winter '24."""
+    steps = version - 59
+    return f"{('Winter', 'Spring', 'Summer')[steps % 3]} '{24 + steps // 3}"

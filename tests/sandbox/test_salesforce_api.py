@@ -234,3 +234,41 @@ def test_load_fixture_resolves_references_and_validates(tls_dir: Path) -> None:
     assert acc is not None and acc["SystemModstamp"] == "2026-01-02T03:04:05.000+0000"
     with pytest.raises(ValueError, match=r"fixture Account\[0\].*No such column"):
         app.load_fixture({"Account": [{"Name": "x", "Nope__c": 1}]})
+
+
+def test_version_list_and_limits(sf: Served) -> None:
+    versions = sf.http.get(sf.running.base_url + "/services/data/").json()
+    assert {"label": "Spring '26", "url": "/services/data/v66.0", "version": "66.0"} in versions
+    assert versions[-1]["label"] == "Winter '27"
+    limits = sf.get("/limits").json()
+    assert limits["DailyApiRequests"]["Max"] == 100_000
+    assert limits["DailyApiRequests"]["Remaining"] < 100_000
+    assert sf.http.get(sf.running.base_url + "/services/data/v99.0/limits",
+                       headers=sf.headers()).status_code == 404
+
+
+def test_writes_bump_system_modstamp_and_last_modified(sf: Served) -> None:
+    org = sf.app.org
+    acc = org.create("Account", {"Name": "Stamp Co"}, at=datetime(2026, 1, 1, tzinfo=UTC))
+    resp = sf.patch(f"/sobjects/Account/{acc}", {"Channel_Conflict__c": True})
+    assert resp.status_code == 204
+    row = org.get("Account", acc)
+    assert row is not None
+    assert row["SystemModstamp"] > "2026-01-01T00:00:00.000+0000"
+    assert row["LastModifiedDate"] == row["SystemModstamp"]
+    stale = sf.patch(f"/sobjects/Account/{acc}", {"Name": "x"},
+                     headers={"If-Unmodified-Since": "Thu, 01 Jan 2026 00:00:00 GMT"})
+    assert stale.status_code == 412
+
+
+def test_deleting_an_account_deletes_its_opportunities(sf: Served) -> None:
+    org = sf.app.org
+    acc = org.create("Account", {"Name": "Parent Co"})
+    opp = org.create("Opportunity", {"Name": "Child", "AccountId": acc, "StageName": "Prospecting",
+                                     "CloseDate": "2026-10-01"})
+    resp = sf.http.delete(f"{sf.data}/sobjects/Account/{acc}", headers=sf.headers())
+    assert resp.status_code == 204
+    rows = sf.query(f"SELECT Id, IsDeleted FROM Opportunity WHERE Id = '{opp}'",
+                    all_rows=True).json()["records"]
+    assert rows[0]["IsDeleted"] is True
+    assert sf.get(f"/sobjects/Opportunity/{opp}").json()[0]["errorCode"] == "ENTITY_IS_DELETED"
