@@ -190,6 +190,13 @@ def run(records: int, big: bool) -> dict[str, Any]:
 
 
 def run_big(count: int = 250_000) -> dict[str, Any]:
+    small = _pull_peak(50_000)
+    big = _pull_peak(count)
+    big["connector_peak_traced_mb_at_50k"] = small["connector_peak_traced_mb"]
+    return big
+
+
+def _pull_peak(count: int) -> dict[str, Any]:
     proc, stop, info = start(count)
     try:
         connector = connector_for(info["credentials"])
@@ -201,6 +208,8 @@ def run_big(count: int = 250_000) -> dict[str, Any]:
         tracemalloc.stop()
         return {"records": pulled, "connector_peak_traced_mb": round(peak / 2**20, 1),
                 "sandbox_rss_mb_for_records": round(info["sandbox_rss_kb"] / 1024, 1),
+                "sandbox_process_rss_mb_after_full_pull": round(_rss_kb(str(proc.pid)) / 1024,
+                                                                 1),
                 "sandbox_serve_max_page_ms": round(info["serve_page_s"] * 1000, 1)}
     finally:
         stop.set()

@@ -73,8 +73,7 @@ class Store:
         record_id = (record_id or values.get(pk) or str(uuid.uuid4())).lower()
         self._journal_entry(table, record_id)
         now = stamp or self.now_text()
-        row: Row = {name: None for name in (a.prop for a in table.definition.attributes.values())}
-        row.update(values)
+        row: Row = {k: v for k, v in values.items() if v is not None}  # sparse: absent is null
         row[pk] = record_id
         row["createdon"] = values.get("createdon") or now
         row["modifiedon"] = values.get("modifiedon") or now
@@ -142,7 +141,7 @@ class Store:
         pk = table.definition.pk
         keyed = sorted((order.key(r), r[pk]) for r in rows)
         result = _Query([k for k, _ in keyed], [i for _, i in keyed])
-        if len(self._cache) > 32:
+        if len(self._cache) >= 8:
             self._cache.clear()
         self._cache[cache_key] = result
         return result

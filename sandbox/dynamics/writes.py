@@ -364,8 +364,11 @@ class WriteEndpoints:
 
     def get_record(self, table: str, record_id: str) -> Row | None:
         with self.lock:
-            row = self._table(table).rows.get(record_id.lower())
-            return dict(row) if row is not None else None
+            t = self._table(table)
+            row = t.rows.get(record_id.lower())
+            if row is None:
+                return None
+            return {**dict.fromkeys(t.definition.by_prop()), **row}  # rows are stored sparse
 
     def corrupt_record(self, table: str, record_id: str, prop: str, raw: Any) -> None:
         """Store a raw value no validation would allow (e.g. a non-date ``modifiedon``)."""
