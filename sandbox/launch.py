@@ -7,6 +7,7 @@ sandbox fails with a message naming it instead of breaking every launch.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,8 +112,13 @@ class SandboxSet:
         return iter(self.sandboxes.values())
 
     def stop(self) -> None:
-        for sandbox in self.sandboxes.values():
-            sandbox.running.stop()
+        """Stop every server at once: each shutdown waits out a poll interval."""
+        stoppers = [threading.Thread(target=s.running.stop, name=f"stop-{s.connection}")
+                    for s in self.sandboxes.values()]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
         log.info("sandboxes_stopped", count=len(self.sandboxes))
         self.sandboxes.clear()
 

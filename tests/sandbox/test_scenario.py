@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from sandbox.cli import serve_command
 from sandbox.launch import LaunchError, start_world
 from sandbox.scenario import (
     CHANNEL_MANAGER,
@@ -239,3 +242,37 @@ def test_start_world_serves_every_crm_and_stops(tmp_path: Path) -> None:
 def test_start_world_rejects_an_unknown_vendor(tmp_path: Path) -> None:
     with pytest.raises(LaunchError, match="zoho"):
         start_world(generate(seed=3, customers=40, now=NOW), vendors=["zoho"], tls_dir=tmp_path)
+
+
+def test_serve_command_prints_json_and_stops(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    fixture = tmp_path / "world.json"
+    fixture.write_text(json.dumps(world_to_dict(generate(seed=5, customers=40, now=NOW))))
+    stop = threading.Event()
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(serve_command(
+        ["hubspot", "pipedrive"], 1, 40, fixture, True, tls_dir=tmp_path / "tls",
+        stop_event=stop)))
+    runner.start()
+    printed, deadline = "", time.monotonic() + 30
+    while time.monotonic() < deadline:
+        printed += capsys.readouterr().out
+        if printed.rstrip().endswith("}"):
+            break
+        time.sleep(0.05)
+    stop.set()
+    runner.join(timeout=30)
+    assert codes == [0]
+    # structlog's default logger also prints to stdout; main.py sends logs to stderr
+    described = json.loads(printed[printed.index("{\n"):])
+    assert {s["connection"] for s in described["sandboxes"]} == {
+        "hs-northwind", "hs-brightline", "pd-alpine"}
+    assert all(s["base_url"].startswith("http://127.0.0.1:") for s in described["sandboxes"])
+    assert described["sandboxes"][0]["credentials"]
+
+
+def test_serve_command_reports_a_bad_fixture(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.yaml"
+    assert serve_command(None, 1, 40, missing, False, tls_dir=tmp_path) == 2
+    assert "nope.yaml" in capsys.readouterr().out
