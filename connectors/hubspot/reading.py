@@ -34,16 +34,16 @@ PRIMARY_DEAL_TO_COMPANY = 5
 
 def parse_time(value: Any) -> datetime | None:
     """HubSpot datetimes: ISO 8601 in results (epoch ms accepted too)."""
-    if isinstance(value, str):
+    if value.__class__ is not str:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)  # Python 3.11 reads the trailing Z
+    except ValueError:
         text = value.strip()
         if text.isdigit():
             return datetime.fromtimestamp(int(text) / 1000, UTC)
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def to_ms(moment: datetime) -> int:
@@ -76,7 +76,8 @@ class ReadPosition:
 
     def delivered(self, record_id: str, modified_ms: int) -> None:
         self.recent[record_id] = modified_ms
-        self.modified_ms = max(self.modified_ms, modified_ms)
+        if modified_ms > self.modified_ms:
+            self.modified_ms = modified_ms
 
     def prune(self, lookback_ms: int) -> None:
         floor = self.modified_ms - lookback_ms
@@ -144,18 +145,20 @@ class HubSpotReader:
             newest = start
             for row in results:
                 decoded = self._decode(row)
-                if isinstance(decoded, SkippedRecord):
+                if decoded.__class__ is SkippedRecord:
                     if decoded.id not in reported:
                         reported.add(str(decoded.id))
                         skipped.append(decoded)
                     continue
-                ms = to_ms(decoded.modified_at)
-                newest = max(newest, ms)
-                if known.get(decoded.id) == ms:
+                record: Record = decoded  # type: ignore[assignment]  # class checked above
+                ms = to_ms(record.modified_at)
+                if ms > newest:
+                    newest = ms
+                if known.get(record.id) == ms:
                     continue
-                known[decoded.id] = ms
-                position.delivered(decoded.id, ms)
-                records.append(decoded)
+                known[record.id] = ms
+                position.delivered(record.id, ms)
+                records.append(record)
             more = bool((answer.get("paging") or {}).get("next"))
             if newest > start:
                 start, offset = newest, 0
@@ -183,7 +186,7 @@ class HubSpotReader:
                 reason=f"{MODIFIED} is not a datetime: {props.get(MODIFIED)!r}",
                 payload=row,
             )
-        return Record(id=record_id, modified_at=modified, fields=dict(props))
+        return Record(id=record_id, modified_at=modified, fields=props)
 
     # -- deal -> company ----------------------------------------------------------------------
     def _with_companies(self, pages: Iterator[Page]) -> Iterator[Page]:

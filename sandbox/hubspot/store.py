@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from sandbox.hubspot.schema import ALWAYS_RETURNED, PropertyDef, iso_ms, to_ms
+from sandbox.hubspot.schema import SYSTEM_PROPERTIES, PropertyDef, iso_ms, to_ms
 
 OPERATORS = frozenset({
     "EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN",
@@ -18,6 +18,7 @@ OPERATORS = frozenset({
 })
 _MODIFIED = "hs_lastmodifieddate"
 _NEVER = 1 << 62
+_SYSTEM = SYSTEM_PROPERTIES
 
 
 class SearchError(Exception):
@@ -32,6 +33,12 @@ class HsRecord:
     props: dict[str, str | None]
     archived_ms: int | None = None
     corrupt: bool = False  # serve an undecodable modified timestamp (malformed-payload tests)
+    created_iso: str = ""  # the served forms, formatted once per change (hot path)
+    updated_iso: str = ""
+
+    def stamp(self) -> None:
+        self.created_iso = iso_ms(self.created_ms)
+        self.updated_iso = "not-a-date" if self.corrupt else iso_ms(self.updated_ms)
 
 
 Predicate = Callable[[HsRecord], bool]
@@ -56,20 +63,24 @@ class ObjectStore:
         if name == "hs_object_id":
             return str(rec.id)
         if name == "hs_lastmodifieddate":
-            return "not-a-date" if rec.corrupt else iso_ms(rec.updated_ms)
+            return rec.updated_iso
         if name == "createdate":
-            return iso_ms(rec.created_ms)
+            return rec.created_iso
         return rec.props.get(name)
 
     def to_json(self, rec: HsRecord, names: Iterable[str]) -> dict[str, Any]:
-        props = {n: self.value(rec, n) for n in names if n in self.properties}
-        for n in ALWAYS_RETURNED:
-            props[n] = self.value(rec, n)
+        known, get = self.properties, rec.props.get
+        props = {n: get(n) for n in names if n in known and n not in _SYSTEM}
+        rid = str(rec.id)
+        created, updated = rec.created_iso, rec.updated_iso
+        props["createdate"] = created
+        props["hs_lastmodifieddate"] = updated
+        props["hs_object_id"] = rid
         out: dict[str, Any] = {
-            "id": str(rec.id),
+            "id": rid,
             "properties": props,
-            "createdAt": iso_ms(rec.created_ms),
-            "updatedAt": "not-a-date" if rec.corrupt else iso_ms(rec.updated_ms),
+            "createdAt": created,
+            "updatedAt": updated,
             "archived": rec.archived_ms is not None,
         }
         if rec.archived_ms is not None:
@@ -83,6 +94,7 @@ class ObjectStore:
         self._sorted.clear()
 
     def insert(self, rec: HsRecord) -> None:
+        rec.stamp()
         self.records[rec.id] = rec
         if rec.archived_ms is None:
             insort(self.live_ids, rec.id)
@@ -98,6 +110,7 @@ class ObjectStore:
             insort(self.by_modified, (rec.updated_ms, rec.id))
         else:
             rec.updated_ms = updated_ms
+        rec.stamp()
         self._changed()
 
     def archive(self, rec: HsRecord, at_ms: int) -> None:
@@ -116,6 +129,7 @@ class ObjectStore:
         del self.archived_ids[bisect_left(self.archived_ids, rec.id)]
         rec.archived_ms = None
         rec.updated_ms = at_ms
+        rec.stamp()
         insort(self.live_ids, rec.id)
         insort(self.by_modified, (rec.updated_ms, rec.id))
         self._changed()
@@ -157,7 +171,8 @@ class ObjectStore:
 
         if sort_prop == _MODIFIED:
             intervals, pure = _modified_intervals(groups)
-            ids = self._scan(intervals, descending, matches)
+            # In a pure range query the index positions are exactly the matches.
+            ids = self._scan(intervals, descending, (lambda r: True) if pure else matches)
             page = list(islice(ids, offset, offset + limit))
             total = self._totals.get((key, self.version))
             if total is None:
