@@ -281,6 +281,7 @@ class PipedriveConnector:
                         tally.add(raw["id"])
             records, skipped = self._decode(data, feed, plan, reply.server_time,
                                             dedupe=dedupe, deleted=deleted, oldest=oldest)
+            feed.prune(self._lookback_s)
             next_cursor = (body.get("additional_data") or {}).get("next_cursor")
             yield records, skipped, not next_cursor, reply.server_time
             if not next_cursor:

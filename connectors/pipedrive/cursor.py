@@ -38,6 +38,15 @@ class Feed:
         else:
             self.recent.pop(record_id, None)
 
+    def prune(self, lookback_s: int) -> None:
+        """Forget boundary entries that fell out of the lookback window (keeps memory flat
+        however long the read)."""
+        newest = self.position()
+        if newest is None or len(self.recent) <= MAX_RECENT // 10:
+            return
+        oldest = newest - lookback_s
+        self.recent = {rid: ts for rid, ts in self.recent.items() if ts >= oldest}
+
     def position(self, floor: int | None = None) -> int | None:
         """The ``since`` valid once everything delivered so far is stored; ``floor`` (the
         server time a complete read started, minus a second) may move it further."""
