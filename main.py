@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from config.errors import ConfigError
@@ -78,18 +80,50 @@ def _safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-# Subcommand (as typed, sub-subcommands joined by a space) -> handler. The lead replaces
-# the not-implemented entries as the sync, rules and sandbox layers land.
+def wired(run: Callable[[argparse.Namespace, Any], int]) -> Handler:
+    """A handler that gets the process's ``Wiring`` (store, connectors) from the settings."""
+
+    def handler(args: argparse.Namespace, settings: Settings | None) -> int:
+        from wiring import Wiring
+
+        assert settings is not None  # needs_config guarantees it
+        return run(args, Wiring(settings))
+
+    return handler
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace, Any], int]:
+    def call(args: argparse.Namespace, context: Any) -> int:
+        import importlib
+
+        return int(getattr(importlib.import_module(module), name)(args, context))
+
+    return call
+
+
+def sandbox_serve(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sandbox.cli import serve_command
+
+    return serve_command(
+        args.vendors.split(",") if args.vendors else None,
+        args.seed,
+        args.customers,
+        Path(args.fixture) if args.fixture else None,
+        args.json,
+    )
+
+
+# Subcommand (as typed, sub-subcommands joined by a space) -> handler.
 COMMANDS: dict[str, Command] = {
     "check-config": Command(check_config),
-    "sync": Command(not_implemented, needs_config=False),
-    "run": Command(not_implemented, needs_config=False),
-    "plan": Command(not_implemented, needs_config=False),
-    "status": Command(not_implemented, needs_config=False),
-    "review": Command(not_implemented, needs_config=False),
-    "demo": Command(not_implemented, needs_config=False),
-    "sandbox serve": Command(not_implemented, needs_config=False),
-    "report scorecards": Command(not_implemented, needs_config=False),
+    "sync": Command(wired(_lazy("cli.cycles", "sync_command"))),
+    "run": Command(wired(_lazy("cli.cycles", "run_command"))),
+    "plan": Command(wired(_lazy("cli.cycles", "plan_command"))),
+    "status": Command(wired(_lazy("cli.inspect", "status_command"))),
+    "review": Command(wired(_lazy("cli.inspect", "review_command"))),
+    "demo": Command(_lazy("cli.demo", "demo_command"), needs_config=False),
+    "sandbox serve": Command(sandbox_serve, needs_config=False),
+    "report scorecards": Command(wired(_lazy("cli.reports", "scorecards_command"))),
 }
 
 
@@ -135,28 +169,50 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", "Run the daemon: cycles on the schedule, health and metrics endpoint.")
     plan = add("plan", "Show what the next cycle would write, per CRM and field (dry run).")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.add_argument(
+        "--no-pull", action="store_true", help="plan from the store without reading the CRMs"
+    )
     status = add("status", "Show connections, cursors, last runs and the outbox.")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    add("review", "List uncertain customer matches and record same / never-the-same decisions.")
+    review = add(
+        "review", "List uncertain customer matches and record same / never-the-same decisions."
+    )
+    review.add_argument("action", nargs="?", choices=("list", "same", "never"), default="list")
+    review.add_argument("item", nargs="?", type=int, help="review item id (from the list)")
+    review.add_argument("--by", default=os.environ.get("USER", "cli"), help="who decides")
+    review.add_argument("--json", action="store_true", help="machine-readable output")
     demo = add("demo", "Start the four vendor sandboxes with seeded data and run cycles.")
     demo.add_argument(
         "--keep-running", action="store_true", help="keep the sandboxes and daemon running"
     )
     sandbox = add("sandbox", "Local emulators of the vendor APIs.")
     sandbox_subs = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
-    serve = add("serve", "Serve one vendor sandbox.", sandbox_subs, "sandbox serve")
-    serve.add_argument("vendor", choices=("salesforce", "hubspot", "pipedrive", "dynamics"))
-    serve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    serve.add_argument("--tls", action="store_true", help="serve HTTPS with the sandbox CA")
+    serve = add(
+        "serve",
+        "Serve the scenario's vendor sandboxes on free local ports until stopped.",
+        sandbox_subs,
+        "sandbox serve",
+    )
+    serve.add_argument(
+        "--vendors", metavar="LIST", help="comma-separated: salesforce,hubspot,pipedrive,dynamics"
+    )
+    serve.add_argument("--seed", type=int, default=7, help="scenario seed (default 7)")
+    serve.add_argument("--customers", type=int, default=400, help="end customers (default 400)")
+    serve.add_argument("--fixture", metavar="FILE", help="seed from a fixture file instead")
+    serve.add_argument("--json", action="store_true", help="print URLs and credentials as JSON")
     report = add("report", "Reports from the store.")
     report_subs = report.add_subparsers(dest="report_command", metavar="REPORT", required=True)
     scorecards = add(
         "scorecards", "Distributor scorecards for a period.", report_subs, "report scorecards"
     )
-    scorecards.add_argument("--json", action="store_true", help="machine-readable output")
-    scorecards.add_argument("--html", metavar="FILE", help="also write an HTML report")
-    scorecards.add_argument("--period", metavar="MONTHS", help="override scorecards.period")
+    scorecards.add_argument(
+        "--period", metavar="PERIOD", help="e.g. 18m or 2y (default: scorecards.period)"
+    )
+    scorecards.add_argument("--territory", metavar="NAME", help="only this territory")
+    scorecards.add_argument(
+        "--format", choices=("table", "csv", "json", "html"), default="table", help="output format"
+    )
+    scorecards.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
     return parser
 
 

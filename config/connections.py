@@ -118,7 +118,7 @@ class ConnectionBase:
 class SalesforceConnection(ConnectionBase):
     vendor: Literal["salesforce"]
     auth: SalesforceAuth
-    api_version: Annotated[str, Field(pattern=r"^\d+\.\d$")] = "62.0"
+    api_version: Annotated[str, Field(pattern=r"^\d+\.\d$")] = "66.0"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, config=STRICT)

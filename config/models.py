@@ -122,7 +122,7 @@ class MatchingSettings:
     ``review_band`` points below it, a pair for a person to review."""
 
     fuzzy_threshold: Annotated[float, Field(gt=0, le=100)] = 90.0
-    review_band: Annotated[float, Field(ge=0, lt=100)] = 8.0
+    review_band: Annotated[float, Field(ge=0, lt=100)] = 5.0
 
     @property
     def review_floor(self) -> float:

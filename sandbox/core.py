@@ -278,7 +278,8 @@ class RunningSandbox:
     def base_url(self) -> str:
         scheme = "https" if self.tls else "http"
         host, port = self.server.server_address[:2]
-        return f"{scheme}://{'localhost' if self.tls else host}:{port}"
+        shown = "localhost" if self.tls else (host.decode() if isinstance(host, bytes) else host)
+        return f"{scheme}://{shown}:{port}"
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -301,7 +302,6 @@ def serve(
     server = make_server(
         host, port, app, threaded=True, ssl_context=ssl_context, request_handler=_QuietHandler
     )
-    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{app.vendor}", daemon=True)
     thread.start()
     return RunningSandbox(app=app, server=server, thread=thread, tls=tls)

@@ -78,19 +78,19 @@ def test_online_check_is_not_implemented_yet(
         ["plan", "--json"],
         ["status"],
         ["review"],
-        ["demo", "--keep-running"],
-        ["sandbox", "serve", "hubspot", "--port", "0"],
-        ["report", "scorecards", "--json"],
+        ["report", "scorecards", "--format", "json"],
     ],
 )
-def test_unbuilt_commands_say_so_and_exit_3(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
+def test_store_commands_refuse_a_missing_config_before_touching_the_store(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert main.COMMANDS[main.build_parser().parse_args(argv).command_key].needs_config is False
-    assert main.main(argv) == 3
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert "not implemented yet" in captured.err
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "nowhere.yaml"
+    assert main.COMMANDS[main.build_parser().parse_args(argv).command_key].needs_config
+    assert main.main(["--config", str(missing), *argv]) == 2
+    assert "nowhere.yaml" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("argv", [[], ["bogus"], ["sync", "--twice"], ["sandbox", "serve", "x"]])

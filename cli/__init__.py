@@ -1,0 +1,1 @@
+"""Command handlers behind ``channelsync``; ``main.py`` parses and wires, these present."""
