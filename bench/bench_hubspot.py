@@ -23,13 +23,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import requests  # noqa: E402 - after the path fix above
-import structlog  # noqa: E402
-from hubspot import HubSpot  # noqa: E402
+import requests
+import structlog
+from hubspot import HubSpot
 
-from connectors.base import Entity, RecordUpdate  # noqa: E402
-from connectors.http import QuotaGovernor, RetryPolicy  # noqa: E402
-from connectors.hubspot import HubSpotConnector  # noqa: E402
+from connectors.base import Entity, RecordUpdate
+from connectors.http import QuotaGovernor, RetryPolicy
+from connectors.hubspot import HubSpotConnector
 
 ACCOUNT_FIELDS = ["name", "domain", "country", "duns_number", "vat_id", "channel_owner",
                   "hubspot_owner_id", "partner_id", "channel_conflict_reason"]
@@ -41,9 +41,10 @@ def rss_mb() -> float:
 
 
 def child(records: int, deals: int, conn: Any) -> None:
+    from werkzeug.test import Client
+
     from sandbox.core import serve
     from sandbox.hubspot import HubSpotSandbox
-    from werkzeug.test import Client
 
     gc.collect()
     before = rss_mb()
