@@ -23,8 +23,9 @@ from rapidfuzz.distance import OSA
 from rules.names import (
     domain_country,
     duns_key,
+    host_of,
     legal_form_countries,
-    registrable_domain,
+    registrable_host,
     split_name,
     vat_key,
 )
@@ -116,6 +117,7 @@ class _Features:
         # caches per distinct string: CRMs repeat names and websites a lot
         names: dict[str, tuple[str, frozenset[str] | None]] = {}
         domains: dict[str, str | None] = {}
+        hosts: dict[str, str | None] = {}
         self.legal_countries: dict[int, frozenset[str]] = {}  # only for country-less records
         self.country: list[str | None] = []
         self.duns: list[str | None] = []
@@ -128,8 +130,12 @@ class _Features:
             domain = None
             if r.domain:
                 domain = domains.get(r.domain, "")
-                if domain == "":
-                    domain = domains[r.domain] = registrable_domain(r.domain)
+                if domain == "":  # one public-suffix lookup per host, not per spelling
+                    host = host_of(r.domain)
+                    domain = None if host is None else hosts.get(host, "")
+                    if host is not None and domain == "":
+                        domain = hosts[host] = registrable_host(host)
+                    domains[r.domain] = domain
             self.duns.append(duns_key(r.duns))
             self.vat.append(vat_key(r.vat_id, country))
             self.domain.append(domain)

@@ -154,11 +154,8 @@ def legal_form_countries(terms: tuple[tuple[str, ...], ...]) -> frozenset[str] |
     return countries
 
 
-def registrable_domain(value: str) -> str | None:
-    """``"https://shop.acme.co.uk/en"`` -> ``"acme.co.uk"``; free-mail and junk -> None.
-
-    Accepts a website, a bare host or an e-mail address.
-    """
+def host_of(value: str) -> str | None:
+    """The host of a website, bare host or e-mail address, without ``www.``."""
     text = value.strip().lower()
     if "://" in text:
         text = text.split("://", 1)[1]
@@ -166,13 +163,27 @@ def registrable_domain(value: str) -> str | None:
     text = text.rsplit("@", 1)[-1].split(":", 1)[0].strip(".")
     if not text or " " in text:
         return None
-    parts = _EXTRACT(text)
+    return text.removeprefix("www.")
+
+
+def registrable_host(host: str) -> str | None:
+    """``"shop.acme.co.uk"`` -> ``"acme.co.uk"``; free-mail, IPs and unknown suffixes -> None."""
+    parts = _EXTRACT(host)
     if not parts.domain or not parts.suffix:
         return None  # an IP address, "localhost" or an unknown suffix
     if parts.domain in FREE_MAIL_LABELS:
         return None
     domain = f"{parts.domain}.{parts.suffix}"
     return None if domain in FREE_MAIL_DOMAINS else domain
+
+
+def registrable_domain(value: str) -> str | None:
+    """``"https://shop.acme.co.uk/en"`` -> ``"acme.co.uk"``; free-mail and junk -> None.
+
+    Accepts a website, a bare host or an e-mail address.
+    """
+    host = host_of(value)
+    return registrable_host(host) if host else None
 
 
 # Country-code domains people register for their brand, not their country.
