@@ -186,3 +186,27 @@ def test_naive_datetimes_are_taken_as_utc(store: Store) -> None:
     run = store.start_run(trigger="test")
     page(store, [account("a1", modified_at=datetime(2026, 1, 2, 3, 4, 5))], run_id=run)
     assert store.load_accounts()[0].modified_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_concurrent_pages_from_two_connections_all_land(store: Store) -> None:
+    """The pull runs connections in parallel threads; every page must be stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    run = store.start_run(trigger="test")
+
+    def pull(connection: str) -> int:
+        inserted = 0
+        for batch in range(5):
+            rows = [account(f"{batch}-{n}") for n in range(40)]
+            result = page(store, rows, run_id=run, connection=connection,
+                          cursor={"batch": batch})
+            inserted += result.inserted
+        return inserted
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = list(pool.map(pull, ["sf", "hubspot"]))
+    assert counts == [200, 200]
+    assert len(store.load_accounts()) == 400
+    assert store.get_cursor("sf", "account") == store.get_cursor("hubspot", "account") == {
+        "batch": 4
+    }
