@@ -15,7 +15,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connectors.base import Connector, Entity
+import requests
+
+from connectors.base import Entity
 from connectors.http import Pacer, QuotaGovernor, RetryPolicy, make_session
 from connectors.pipedrive import PipedriveConnector
 from sandbox.core import Rejection, RunningSandbox
@@ -63,14 +65,21 @@ class PipedriveHarness:
         self._offset += 1
         return int(self.now())
 
-    def connector(self, *, page_size: int | None = None, **options: Any) -> Connector:
+    def connector(
+        self, *, page_size: int | None = None, session: requests.Session | None = None,
+        retry: RetryPolicy | None = None, pacer: Pacer | None = None,
+        quota: QuotaGovernor | None = None, **options: Any,
+    ) -> PipedriveConnector:
+        if session is not None:  # a test's own session (recording, say): pin the CA
+            session.trust_env = False
+            session.verify = str(self.tls.ca_file)
         return PipedriveConnector(
-            session=make_session(ca_bundle=str(self.tls.ca_file)),
+            session=session or make_session(ca_bundle=str(self.tls.ca_file)),
             base_url=self.running.base_url,
             api_token=self.app.api_token,
-            retry=RetryPolicy(sleep=no_sleep),
-            quota=QuotaGovernor(unit="tokens", window="day", limit=None),
-            pacer=Pacer(sleep=no_sleep),
+            retry=retry or RetryPolicy(sleep=no_sleep),
+            quota=quota or QuotaGovernor(unit="tokens", window="day", limit=None),
+            pacer=pacer or Pacer(sleep=no_sleep),
             page_size=page_size or 500,
             connection="pipedrive-harness",
             **options,

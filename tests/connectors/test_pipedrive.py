@@ -252,11 +252,7 @@ def test_quota_share_stops_before_the_call_and_tracks_vendor_headers(
 ) -> None:
     h.create(ORGS, 2)
     quota = QuotaGovernor(unit="tokens", window="day", limit=None, share=0.5)
-    connector = PipedriveConnector(
-        session=requests.Session(), base_url=h.running.base_url, api_token=h.app.api_token,
-        retry=RetryPolicy(sleep=no_sleep), quota=quota, pacer=Pacer(sleep=no_sleep))
-    connector._http._session.verify = str(h.tls.ca_file)  # test session: pin the sandbox CA
-    connector._http._session.trust_env = False
+    connector = h.connector(quota=quota)
     read(connector, ORGS, None, h.fields(ORGS))
     status = connector.budget()
     assert status.unit == "tokens" and status.limit == 10_000_000 and status.used == 20
@@ -267,28 +263,31 @@ def test_quota_share_stops_before_the_call_and_tracks_vendor_headers(
     assert h.app.requests.count() == 0
 
 
-def test_burst_limit_is_paced_and_429_retried_after_reset() -> None:
+@pytest.mark.parametrize("pace_first", [True, False])
+def test_burst_window_is_paced_or_429_retried_after_reset(pace_first: bool) -> None:
     harness = PipedriveHarness(burst_limit=3)
     try:
         harness.create(ORGS, 4)
-        waits: list[float] = []
+        retry_waits: list[float] = []
         pauses: list[float] = []
 
-        def sleep(seconds: float) -> None:
-            waits.append(seconds)
-            harness.advance(timedelta(seconds=seconds))
+        def waiter(into: list[float]) -> Any:
+            def sleep(seconds: float) -> None:
+                into.append(seconds)
+                harness.advance(timedelta(seconds=seconds))  # the sandbox's window rolls
 
-        def pace(seconds: float) -> None:
-            pauses.append(seconds)
-            harness.advance(timedelta(seconds=seconds))
+            return sleep
 
-        connector = harness.connector(page_size=1)
-        connector._http._retry = RetryPolicy(sleep=sleep)
-        connector._http._pacer = Pacer(reserve=0, sleep=pace)
+        # reserve -1 never pauses: the sandbox's 429 and the retry policy take over
+        pacer = Pacer(reserve=0 if pace_first else -1, sleep=waiter(pauses))
+        connector = harness.connector(page_size=1, retry=RetryPolicy(sleep=waiter(retry_waits)),
+                                      pacer=pacer)
         pages, _ = read(connector, ORGS, None, harness.fields(ORGS))
         assert len(by_id(pages)) == 4
-        assert waits or pauses
-        assert all(w >= 1 for w in waits)
+        if pace_first:
+            assert pauses and not retry_waits  # slowed down before any 429
+        else:
+            assert retry_waits and all(w >= 1 for w in retry_waits)  # x-ratelimit-reset
     finally:
         harness.stop()
 

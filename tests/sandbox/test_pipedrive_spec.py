@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,21 +42,43 @@ def _patch_nullable_cursors(node: Any, patched: list[str]) -> None:
             _patch_nullable_cursors(value, patched)
 
 
-@pytest.fixture(scope="session")
-def raw_spec() -> dict[str, Any]:
+@functools.cache
+def load_spec() -> dict[str, Any]:
+    """The official spec as published (parsed once per test process: it is 1 MB)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with SPEC_PATH.open() as handle:
         spec: dict[str, Any] = yaml.load(handle, Loader=loader)  # safe loader
     return spec
 
 
-@pytest.fixture(scope="session")
-def openapi(raw_spec: dict[str, Any]) -> OpenAPI:
-    spec = copy.deepcopy(raw_spec)
+@functools.cache
+def load_openapi() -> OpenAPI:
+    """The spec as a validator, with only the nullable ``next_cursor`` correction."""
+    spec: Any = copy.deepcopy(load_spec())
     patched: list[str] = []
     _patch_nullable_cursors(spec, patched)
     assert len(patched) >= 2  # at least the deals and organizations lists
     return OpenAPI.from_dict(spec)
+
+
+def validate_exchange(openapi: OpenAPI, base_url: str, response: requests.Response) -> None:
+    """Validate a request that was sent to ``base_url`` and its response as if they had
+    gone to Pipedrive."""
+    as_vendor = response.request.copy()
+    as_vendor.url = (as_vendor.url or "").replace(base_url, SPEC_SERVER)
+    spec_request = RequestsOpenAPIRequest(as_vendor)
+    openapi.validate_request(spec_request)
+    openapi.validate_response(spec_request, RequestsOpenAPIResponse(response))
+
+
+@pytest.fixture(scope="session")
+def raw_spec() -> dict[str, Any]:
+    return load_spec()
+
+
+@pytest.fixture(scope="session")
+def openapi() -> OpenAPI:
+    return load_openapi()
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +103,7 @@ class Validated:
         prepared = self.session.prepare_request(req)
         response = self.session.send(prepared)
         assert response.status_code == 200, response.text
-        as_vendor = prepared.copy()
-        as_vendor.url = (prepared.url or "").replace(self.base, SPEC_SERVER)
-        spec_request = RequestsOpenAPIRequest(as_vendor)
-        self.openapi.validate_request(spec_request)
-        self.openapi.validate_response(spec_request, RequestsOpenAPIResponse(response))
+        validate_exchange(self.openapi, self.base, response)
         return response
 
 
