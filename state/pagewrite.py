@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from config.canonical import FIELDS_BY_ENTITY
 from state.tables import RECORD_TABLES, table
-from state.types import dumps_json
+from state.types import NUL_REPLACEMENT, dumps_json
 
 CANONICAL_FIELDS: dict[str, tuple[str, ...]] = {
     entity: tuple(spec) for entity, spec in FIELDS_BY_ENTITY.items()
@@ -86,7 +86,7 @@ def page_payload(
             value = get(name)
             if value is None:
                 continue
-            if kind == "string" and type(value) is str:
+            if kind == "string" and type(value) is str and "\x00" not in value:
                 values[slot] = value
                 continue
             try:
@@ -121,7 +121,7 @@ def _convert(kind: str, value: Any, for_sqlite: bool) -> Any:
     if kind == "string":
         if not isinstance(value, str):
             raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
-        return value
+        return value.replace("\x00", NUL_REPLACEMENT)
     if kind == "datetime":
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__} {value!r}")

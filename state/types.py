@@ -21,13 +21,30 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+NUL_REPLACEMENT = "\ufffd"
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` with NUL characters in its strings replaced: PostgreSQL can store none."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT)
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def dumps_json(value: Any) -> str:
     """Serialise deterministically (sorted keys), so equal values store as equal text."""
-    return orjson.dumps(
+    text = orjson.dumps(
         value,
         default=_json_default,
         option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
     ).decode()
+    if "\\u0000" in text:  # rare: only then pay for a second pass
+        return dumps_json(without_nul(value))
+    return text
 
 
 def loads_json(text: str | bytes | float) -> Any:

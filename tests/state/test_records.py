@@ -210,3 +210,17 @@ def test_concurrent_pages_from_two_connections_all_land(store: Store) -> None:
     assert store.get_cursor("sf", "account") == store.get_cursor("hubspot", "account") == {
         "batch": 4
     }
+
+
+def test_nul_characters_are_replaced_not_fatal(store: Store) -> None:
+    """PostgreSQL cannot store NUL; one bad character must not sink a whole page."""
+    run = store.start_run(trigger="test")
+    row = account("a1", name="Ac\x00me", raw={"Name": "Ac\x00me"})
+    skipped = [("x", "bad", {"v": "\x00"})]
+    assert page(store, [row], run_id=run, skipped=skipped).inserted == 1
+    (loaded,) = store.load_accounts()
+    assert loaded.name == "Ac\ufffdme"
+    assert store.raw_record(loaded.key) == {"Name": "Ac\ufffdme"}
+    assert store.skipped_records(run_id=run)[0].payload == {"v": "\ufffd"}
+    rerun = store.start_run(trigger="test")
+    assert page(store, [row], run_id=rerun).unchanged == 1
