@@ -109,9 +109,12 @@ def assess(opp: OpportunityFact, policy: Policy, now: datetime) -> Registration 
             registered_at, ends, None,
         )
 
-    activity = max(
-        t for t in (opp.last_activity_at, registered_at, extension_start) if t is not None
-    )
+    activity = registered_at
+    last_activity = opp.last_activity_at
+    if last_activity is not None and last_activity > activity:
+        activity = last_activity
+    if extension_start is not None and extension_start > activity:
+        activity = extension_start
     expires_at = min(term_expiry, activity + terms.inactivity_limit)
     warning_at = expires_at - terms.warning_window
     state: str

@@ -16,7 +16,7 @@ Definitions, per distributor, over the period ``[now - period months, now]``:
   registrations; median, and the 90th percentile by nearest rank.
 - Conflicts: findings of a conflict kind in the period naming the distributor as a party.
 - Paper partner: at least ``min_registrations`` registrations in the period, at least
-  ``min_history_months`` since its first registration (ever, not only in the period),
+  ``min_history_months`` since its own first registration (ever, not only in the period),
   and a registered win rate under ``max_win_rate``. Without enough registrations or
   history: ``insufficient_data``.
 
@@ -233,16 +233,20 @@ def _count_registration(
     opp: OpportunityFact, amount: Decimal | None, policy: Policy, now: datetime,
     start: datetime, months: tuple[datetime, ...], tallies: dict[str, _Tally],
 ) -> None:
+    registered_at = opp.registered_at
+    if registered_at is not None:
+        # history counts from the distributor's own first registration, in or before the period
+        who = opp.registered_by or ""
+        tally = tallies.get(who) or tallies.setdefault(who, _new_tally(months))
+        if tally.first_registered is None or registered_at < tally.first_registered:
+            tally.first_registered = registered_at
+    since = registered_at or opp.created_at
+    if since is None or not start <= since <= now:
+        return
     reg = assess(opp, policy, now)
     if reg is None:
         return
     tally = tallies.get(reg.holder) or tallies.setdefault(reg.holder, _new_tally(months))
-    first = reg.registered_at
-    if first is not None and (tally.first_registered is None or first < tally.first_registered):
-        tally.first_registered = first  # history counts from the first registration ever
-    since = reg.registered_at or opp.created_at
-    if since is None or not start <= since <= now:
-        return
     state = reg.state
     tally.outcomes[_OUTCOME_OF.get(state, "open")] += 1
     if state == "won":
