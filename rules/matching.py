@@ -12,6 +12,7 @@ evidence. Pure: no I/O, no clock.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from rules.names import (
 )
 
 RecordKey = tuple[str, str]  # (connection, external_id)
+METHODS = ("single", "human", "duns", "vat", "domain", "name", "name_no_country", "name_fuzzy")
 # Last cycle's links: (connection, "account", external_id) or (connection, external_id) -> id
 PreviousLinks = Mapping[tuple[str, str, str], str] | Mapping[tuple[str, str], str]
 
@@ -164,8 +166,9 @@ class _Clusters:
 
     def __init__(self, features: _Features, never: list[tuple[int, int]]) -> None:
         n = len(features.keys)
-        self.parent = list(range(n))
-        self.size = [1] * n
+        # compact arrays: a million accounts must stay cheap to hold
+        self.parent = array("l", range(n))
+        self.size = array("l", [1]) * n
         self.duns = {i: d for i, d in enumerate(features.duns) if d}
         self.never: dict[int, dict[int, int]] = defaultdict(dict)
         for pair_id, (i, j) in enumerate(never):
@@ -225,7 +228,9 @@ class _Matcher:
                 self.decided.add(pair)  # type: ignore[arg-type]  # sorted pair of two ints
                 (same if d.verdict == "same" else never).append(pair)  # type: ignore[arg-type]
         self.clusters = _Clusters(features, never)
-        self.best: dict[int, tuple[float, str]] = {}
+        # strongest accepted evidence per record: score and an index into METHODS
+        self.best_score = array("f", [-1.0]) * len(features.keys)
+        self.best_method = bytearray(len(features.keys))
         self.reviews: list[tuple[int, int, float, str, tuple[str, ...]]] = []
         self.skipped: list[str] = []
         for i, j in same:
@@ -239,8 +244,9 @@ class _Matcher:
                 self.reviews.append((i, j, score, method, (*evidence, f"not merged: {reason}")))
             return False
         for k in (i, j):
-            if self.best.get(k, (-1.0, ""))[0] < score:
-                self.best[k] = (score, method)
+            if self.best_score[k] < score:
+                self.best_score[k] = score
+                self.best_method[k] = METHODS.index(method)
         return True
 
     def _similarity(self, i: int, j: int) -> float:
@@ -393,7 +399,8 @@ class _Matcher:
         for root, group in members.items():
             cid = ids[root]
             for i in group:
-                score, method = self.best.get(i, (1.0, "single"))
+                score, method = self.best_score[i], METHODS[self.best_method[i]]
+                score = round(score, 3) if score >= 0 else 1.0
                 link = shared.get((cid, method, score))
                 if link is None:
                     link = shared[(cid, method, score)] = Link(cid, method, score)
