@@ -33,6 +33,7 @@ def one_cycle(
     now: Any = utcnow,
     metrics: Metrics | None = None,
     health: Health | None = None,
+    progress: Any = None,
 ) -> CycleReport:
     """Pull, evaluate, push once; deliver due notifications; update metrics."""
     store = wiring.store()
@@ -54,6 +55,7 @@ def one_cycle(
         backoff=wiring.backoff(),
         stop=stop,
         trigger=trigger,
+        progress=progress,
     )
     _deliver(wiring, now())
     _observe(report, runtimes, store, metrics, health, now())

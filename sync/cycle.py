@@ -115,7 +115,10 @@ def run_cycle(
     trigger: str = "manual",
     push: bool = True,
     last_pulled: Mapping[str, datetime] | None = None,
+    progress: Callable[[str, str], None] | None = None,
 ) -> CycleReport:
+    """One cycle; ``progress(step, connection)`` is told as each step finishes."""
+    tell = progress or (lambda _step, _name: None)
     stop = stop or threading.Event()
     started = time.monotonic()
     run_id = store.start_run(trigger=trigger)
@@ -137,11 +140,13 @@ def run_cycle(
                 _failed(report, exc)
             finally:
                 structlog.contextvars.unbind_contextvars("connection", "entity")
+                tell("pull", rt.name)
 
         planned: list[PlannedWrite] = []
         stats: dict[str, Any] = {}
         if not stop.is_set():
             planned, stats = evaluate(store, now(), run_id)
+            tell("evaluate", "")
 
         if push and not stop.is_set():
             for rt in runtimes:
@@ -165,6 +170,7 @@ def run_cycle(
                     _failed(report, exc)
                 finally:
                     structlog.contextvars.unbind_contextvars("connection")
+                    tell("push", rt.name)
         for rt in runtimes:
             report = reports[rt.name]
             report.budget = _budget(rt.connector)

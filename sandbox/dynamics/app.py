@@ -42,6 +42,7 @@ FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 NAV_NAME = "Microsoft.Dynamics.CRM.associatednavigationproperty"
 EXPIRED_VERSION_STAMP = "0x80044352"
+FRAGMENT_LIMIT = 300_000  # rendered rows kept across all column selections
 
 
 class ServiceProtection:
@@ -105,7 +106,8 @@ class DynamicsApp(MetadataEndpoints, WriteEndpoints, SandboxApp):
         self.base_url: str | None = None  # set once served; else taken from each request
         self.organization_id = str(uuid.uuid4())
         # per-row JSON by (table, select, annotations): id -> (versionnumber, bytes)
-        self._fragments: dict[tuple[str, tuple[str, ...], str], dict[str, tuple[int, bytes]]] = {}
+        self._fragments: dict[tuple[str, tuple[str, ...], str], dict[str, tuple[int, str]]] = {}
+        self._fragment_count = 0
         self.app_user_id = self.store.insert("systemuser", {
             "fullname": "# Channel Sync", "applicationid": self.client_id,
             "domainname": f"{self.client_id}@sandbox"})["systemuserid"]
@@ -308,7 +310,8 @@ class DynamicsApp(MetadataEndpoints, WriteEndpoints, SandboxApp):
         out: dict[str, Any] = {"@odata.etag": f'W/"{row["versionnumber"]}"'}
         if not annotations:
             get = row.get
-            out.update((prop, get(prop)) for prop in select)
+            for prop in select:
+                out[prop] = get(prop)
             return out
         props = table.definition.by_prop()
         for prop in select:
@@ -418,20 +421,24 @@ class DynamicsApp(MetadataEndpoints, WriteEndpoints, SandboxApp):
         a page of unchanged rows costs a join, not a re-serialisation."""
         key = (table.definition.logical, tuple(select), annotations or "")
         cache = self._fragments.get(key)
-        if cache is None:
-            if len(self._fragments) >= 4:
+        if cache is None or self._fragment_count > FRAGMENT_LIMIT:
+            if len(self._fragments) >= 4 or self._fragment_count > FRAGMENT_LIMIT:
                 self._fragments.clear()
+                self._fragment_count = 0
             cache = self._fragments[key] = {}
         pk = table.definition.pk
-        parts: list[bytes] = []
+        parts: list[str] = []
         for row in rows:
             version = row["versionnumber"]
             hit = cache.get(row[pk])
             if hit is None or hit[0] != version:
-                hit = (version, orjson.dumps(self.render(table, row, select, annotations)))
+                # kept as str: orjson's bytes carry a large spare buffer each
+                hit = (version, orjson.dumps(self.render(table, row, select, annotations))
+                       .decode())
+                self._fragment_count += row[pk] not in cache
                 cache[row[pk]] = hit
             parts.append(hit[1])
-        out = orjson.dumps(head)[:-1] + b',"value":[' + b",".join(parts) + b"]"
+        out = orjson.dumps(head)[:-1] + b',"value":[' + ",".join(parts).encode() + b"]"
         for name, value in tail.items():
             out += b"," + orjson.dumps(name) + b":" + orjson.dumps(value)
         return out + b"}"

@@ -52,7 +52,7 @@ class WriteEndpoints:
     lock: threading.RLock
     delta_tokens_expired_before: datetime | None
     app_user_id: str
-    _fragments: dict[tuple[str, tuple[str, ...], str], dict[str, tuple[int, bytes]]]
+    _fragments: dict[tuple[str, tuple[str, ...], str], dict[str, tuple[int, str]]]
 
     def _reply(self, data: Any, status: int = 200) -> Response:
         raise NotImplementedError

@@ -99,7 +99,7 @@ class HubSpotBase(SandboxApp):
         return json_response(error_body("INTERNAL_ERROR", "internal error"), 500)
 
     def error_rate_limited(self) -> Response:
-        headers = self.limits.admit().headers
+        headers = self.limits.headers()
         headers["X-HubSpot-RateLimit-Remaining"] = "0"
         return json_response(rate_limit_body("TEN_SECONDLY_ROLLING"), 429, headers)
 

@@ -78,6 +78,11 @@ class RateLimits:
                     self._search.append(now)
             return Verdict(policy is None, policy, self._headers())
 
+    def headers(self) -> dict[str, str]:
+        """The current figures, without counting a request."""
+        with self._lock:
+            return self._headers()
+
     def _headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
         if self.daily is not None:

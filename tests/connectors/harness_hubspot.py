@@ -4,6 +4,7 @@ SDK's ``ssl_ca_cert``) and a connector whose retries and pacing never really sle
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -117,7 +118,8 @@ class HubSpotHarness:
         self.account.corrupt(OBJECTS[entity], record_id)
 
     def stop(self) -> None:
-        self.running.stop()
+        # werkzeug notices a shutdown only at its next 0.5 s poll: finish it in the background.
+        threading.Thread(target=self.running.stop, daemon=True).start()
 
 
 def make_harness(**sandbox_options: Any) -> HubSpotHarness:

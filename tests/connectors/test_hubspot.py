@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 import structlog
+from hubspot import HubSpot
 
 from config.mapping_compiler import load_mapping_file
 from connectors.base import Entity, Page, RecordUpdate
-from connectors.errors import AuthError, BudgetExhaustedError
-from connectors.http import QuotaGovernor
-from connectors.hubspot import ASSOCIATED_COMPANY
+from connectors.errors import AuthError, BudgetExhaustedError, VendorError
+from connectors.http import QuotaGovernor, RetryPolicy
+from connectors.hubspot import ASSOCIATED_COMPANY, HubSpotConnector
 from connectors.hubspot.connector import _chunks, encode
 from sandbox.world import CrmSeed, SeedAccount, SeedDeal
-from tests.connectors.harness_hubspot import HubSpotHarness, make_harness
+from tests.connectors.harness_hubspot import HubSpotHarness, make_harness, no_sleep
 
 MAPPING = Path(__file__).resolve().parents[2] / "config" / "mappings" / "hubspot.yaml"
 
@@ -232,6 +233,18 @@ def test_wrong_token_is_an_auth_error_without_the_token(h: HubSpotHarness) -> No
     with pytest.raises(AuthError) as err:
         pull(h, Entity.ACCOUNT)
     assert "401" in str(err.value) and token not in str(err.value)
+
+
+def test_a_wrong_certificate_authority_fails_clearly_without_retrying(h: HubSpotHarness) -> None:
+    client = HubSpot(access_token=h.app.token, host=h.running.base_url,
+                     ssl_ca_cert="/etc/ssl/certs/ca-certificates.crt")
+    connector = HubSpotConnector(client=client, retry=RetryPolicy(sleep=no_sleep),
+                                 quota=QuotaGovernor(unit="requests", window="day", limit=None))
+    h.app.requests.reset()
+    with pytest.raises(VendorError) as err:
+        connector.describe(Entity.ACCOUNT)
+    assert err.value.code == "TLS" and "CERTIFICATE_VERIFY_FAILED" in str(err.value)
+    assert h.app.requests.count() == 0
 
 
 def test_dropped_connections_and_malformed_bodies_are_retried(h: HubSpotHarness) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -42,6 +43,11 @@ def small_seed(companies: int = 30, deals: int = 45) -> CrmSeed:
     )
 
 
+def stop_soon(running: RunningSandbox) -> None:
+    """werkzeug notices a shutdown only at its next 0.5 s poll: finish it in the background."""
+    threading.Thread(target=running.stop, daemon=True).start()
+
+
 @pytest.fixture
 def hs() -> Iterator[tuple[HubSpotSandbox, RunningSandbox]]:
     app = HubSpotSandbox.from_seed(small_seed(), search_per_second=None)
@@ -49,7 +55,7 @@ def hs() -> Iterator[tuple[HubSpotSandbox, RunningSandbox]]:
     try:
         yield app, running
     finally:
-        running.stop()
+        stop_soon(running)
 
 
 class Client:
@@ -257,7 +263,7 @@ def test_search_cap_answers_400_beyond_it() -> None:
         assert pages == 3 and page["total"] == 40
         assert r.status_code == 400 and r.json()["category"] == "VALIDATION_ERROR"
     finally:
-        running.stop()
+        stop_soon(running)
     default = HubSpotSandbox(search_per_second=None)
     running = serve(default)
     try:
@@ -265,7 +271,7 @@ def test_search_cap_answers_400_beyond_it() -> None:
             "/crm/v3/objects/companies/search", {"after": "10000", "limit": 10})
         assert r.status_code == 400
     finally:
-        running.stop()
+        stop_soon(running)
 
 
 def test_search_never_returns_archived(hs: tuple[HubSpotSandbox, Any], api: Client) -> None:
@@ -403,7 +409,7 @@ def test_ten_second_limit_headers_and_429_body() -> None:
         assert body["errorType"] == "RATE_LIMIT" and body["policyName"] == "TEN_SECONDLY_ROLLING"
         assert body["status"] == "error" and body["correlationId"]
     finally:
-        running.stop()
+        stop_soon(running)
 
 
 def test_daily_limit_429() -> None:
@@ -416,7 +422,7 @@ def test_daily_limit_429() -> None:
         assert codes == [200, 200, 429] and last.json()["policyName"] == "DAILY"
         assert last.headers["X-HubSpot-RateLimit-Daily-Remaining"] == "0"
     finally:
-        running.stop()
+        stop_soon(running)
 
 
 def test_search_has_its_own_limit_and_no_rate_headers() -> None:
@@ -428,7 +434,7 @@ def test_search_has_its_own_limit_and_no_rate_headers() -> None:
         assert [c.status_code for c in codes] == [200, 200, 429]
         assert "X-HubSpot-RateLimit-Remaining" not in codes[0].headers
     finally:
-        running.stop()
+        stop_soon(running)
 
 
 def test_injected_faults_use_hubspot_shapes() -> None:
@@ -443,7 +449,7 @@ def test_injected_faults_use_hubspot_shapes() -> None:
         assert failed.status_code == 500 and failed.json()["status"] == "error"
         assert app.requests.count("GET", "/crm/v3/objects/<obj>") == 2
     finally:
-        running.stop()
+        stop_soon(running)
 
 
 def test_user_edits_bump_modified_and_admin_endpoint(hs: tuple[HubSpotSandbox, Any]) -> None:

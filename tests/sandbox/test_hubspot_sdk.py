@@ -20,7 +20,7 @@ from hubspot.crm.deals import (
 
 from sandbox.core import RunningSandbox, serve
 from sandbox.hubspot import HubSpotSandbox
-from tests.sandbox.test_hubspot import small_seed
+from tests.sandbox.test_hubspot import small_seed, stop_soon
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def sdk() -> Iterator[tuple[HubSpot, HubSpotSandbox, RunningSandbox]]:
     try:
         yield HubSpot(access_token=app.token, host=running.base_url), app, running
     finally:
-        running.stop()
+        stop_soon(running)
 
 
 def test_list_get_and_archived_list(sdk: tuple[HubSpot, HubSpotSandbox, Any]) -> None:
