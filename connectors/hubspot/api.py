@@ -197,13 +197,17 @@ class HubSpotApi:
             raise TransientError(f"HubSpot {what}: connection failed ({type(exc).__name__})"
                                  ) from None
         except Exception as exc:  # the SDK raises one ApiException class per API package
-            status = getattr(exc, "status", None)
-            if status is None or not hasattr(exc, "body"):
+            # A TLS failure is ApiException(status=0) without a body, on which the SDK
+            # itself then fails with AttributeError: look at the exception underneath too.
+            api_exc = exc if hasattr(exc, "body") else exc.__context__
+            status = getattr(api_exc, "status", None)
+            if status is None or not hasattr(api_exc, "body"):
                 raise
-            headers, raw = getattr(exc, "headers", None) or {}, exc.body or b""
             if status == 0:
-                raise VendorError(f"HubSpot {what}: {getattr(exc, 'reason', '')}"[:300],
-                                  code="TLS") from None
+                reason = " ".join(str(getattr(api_exc, "reason", "")).split())
+                raise VendorError(f"HubSpot {what}: {reason}"[:300], code="TLS") from None
+            headers = getattr(api_exc, "headers", None) or {}
+            raw = getattr(api_exc, "body", None) or b""
         self._observe(headers)
         body = self._decode(what, status, raw)
         if status < 300 or status in BATCH_STATUSES:
