@@ -286,3 +286,42 @@ def test_default_mapping_fits_the_seeded_schema(h: DynamicsHarness) -> None:
         writes = {w.field: (w.type, [v for v in (w.values or {}).values()])
                   for w in spec.writes.values()}
         assert connector.check_mapping(entity, reads, writes) == []
+
+
+def test_seeded_records_map_to_canonical_values() -> None:
+    from decimal import Decimal
+
+    from sandbox.world import CrmSeed, SeedAccount, SeedDeal, SeedUser
+
+    now = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
+    crm = CrmSeed(connection="d365", vendor="dynamics", role="internal", distributor_id=None,
+                  users=[SeedUser("u1", "Ann Smith", "ann@example.com")],
+                  accounts=[SeedAccount("a1", "Contoso GmbH", "contoso.de", "DE", duns="123",
+                                        vat_id="DE1", owner_user="u1", channel_owner="dist-1",
+                                        created_at=now, modified_at=now)],
+                  deals=[SeedDeal("d1", "a1", "Pumps", Decimal("1200.50"), "EUR", "won",
+                                  now.date(), now, now, registered_by="dist-1",
+                                  registration_status="active",
+                                  registration_expires_at=now.date())])
+    h = DynamicsHarness()
+    try:
+        from sandbox.dynamics.seed import load_seed
+
+        load_seed(h.app, crm)
+        mapping, _ = load_mapping_file(MAPPING, "dynamics.yaml", "dynamics")
+        assert mapping is not None
+        connector = h.connector()
+        [account] = [r for p in connector.read(Entity.ACCOUNT, None,
+                                               mapping.read_fields("account")) for r in p.records]
+        acc = mapping.to_canonical("account", account.fields)
+        assert acc["country"] == "DE" and acc["duns"] == "123" and acc["channel_owner"] == "dist-1"
+        [deal] = [r for p in connector.read(Entity.OPPORTUNITY, None,
+                                            mapping.read_fields("opportunity"))
+                  for r in p.records]
+        opp = mapping.to_canonical("opportunity", deal.fields)
+        assert opp["currency"] == "EUR" and opp["stage_category"] == "won"
+        assert opp["account_ref"] == account.id and opp["amount"] == Decimal("1200.5")
+        assert opp["registration_status"] == "active" and opp["stage_raw"] == "Close"
+        assert opp["close_date"] == now.date() and opp["registered_by"] == "dist-1"
+    finally:
+        h.stop()
