@@ -46,6 +46,7 @@ DEFAULT_OBJECTS: Mapping[Entity, str] = {Entity.ACCOUNT: "Account",
                                          Entity.OPPORTUNITY: "Opportunity"}
 SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
 _MISSING = object()
+Reshaper = Callable[[dict[str, Any]], None]
 
 
 class _OrjsonSalesforce(Salesforce):
@@ -174,33 +175,39 @@ class SalesforceConnector:
         (canonical type, vendor values we may write)."""
         return check_mapping(self._resolver(), self._object(entity), reads, writes)
 
-    def _require(self, entity: Entity, obj: str, fields: Sequence[str]) -> None:
+    def _require(self, entity: Entity, obj: str, fields: Sequence[str]) -> dict[str, str]:
+        """Raise SchemaDriftError for fields Salesforce no longer has; return the fields
+        asked for in another case than the API name (requested -> API name)."""
         resolver = self._resolver()
         missing: list[str] = []
         reasons: list[str] = []
+        renames: dict[str, str] = {}
         for name in fields:
             found, problem = resolver.resolve(obj, name)
             if found is None:
                 missing.append(name)
                 reasons.append(problem)
+            elif "." not in name and found["name"] != name:
+                renames[name] = found["name"]
         if missing:
             raise SchemaDriftError(
                 f"{self.name}: mapped field(s) missing from Salesforce {obj}: "
                 f"{', '.join(missing)} ({'; '.join(reasons)})",
                 entity=entity.value, fields=tuple(missing))
+        return renames
 
     # -- reading ----------------------------------------------------------------------
     def read(self, entity: Entity, cursor: Cursor | None,
              fields: Sequence[str]) -> Iterator[Page]:
         obj = self._object(entity)
-        self._require(entity, obj, fields)
+        renames = self._require(entity, obj, fields)
         select = list(SYSTEM_FIELDS)
         chosen = {f.lower() for f in select}
         for name in fields:
             if name.lower() not in chosen:
                 chosen.add(name.lower())
                 select.append(name)
-        dotted = [f for f in select if "." in f]
+        reshape = _reshaper([f for f in select if "." in f], renames)
         position = ReadPosition.from_cursor(cursor)
         if position is not None and self._delete_window_exceeded(obj, position):
             self._log.warning("delete_window_exceeded", entity=entity.value, since=position.since)
@@ -218,10 +225,10 @@ class SalesforceConnector:
         # Once a full read is complete, everything older than its start is known: the cursor
         # may move up to there (less the lookback) even when the newest record is older.
         floor = stamp_text(self._clock() - self.lookback) if full else None
-        yield from self._pages(entity, soql, position, dotted, full=full, floor=floor)
+        yield from self._pages(entity, soql, position, reshape, full=full, floor=floor)
 
-    def _pages(self, entity: Entity, soql: str, position: ReadPosition, dotted: list[str], *,
-               full: bool, floor: str | None) -> Iterator[Page]:
+    def _pages(self, entity: Entity, soql: str, position: ReadPosition,
+               reshape: Reshaper | None, *, full: bool, floor: str | None) -> Iterator[Page]:
         headers = {"Sforce-Query-Options": f"batchSize={self.page_size}"}
         include_deleted = not full
         boundary = position.since
@@ -229,7 +236,7 @@ class SalesforceConnector:
                                               headers=headers),
                             what="query", entity=entity.value)
         while True:
-            records, skipped = self._decode(result.get("records") or [], position, dotted,
+            records, skipped = self._decode(result.get("records") or [], position, reshape,
                                             boundary)
             position.trim(self.lookback)
             done = bool(result.get("done", True))
@@ -246,11 +253,11 @@ class SalesforceConnector:
                 url, identifier_is_url=True, headers=headers),
                 what="query_more", entity=entity.value)
 
-    def _decode(self, raw: list[dict[str, Any]], position: ReadPosition, dotted: list[str],
+    def _decode(self, raw: list[dict[str, Any]], position: ReadPosition,
+                reshape: Reshaper | None,
                 boundary: str) -> tuple[list[Record], list[SkippedRecord]]:
         records: list[Record] = []
         skipped: list[SkippedRecord] = []
-        flatten = _flattener(dotted) if dotted else None
         for rec in raw:
             record_id = rec.get("Id")
             stamp = rec.get("SystemModstamp")
@@ -269,8 +276,8 @@ class SalesforceConnector:
             if stamp < boundary and position.already_delivered(record_id, stamp):  # type: ignore[arg-type, operator]  # parse_stamp proved str
                 continue
             del rec["attributes"]
-            if flatten is not None:
-                flatten(rec)
+            if reshape is not None:
+                reshape(rec)
             records.append(Record(id=record_id, modified_at=modified, fields=rec,
                                   deleted=rec.get("IsDeleted") is True))
             position.advance(record_id, stamp)  # type: ignore[arg-type]  # parse_stamp proved str
@@ -344,13 +351,19 @@ def _save_result(record_id: str, result: Mapping[str, Any]) -> WriteResult:
                        retryable=code in RETRYABLE_STATUS)
 
 
-def _flattener(dotted: list[str]) -> Callable[[dict[str, Any]], None]:
-    """Parent fields come nested (``{"Account": {"Name": ...}}``); the mapping names them
-    with dots (``Account.Name``). The nested dicts are replaced by their dotted leaves."""
+def _reshaper(dotted: list[str], renames: Mapping[str, str]) -> Reshaper | None:
+    """Records as the mapping names fields. Parent fields come nested
+    (``{"Account": {"Name": ...}}``) and are named with dots (``Account.Name``); fields asked
+    for in another case than their API name are renamed back to how they were asked for."""
+    if not dotted and not renames:
+        return None
     paths = [(path, path.split(".")) for path in dotted]
     tops = {hops[0] for _, hops in paths}
+    renamed = list(renames.items())
 
     def flatten(rec: dict[str, Any]) -> None:
+        for wanted, api_name in renamed:
+            rec[wanted] = rec.pop(api_name, None)
         for path, hops in paths:
             node: Any = rec
             for hop in hops:

@@ -312,3 +312,13 @@ def test_a_full_read_interrupted_after_a_page_resumes_without_a_gap(
     first = next(connector.read(Entity.ACCOUNT, None, ACCOUNT_FIELDS))  # then the process dies
     rest = pull(connector, Entity.ACCOUNT, first.cursor)
     assert set(ids) <= set(ids_of([first, *rest]))
+
+
+def test_field_names_are_case_insensitive_like_the_api(h: SalesforceHarness) -> None:
+    [acc] = h.create(Entity.ACCOUNT, 1)
+    h.modify(Entity.ACCOUNT, acc, "Channel_Owner__c", "DIST-4")
+    pages = pull(h.connector(), Entity.ACCOUNT, fields=["name", "channel_owner__c", "owner.email"])
+    [record] = [r for p in pages for r in p.records]
+    assert record.fields["channel_owner__c"] == "DIST-4"
+    assert record.fields["name"] == "Harness Account 0"
+    assert record.fields["owner.email"] == "integration@channelsync.example"
