@@ -272,3 +272,21 @@ def test_deleting_an_account_deletes_its_opportunities(sf: Served) -> None:
                     all_rows=True).json()["records"]
     assert rows[0]["IsDeleted"] is True
     assert sf.get(f"/sobjects/Opportunity/{opp}").json()[0]["errorCode"] == "ENTITY_IS_DELETED"
+
+
+def test_admin_hooks_edit_records_as_a_user(sf: Served) -> None:
+    admin = sf.running.base_url + "/__sandbox"
+    created = sf.http.post(admin + "/records/Account", json={"Name": "Admin Co"})
+    assert created.status_code == 201
+    acc = created.json()["id"]
+    assert sf.http.patch(f"{admin}/records/Account/{acc}",
+                         json={"Channel_Owner__c": "DIST-3"}).status_code == 204
+    assert sf.app.org.get("Account", acc)["Channel_Owner__c"] == "DIST-3"  # type: ignore[index]  # exists
+    assert sf.http.delete(f"{admin}/records/Account/{acc}").status_code == 204
+    assert sf.app.org.get("Account", acc)["IsDeleted"] is True  # type: ignore[index]  # exists
+    bad = sf.http.post(admin + "/records/Account", json={"Nope__c": 1})
+    assert bad.status_code == 400 and "Nope__c" in bad.json()["error"]
+    before = sf.app.requests.count()
+    sf.http.post(admin + "/purge")
+    assert sf.app.requests.count() == before  # admin calls are never counted
+    assert sf.app.org.get("Account", acc) is None
