@@ -46,6 +46,11 @@ COUNTRY_NAMES: dict[str, str] = {
     "PL": "Poland", "CZ": "Czech Republic", "PT": "Portugal", "IE": "Ireland",
     "CA": "Canada", "MX": "Mexico", "BR": "Brazil", "JP": "Japan", "CN": "China",
     "IN": "India", "AU": "Australia", "LU": "Luxembourg", "HU": "Hungary", "TR": "Turkey",
+    "SG": "Singapore", "NZ": "New Zealand", "ZA": "South Africa", "KR": "South Korea",
+    "HK": "Hong Kong", "AE": "United Arab Emirates", "GR": "Greece", "RO": "Romania",
+    "SK": "Slovakia", "SI": "Slovenia", "HR": "Croatia", "EE": "Estonia",
+    "LV": "Latvia", "LT": "Lithuania", "IL": "Israel", "AR": "Argentina",
+    "CL": "Chile", "CO": "Colombia",
 }
 FIRST_ID = {"companies": 20_000_000_001, "deals": 30_000_000_001}
 
@@ -200,12 +205,14 @@ class HubSpotAccount:
         rec.props.update(staged)
 
     # -- seeding ------------------------------------------------------------------------
-    def seed(self, crm: CrmSeed) -> None:
-        """Neutral seed records -> native companies, deals and owners."""
+    def seed(self, crm: CrmSeed) -> dict[str, str]:
+        """Neutral seed records -> native companies, deals and owners. Returns the ids given,
+        keyed ``user:<key>`` (owner id), ``account:<key>`` and ``deal:<key>``."""
         owner_ids = {u.key: self.add_owner(email=u.email, first=u.name.split(" ")[0],
                                            last=" ".join(u.name.split(" ")[1:]) or "-")
                      for u in crm.users}
         company_ids: dict[str, str] = {}
+        deal_ids: dict[str, str] = {}
         for acc in crm.accounts:
             props: dict[str, Any] = {
                 "name": acc.name,
@@ -246,10 +253,15 @@ class HubSpotAccount:
                 "reassign_to": deal.reassign_to,
             }
             company = company_ids.get(deal.account_key)
-            self.create(
+            deal_ids[deal.key] = self.create(
                 "deals", self._allow("deals", _present(props)), created_at=deal.created_at,
                 modified_at=deal.modified_at, companies=[company] if company else [],
             )
+        return {
+            **{f"user:{k}": v for k, v in owner_ids.items()},
+            **{f"account:{k}": v for k, v in company_ids.items()},
+            **{f"deal:{k}": v for k, v in deal_ids.items()},
+        }
 
     def _allow(self, obj: str, props: dict[str, Any]) -> dict[str, Any]:
         """Seeds may carry option values the portal lacks: add them, as an admin would."""

@@ -71,13 +71,14 @@ class HubSpotBase(SandboxApp):
         )
         self.search_result_cap = search_result_cap
         self._tokens: dict[str, float] = {}
+        self.seed_ids: dict[str, str] = {}  # "account:<seed key>" -> HubSpot id, after from_seed
         self.token = self.rotate_token()
 
     @classmethod
     def from_seed(cls, crm: CrmSeed, *, faults: Faults | None = None, **options: Any
                   ) -> Self:
         app = cls(faults=faults, **options)
-        app.account.seed(crm)
+        app.seed_ids = app.account.seed(crm)
         return app
 
     def load_fixture(self, data: dict[str, Any]) -> None:

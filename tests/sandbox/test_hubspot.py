@@ -367,6 +367,17 @@ def test_properties_api(api: Client) -> None:
     assert api.get("/crm/v3/properties/deals/nope").status_code == 404
 
 
+def test_seed_ids_name_the_native_records(hs: tuple[HubSpotSandbox, Any]) -> None:
+    app, _ = hs
+    deal = app.account.get("deals", app.seed_ids["deal:d1"])
+    assert deal["dealname"] == "Pumps 1" and deal["registration_status"] == "active"
+    assert app.account.deal_companies[int(app.seed_ids["deal:d1"])] == [
+        int(app.seed_ids["account:a1"])]
+    company = app.account.get("companies", app.seed_ids["account:a1"])
+    assert company["hubspot_owner_id"] == app.seed_ids["user:u1"]
+    assert company["domain"] == "acme1.de" and company["duns_number"] == "310000001"
+
+
 def test_owners_and_pipelines(api: Client) -> None:
     owners = api.get("/crm/v3/owners").json()["results"]
     assert owners[0]["email"] == "ann@dist-a.example" and owners[0]["type"] == "PERSON"
