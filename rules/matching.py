@@ -365,22 +365,35 @@ class _Matcher:
                 for _, score, offset in found:
                     a, b = members[pos], members[pos + 1 + offset]
                     candidates[(a, b) if a < b else (b, a)] = score
-        for (a, b), score in sorted(candidates.items(), key=lambda kv: (-kv[1], kv[0])):
-            self._fuzzy_pair(a, b, score)
-
-    def _fuzzy_pair(self, a: int, b: int, score: float) -> None:
-        f, s = self.f, self.s
-        ca, cb = f.compact[a], f.compact[b]
         # one slip of the keyboard (a letter dropped, doubled, swapped or wrong) is a typo;
         # two are as likely another company ("Nexor" / "Nexra")
-        edits = OSA.distance(ca, cb, score_cutoff=2)
-        evidence: tuple[str, ...] = (f"name similarity {score:.0f}: {f.name[a]!r} ~ {f.name[b]!r}",
-                    f"country {f.country[a]}")
+        edits = {pair: OSA.distance(f.compact[pair[0]], f.compact[pair[1]], score_cutoff=3)
+                 for pair in candidates}
+        typo_neighbours: Counter[int] = Counter()
+        for (a, b), n in edits.items():
+            if n <= 1 and min(len(f.compact[a]), len(f.compact[b])) >= s.min_typo_length:
+                typo_neighbours.update((a, b))
+        for (a, b), score in sorted(candidates.items(), key=lambda kv: (-kv[1], kv[0])):
+            ambiguous = max(typo_neighbours[a], typo_neighbours[b]) > 1
+            self._fuzzy_pair(a, b, score, edits[(a, b)], ambiguous)
+
+    def _fuzzy_pair(self, a: int, b: int, score: float, edits: int, ambiguous: bool) -> None:
+        f, s = self.f, self.s
+        ca, cb = f.compact[a], f.compact[b]
+        evidence: tuple[str, ...] = (
+            f"name similarity {score:.0f}: {f.name[a]!r} ~ {f.name[b]!r}",
+            f"country {f.country[a]}")
         da, db = f.domain[a], f.domain[b]
         if da and db and _unrelated_domains(da, db):
+            if edits > 1:
+                return  # different names and different websites: not worth a person's time
             evidence += (f"domains differ: {da} / {db}",)
+        elif edits > 2:
+            return  # a look-alike ("Acme Tools" / "Acme Foods" stays a review item)
         elif edits > 1 or min(len(ca), len(cb)) < s.min_typo_length:
-            evidence += (f"{edits}+ edits apart" if edits > 1 else "short name",)
+            evidence += (f"{edits} edits apart" if edits > 1 else "short name",)
+        elif ambiguous:
+            evidence += ("several names are one typo apart here",)
         elif score >= s.fuzzy_merge:
             self._join(a, b, round(score / 100, 3), "name_fuzzy", evidence=evidence)
             return

@@ -96,7 +96,7 @@ _MORE_TERM_COUNTRIES: Final = {
     "srl": ("IT", "RO"), "plc": ("GB", "IE"), "dac": ("IE",), "pte ltd": ("SG",),
     "oyj": ("FI",), "asa": ("NO",), "llc": ("US",), "sa de cv": ("MX",), "spa": ("IT",),
     "kabushiki kaisha": ("JP",), "aktiebolag": ("SE",), "osakeyhtio": ("FI",),
-    "gesmbh": ("AT",), "pty limited": ("AU",),
+    "gesmbh": ("AT",), "pty limited": ("AU",), "incorporated": ("CA",), "a s": ("NO", "DK"),
 }
 
 

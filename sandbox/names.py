@@ -46,20 +46,32 @@ COUNTRIES: dict[str, tuple[int, str, str, str, tuple[tuple[str, ...], ...]]] = {
 EMEA = frozenset({"GB", "IE", "DE", "AT", "CH", "FR", "IT", "ES", "NL", "BE", "SE", "FI", "NO",
                   "DK"})
 
+# Invented brands from syllables: large enough that a million customers do not exhaust it
 SYLLABLES_START = ("ka", "ve", "lo", "tri", "no", "quan", "zen", "bra", "cor", "del", "fa",
                    "gra", "hel", "ix", "jo", "kes", "lum", "mar", "nex", "or", "pra", "ro",
                    "sil", "tan", "ul", "vor", "wex", "xan", "yel", "zor", "bel", "cal", "dra",
-                   "el", "fen", "gal", "har", "is", "kor", "lin", "mor", "nor", "ost", "pel")
+                   "el", "fen", "gal", "har", "is", "kor", "lin", "mor", "nor", "ost", "pel",
+                   "ar", "bo", "cha", "dun", "ev", "flo", "gen", "hy", "in", "ja", "kro", "le",
+                   "mi", "nu", "om", "pyr", "qui", "rey", "sca", "tho", "um", "vel", "wyn",
+                   "syn", "tal", "vin", "aur", "ber", "cyr", "dor", "fal", "gor", "hal", "kal")
 SYLLABLES_MID = ("ra", "li", "ven", "to", "ma", "ri", "an", "el", "o", "u", "is", "ar", "en",
-                 "vi", "ta", "do", "ne", "si", "ca", "mo")
+                 "vi", "ta", "do", "ne", "si", "ca", "mo", "ber", "dal", "fin", "gor", "ka",
+                 "lan", "mer", "nol", "pe", "quo", "rin", "sta", "tur", "val", "wen", "zo")
 SYLLABLES_END = ("x", "ra", "on", "ia", "us", "ix", "is", "or", "ex", "io", "an", "a", "o",
-                 "um", "en", "ar", "ic", "el", "ys", "ent")
+                 "um", "en", "ar", "ic", "el", "ys", "ent", "ton", "ford", "ley", "stone",
+                 "mark", "tek", "lux", "gen", "vo", "line", "dyne", "sys", "ica", "ora", "eon")
 WORD_BRANDS = ("Acme", "Apex", "Summit", "Northbridge", "Bluewater", "Helios", "Kestrel",
                "Redwood", "Silverline", "Ironclad", "Granite", "Evergreen", "Pioneer", "Harbor",
                "Falcon", "Meridian", "Atlas", "Orion", "Cobalt", "Crescent", "Beacon",
                "Keystone", "Lakeside", "Highland", "Riverstone", "Sterling", "Vanguard",
                "Westbrook", "Oakridge", "Pinnacle", "Quantum", "Horizon", "Brightwater",
-               "Clearview", "Stonegate", "Fairway", "Copperfield", "Nordic", "Alpine", "Baltic")
+               "Clearview", "Stonegate", "Fairway", "Copperfield", "Nordic", "Alpine", "Baltic",
+               "Aurora", "Bayside", "Cedar", "Delta", "Eagle", "Frontier", "Glacier", "Harvest",
+               "Infinity", "Juniper", "Kingsway", "Liberty", "Mariner", "Northstar", "Oasis",
+               "Paragon", "Redstone", "Sapphire", "Trident", "Unity", "Vertex", "Willow",
+               "Zenith", "Archway", "Blackrock", "Coastal", "Dynamo", "Emerald", "Foxglove",
+               "Goldcrest", "Hawthorn", "Ivory", "Jetstream", "Kingfisher", "Lighthouse",
+               "Magnolia", "Neptune", "Obsidian", "Phoenix", "Radiant", "Sequoia", "Titan")
 INDUSTRIES = ("Tools", "Foods", "Logistics", "Analytics", "Systems", "Robotics", "Pharma",
               "Textiles", "Energy", "Engineering", "Software", "Medical", "Packaging",
               "Plastics", "Chemicals", "Motors", "Instruments", "Electronics", "Optics",
@@ -75,7 +87,12 @@ ABBREVIATIONS = {"International": ("Intl", "Int'l", "Intl."), "Services": ("Svcs
 SURNAMES = ("Baker", "Finch", "Harper", "Collins", "Moreau", "Dubois", "Rossi", "Bianchi",
             "Schmidt", "Weber", "Jansen", "Visser", "Lindqvist", "Nyström", "Sørensen",
             "Tanaka", "Suzuki", "García", "Núñez", "Ibáñez", "Costa", "Müller", "Krüger",
-            "Lefèvre", "Gauthier", "Larsen", "Virtanen", "O'Brien", "MacLeod", "Kelly")
+            "Lefèvre", "Gauthier", "Larsen", "Virtanen", "O'Brien", "MacLeod", "Kelly",
+            "Andersson", "Bauer", "Carter", "Dalton", "Eriksen", "Fischer", "Greco", "Hoffmann",
+            "Ito", "Jensen", "Keller", "Lambert", "Marino", "Nakamura", "Olsen", "Petit",
+            "Quinn", "Richter", "Santos", "Thompson", "Urban", "Vogel", "Walsh", "Young",
+            "Zimmermann", "Bergström", "Côté", "Doğan", "Håkansson", "Jiménez", "Kowalski",
+            "Löwe", "Martín", "Noël", "Öberg", "Pérez", "Rémy", "Šimek", "Yilmaz", "Żak")
 ACCENTED = ("Électronique {s}", "Café Lumière", "Société {s} Frères", "{s} Précision",
             "Atelier Émeraude", "Crème de la Côte", "Construcciones {s}", "Señorío {s}",
             "Bäckerei {s}", "Øresund Marine", "Ålborg Tekstil", "Hôtellerie {s}",
@@ -101,7 +118,7 @@ def brand(rng: random.Random) -> str:
     if rng.random() < 0.35:
         return rng.choice(WORD_BRANDS)
     parts = [rng.choice(SYLLABLES_START)]
-    parts += [rng.choice(SYLLABLES_MID) for _ in range(rng.choice((0, 1, 1, 2)))]
+    parts += [rng.choice(SYLLABLES_MID) for _ in range(rng.choice((0, 1, 1, 1, 2, 2)))]
     parts.append(rng.choice(SYLLABLES_END))
     return "".join(parts).capitalize()
 
