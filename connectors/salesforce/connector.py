@@ -28,7 +28,13 @@ from connectors.base import (
     SkippedRecord,
     WriteResult,
 )
-from connectors.errors import AuthError, ConnectorError, SchemaDriftError, VendorError
+from connectors.errors import (
+    AuthError,
+    BudgetExhaustedError,
+    ConnectorError,
+    SchemaDriftError,
+    VendorError,
+)
 from connectors.http import QuotaGovernor, RetryPolicy
 from connectors.salesforce.auth import SalesforceToken, TokenSource
 from connectors.salesforce.cursor import EPOCH_STAMP, ReadPosition, parse_stamp, stamp_text
@@ -138,7 +144,10 @@ class SalesforceConnector:
             except ConnectorError:
                 raise
             except Exception as exc:
-                raise translate(exc, what=f"{self.name} {what}", entity=entity) from None
+                error = translate(exc, what=f"{self.name} {what}", entity=entity)
+                if isinstance(error, BudgetExhaustedError) and self.quota.limit is not None:
+                    self.quota.observe(used=self.quota.limit)  # the org says it is all spent
+                raise error from None
             finally:
                 usage = client.api_usage.get("api-usage")
                 if usage is not None:

@@ -110,6 +110,9 @@ def test_daily_limit_stops_the_connection_without_retrying() -> None:
             pull(connector, Entity.ACCOUNT)
         rest_calls = h.app.requests.count() - h.app.requests.count("POST", "/oauth2/token")
         assert rest_calls == 1  # refused once, never retried
+        h.app.reset_api_usage()  # the rolling day moved on: the next cycle resumes
+        assert len(ids_of(pull(connector, Entity.ACCOUNT))) == 10
+        assert connector.budget().limit == 50
     finally:
         h.stop()
 
