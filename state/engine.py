@@ -22,6 +22,9 @@ READ_ONLY = "channelsync_read_only"
 
 def create_store_engine(url: str, **kwargs: Any) -> sa.Engine:
     """An engine for the store; SQLite gets WAL, a busy timeout and foreign keys."""
+    if sa.engine.make_url(url).get_backend_name() == "postgresql":
+        # A long-running daemon outlives server restarts and idle-connection reaping.
+        kwargs.setdefault("pool_pre_ping", True)
     engine = sa.create_engine(
         url, json_serializer=dumps_json, json_deserializer=loads_json, **kwargs
     )
