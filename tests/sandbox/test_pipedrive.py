@@ -424,3 +424,30 @@ def test_injected_faults_use_pipedrive_shapes(pd: Client) -> None:
     assert failed.status_code == 500 and failed.json()["success"] is False
     assert pd.get("/api/v2/deals").status_code == 200
     assert pd.app.requests.count("GET", "/api/v2/deals") == 3
+
+
+def test_admin_hooks_act_as_a_crm_user(pd: Client, clock: FakeClock) -> None:
+    admin = pd.base + "/__sandbox/"
+    created = pd.session.post(admin + "records/organizations",
+                              json={"fields": {"name": "Admin Org", "Channel owner": "D-3"}})
+    org_id = created.json()["id"]
+    assert pd.app.company.custom_value("organizations", org_id, "Channel owner") == "D-3"
+    clock.advance(7)
+    edited = pd.session.patch(admin + f"records/organizations/{org_id}",
+                              json={"fields": {"Channel conflict": "Yes"}}).json()
+    key = pd.app.field_key("organizations", "Channel conflict")
+    assert isinstance(edited["custom_fields"][key], int)
+    assert edited["update_time"] > edited["add_time"]
+    pd.session.delete(admin + f"records/organizations/{org_id}")
+    assert org_id not in _ids(pd.get("/api/v2/organizations").json())
+    old_token = pd.app.api_token
+    pd.session.post(admin + "rotate_token")
+    assert pd.call("GET", "/api/v2/deals", token=old_token).status_code == 401
+    pd.session.post(admin + "budget", json={"spent": pd.app.limits.daily_tokens})
+    assert pd.get("/api/v2/deals/1").status_code == 429
+    assert pd.app.requests.count(route="/__sandbox") == 0  # admin calls are never counted
+
+
+def test_v1_users_also_accepts_the_legacy_query_token(pd: Client) -> None:
+    resp = pd.session.get(pd.base + "/v1/users", params={"api_token": pd.app.api_token})
+    assert resp.status_code == 200 and resp.json()["data"][0]["id"] == 1
