@@ -27,6 +27,8 @@ from sandbox.world import CrmSeed
 
 ERROR_INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
 JSON_TYPE = "application/json; charset=utf-8"
+CLOUDFLARE_PAGE = (b"<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title>"
+                   b"</head><body><h1>Sorry, you have been blocked</h1></body></html>")
 
 
 def pd_error(
@@ -58,6 +60,7 @@ class PipedriveSandbox(SandboxApp):
         daily_tokens: int = 300_000,
         burst_limit: int = 80,
         burst_window_s: float = 2.0,
+        block_after_429s: int | None = 200,
         clock: Callable[[], float] = time.time,
         company_domain: str = "sandbox",
     ) -> None:
@@ -67,7 +70,7 @@ class PipedriveSandbox(SandboxApp):
         self.company_domain = company_domain
         self.limits = RateLimits(
             daily_tokens=daily_tokens, burst_limit=burst_limit,
-            burst_window_s=burst_window_s, clock=clock,
+            burst_window_s=burst_window_s, clock=clock, block_after_429s=block_after_429s,
         )
         self.api_token = secrets.token_hex(20)
         self.token_issued_at = time.time()  # wall clock: Faults.expire_tokens uses it too
@@ -139,6 +142,8 @@ class PipedriveSandbox(SandboxApp):
         # know which one-second update_time stamps are final).
         served_at = http_date(self.clock())
         verdict = self.limits.admit(token, TOKEN_COST[(request.method, route)])
+        if verdict.reason == "blocked":
+            return Response(CLOUDFLARE_PAGE, status=403, content_type="text/html; charset=UTF-8")
         if not verdict.allowed:
             headers = {**verdict.headers, "Retry-After": str(verdict.retry_after_s)}
             message = ("Daily token budget exhausted" if verdict.reason == "daily"

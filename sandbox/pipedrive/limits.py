@@ -32,7 +32,7 @@ class Verdict:
     """Whether a request may run, and the rate-limit headers to send either way."""
 
     allowed: bool
-    reason: str | None  # "burst" | "daily" when refused
+    reason: str | None  # "burst" | "daily" | "blocked" when refused
     headers: dict[str, str]
     retry_after_s: int = 0
 
@@ -48,8 +48,16 @@ class RateLimits:
         burst_limit: int,
         burst_window_s: float,
         clock: Callable[[], float],
+        block_after_429s: int | None = None,
+        block_for_s: float = 60.0,
     ) -> None:
         self.daily_tokens = daily_tokens
+        # A client that keeps calling through this many 429s in a row is blocked at the edge
+        # (Cloudflare's HTML 403) for ``block_for_s``; None never blocks.
+        self.block_after_429s = block_after_429s
+        self.block_for_s = block_for_s
+        self._refusals: dict[str, int] = {}
+        self._blocked_until: dict[str, float] = {}
         self.burst_limit = burst_limit
         self.burst_window_s = burst_window_s
         self._clock = clock
@@ -75,14 +83,28 @@ class RateLimits:
                 max(1, math.ceil(window[0] + self.burst_window_s - now))
                 if window else math.ceil(self.burst_window_s)
             )
+            if self._blocked_until.get(token, 0.0) > now:
+                return Verdict(False, "blocked", {}, 0)
             if self.spent_today + cost > self.daily_tokens:
                 to_midnight = max(1, math.ceil((self._day + 1) * 86400 - now))
-                return Verdict(False, "daily", self._headers(len(window), reset_s), to_midnight)
+                return self._refuse(token, now, Verdict(
+                    False, "daily", self._headers(len(window), reset_s), to_midnight))
             if len(window) >= self.burst_limit:
-                return Verdict(False, "burst", self._headers(len(window), reset_s), reset_s)
+                return self._refuse(token, now, Verdict(
+                    False, "burst", self._headers(len(window), reset_s), reset_s))
+            self._refusals.pop(token, None)
             window.append(now)
             self.spent_today += cost
             return Verdict(True, None, self._headers(len(window), reset_s))
+
+    def _refuse(self, token: str, now: float, verdict: Verdict) -> Verdict:
+        count = self._refusals.get(token, 0) + 1
+        self._refusals[token] = count
+        if self.block_after_429s is not None and count > self.block_after_429s:
+            self._blocked_until[token] = now + self.block_for_s
+            self._refusals.pop(token, None)
+            return Verdict(False, "blocked", {}, 0)
+        return verdict
 
     def _headers(self, used_in_window: int, reset_s: int) -> dict[str, str]:
         return {

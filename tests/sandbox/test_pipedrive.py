@@ -451,3 +451,16 @@ def test_admin_hooks_act_as_a_crm_user(pd: Client, clock: FakeClock) -> None:
 def test_v1_users_also_accepts_the_legacy_query_token(pd: Client) -> None:
     resp = pd.session.get(pd.base + "/v1/users", params={"api_token": pd.app.api_token})
     assert resp.status_code == 200 and resp.json()["data"][0]["id"] == 1
+
+
+def test_hammering_through_429s_earns_an_html_403(clock: FakeClock, attach: Any) -> None:
+    pd = attach(PipedriveSandbox.from_seed(small_seed(), clock=clock, burst_limit=1,
+                                           block_after_429s=3))
+    assert pd.get("/api/v2/deals/1").status_code == 200
+    assert [pd.get("/api/v2/deals/1").status_code for _ in range(3)] == [429] * 3
+    blocked = pd.get("/api/v2/deals/1")
+    assert blocked.status_code == 403 and blocked.headers["Content-Type"].startswith("text/html")
+    clock.advance(30)
+    assert pd.get("/api/v2/deals/1").status_code == 403  # blocked for a while
+    clock.advance(31)
+    assert pd.get("/api/v2/deals/1").status_code == 200
