@@ -457,10 +457,14 @@ def _stable_ids(members: Mapping[int, list[int]], keys: list[RecordKey],
     """A cluster keeps the id most of its members had; an id goes to one cluster only
     (``reserved``: ids that clusters outside this run hold)."""
     claims: list[tuple[int, str, RecordKey, int]] = []
-    for root, group in members.items():
-        votes = Counter(p for i in group if (p := _previous_id(previous, keys[i])) is not None)
-        for old, count in votes.items():
-            claims.append((-count, old, keys[group[0]], root))
+    if previous:
+        for root, group in members.items():
+            votes: dict[str, int] = {}
+            for i in group:
+                old = _previous_id(previous, keys[i])
+                if old is not None:
+                    votes[old] = votes.get(old, 0) + 1
+            claims.extend((-count, old, keys[group[0]], root) for old, count in votes.items())
     ids: dict[int, str] = {}
     taken: set[str] = set()
     for _, old, _, root in sorted(claims):

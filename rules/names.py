@@ -38,6 +38,7 @@ _FOLD: Final = str.maketrans({
     "&": " and ", "+": " and ", "'": "", "\u2019": "", "`": "", ".": "",
 })
 _NOT_ALNUM: Final = re.compile(r"[^0-9a-z]+")
+_NOT_DIGIT: Final = re.compile(r"[^0-9]+")
 # Spellings cleanco lacks or that folding splits differently ("Ges.m.b.H.", "(publ)").
 _EXTRA_LEGAL_TERMS: Final = (
     "pty", "pty ltd", "pty limited", "aktiebolag", "osakeyhtio", "kabushiki kaisha",
@@ -67,6 +68,11 @@ def _legal_terms() -> tuple[frozenset[tuple[str, ...]], int]:
 
 
 _LEGAL_TERMS, _LONGEST_TERM = _legal_terms()
+# last word -> legal terms ending with it, longest first: one lookup for most names
+_TERMS_BY_LAST_WORD: Final = {
+    last: sorted((t for t in _LEGAL_TERMS if t[-1] == last), key=lambda t: (-len(t), t))
+    for last in {t[-1] for t in _LEGAL_TERMS}
+}
 
 _ISO_OF_CLEANCO_COUNTRY: Final = {
     "Albania": "AL", "Argentina": "AR", "Australia": "AU", "Austria": "AT", "Belarus": "BY",
@@ -122,10 +128,10 @@ def split_name(name: str) -> tuple[str, tuple[tuple[str, ...], ...]]:
         del tokens[0]
     stripped: list[tuple[str, ...]] = []
     while len(tokens) > 1:
-        for size in range(min(_LONGEST_TERM, len(tokens) - 1), 0, -1):
-            tail = tuple(tokens[-size:])
-            if tail in _LEGAL_TERMS:
-                stripped.append(tail)
+        for term in _TERMS_BY_LAST_WORD.get(tokens[-1], ()):
+            size = len(term)
+            if size < len(tokens) and tuple(tokens[-size:]) == term:
+                stripped.append(term)
                 del tokens[-size:]
                 break
         else:
@@ -166,14 +172,37 @@ def host_of(value: str) -> str | None:
     return text.removeprefix("www.")
 
 
+# tldextract's bundled public-suffix list, for a fast exact-rule lookup; wildcard and
+# exception rules, IP addresses and international names go through tldextract itself.
+_SUFFIXES: Final = frozenset(t for t in _EXTRACT.tlds if t[0] not in "*!")
+_SPECIAL_BASES: Final = frozenset(t.lstrip("*!").lstrip(".") for t in _EXTRACT.tlds
+                                  if t[0] in "*!")
+
+
+def _split_registrable(host: str) -> tuple[str, str]:
+    """(domain label, public suffix) of ``host``; empty strings when there is none."""
+    labels = host.split(".")
+    if host.isascii() and "xn--" not in host and not labels[-1].isdigit():
+        for start in range(len(labels)):  # longest candidate first; the host itself too
+            candidate = ".".join(labels[start:])
+            if candidate in _SPECIAL_BASES:
+                break  # a wildcard or exception rule applies: let tldextract decide
+            if candidate in _SUFFIXES:
+                return (labels[start - 1] if start else ""), candidate
+        else:
+            return "", ""
+    parts = _EXTRACT(host)
+    return parts.domain, parts.suffix
+
+
 def registrable_host(host: str) -> str | None:
     """``"shop.acme.co.uk"`` -> ``"acme.co.uk"``; free-mail, IPs and unknown suffixes -> None."""
-    parts = _EXTRACT(host)
-    if not parts.domain or not parts.suffix:
+    label, suffix = _split_registrable(host)
+    if not label or not suffix:
         return None  # an IP address, "localhost" or an unknown suffix
-    if parts.domain in FREE_MAIL_LABELS:
+    if label in FREE_MAIL_LABELS:
         return None
-    domain = f"{parts.domain}.{parts.suffix}"
+    domain = f"{label}.{suffix}"
     return None if domain in FREE_MAIL_DOMAINS else domain
 
 
@@ -203,7 +232,7 @@ def duns_key(value: str | None) -> str | None:
     """Nine DUNS digits (``"12-345-6789"`` -> ``"123456789"``); placeholders -> None."""
     if not value:
         return None
-    digits = "".join(c for c in value if c.isdigit())
+    digits = _NOT_DIGIT.sub("", value)
     if len(digits) == 13:  # DUNS+4: the last four digits name a site, not the company
         digits = digits[:9]
     if len(digits) != 9 or len(set(digits)) == 1:
