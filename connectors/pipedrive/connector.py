@@ -117,7 +117,11 @@ class PipedriveConnector:
             cursor = (body.get("additional_data") or {}).get("next_cursor")
             if not cursor:
                 break
-        self._fields[entity] = EntityFields.parse(entity, items)
+        try:
+            self._fields[entity] = EntityFields.parse(entity, items)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise VendorError(f"pipedrive {FIELDS_PATH[entity]}: unreadable field metadata "
+                              f"({type(exc).__name__}: {exc})") from exc
         return self._fields[entity]
 
     def describe(self, entity: Entity) -> EntitySchema:
