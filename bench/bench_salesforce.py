@@ -1,5 +1,4 @@
-"""Salesforce benchmarks: page serving vs processing, API calls against the minimum, connector
-CPU against a plain requests loop, and memory for 250,000 records.
+"""Salesforce benchmarks: serving, API calls, connector CPU and memory.
 
 Run: ``python bench/bench_salesforce.py [--records N] [--writes K] [--big]``; prints JSON.
 The sandbox runs in a child process so the client's CPU time is measured alone.

@@ -1,5 +1,4 @@
-"""Salesforce connector (simple-salesforce): incremental SOQL pulls, deletes, describe and
-sObject Collections write-back, with tokens from JWT bearer, client credentials or a session.
+"""Salesforce connector (simple-salesforce): incremental pulls, deletes, describe, writes.
 
 Building one from credentials::
 

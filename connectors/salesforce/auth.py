@@ -1,5 +1,4 @@
-"""How the Salesforce connector gets an access token: JWT bearer (re-minted on expiry),
-client credentials against the My Domain host, or a fixed session token (tests).
+"""Access tokens for the Salesforce connector: JWT bearer, client credentials, a session.
 
 simple-salesforce builds every login URL as ``https://{domain}.salesforce.com`` and only
 re-logs in when it holds the credentials itself, so the connector mints tokens here, hands

@@ -1,13 +1,9 @@
-"""The Salesforce connector: incremental SOQL on (SystemModstamp, Id) through
-simple-salesforce, deletes through queryAll with a getDeleted window check, describe for
-the schema, and write-back through sObject Collections (200 records per call).
-"""
+"""The Salesforce connector: incremental SOQL reads, deletes, describe, batched writes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
@@ -38,8 +34,9 @@ from connectors.errors import (
 from connectors.http import QuotaGovernor, RetryPolicy
 from connectors.salesforce.auth import SalesforceToken, TokenSource
 from connectors.salesforce.cursor import EPOCH_STAMP, ReadPosition, parse_stamp, stamp_text
-from connectors.salesforce.failures import RETRYABLE_STATUS, translate
+from connectors.salesforce.failures import translate
 from connectors.salesforce.schema import PathResolver, check_mapping, entity_schema
+from connectors.salesforce.shapes import Reshaper, json_default, reshaper, save_result
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -51,8 +48,6 @@ MAX_COLLECTION = 200  # sObject Collections records per request
 DEFAULT_OBJECTS: Mapping[Entity, str] = {Entity.ACCOUNT: "Account",
                                          Entity.OPPORTUNITY: "Opportunity"}
 SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
-_MISSING = object()
-Reshaper = Callable[[dict[str, Any]], None]
 
 
 class _OrjsonSalesforce(Salesforce):
@@ -61,12 +56,6 @@ class _OrjsonSalesforce(Salesforce):
 
     def parse_result_to_json(self, result: requests.Response) -> Any:
         return orjson.loads(result.content)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"cannot send {type(value).__name__} to Salesforce")
 
 
 class SalesforceConnector:
@@ -216,7 +205,7 @@ class SalesforceConnector:
             if name.lower() not in chosen:
                 chosen.add(name.lower())
                 select.append(name)
-        reshape = _reshaper([f for f in select if "." in f], renames)
+        reshape = reshaper([f for f in select if "." in f], renames)
         position = ReadPosition.from_cursor(cursor)
         if position is not None and self._delete_window_exceeded(obj, position):
             self._log.warning("delete_window_exceeded", entity=entity.value, since=position.since)
@@ -320,7 +309,7 @@ class SalesforceConnector:
             chunk = updates[start:start + MAX_COLLECTION]
             payload = orjson.dumps({"allOrNone": False, "records": [
                 {"attributes": {"type": obj}, "id": u.id, **u.fields} for u in chunk]},
-                default=_json_default)
+                default=json_default)
             try:
                 answer = self._call(lambda c, body=payload: c.restful(  # type: ignore[misc]  # bound per chunk
                     "composite/sobjects", method="PATCH", data=body),
@@ -334,7 +323,7 @@ class SalesforceConnector:
                                         error="Salesforce did not return one SaveResult per "
                                         "record") for u in chunk]
                 continue
-            results += [_save_result(u.id, r) for u, r in zip(chunk, answer, strict=True)]
+            results += [save_result(u.id, r) for u, r in zip(chunk, answer, strict=True)]
         failed = sum(not r.ok for r in results)
         self._log.info("records_written", entity=entity.value, records=len(updates),
                        failed=failed)
@@ -345,54 +334,3 @@ class SalesforceConnector:
 
     def close(self) -> None:
         self.session.close()
-
-
-def _save_result(record_id: str, result: Mapping[str, Any]) -> WriteResult:
-    if result.get("success"):
-        return WriteResult(record_id, ok=True)
-    errors = result.get("errors") or [{}]
-    code = str(errors[0].get("statusCode") or "UNKNOWN")
-    message = "; ".join(
-        f"{e.get('statusCode')}: {e.get('message')}"
-        + (f" (fields: {', '.join(e['fields'])})" if e.get("fields") else "")
-        for e in errors)
-    return WriteResult(record_id, ok=False, error=message, code=code,
-                       retryable=code in RETRYABLE_STATUS)
-
-
-def _reshaper(dotted: list[str], renames: Mapping[str, str]) -> Reshaper | None:
-    """Records as the mapping names fields. Parent fields come nested
-    (``{"Account": {"Name": ...}}``) and are named with dots (``Account.Name``); fields asked
-    for in another case than their API name are renamed back to how they were asked for."""
-    if not dotted and not renames:
-        return None
-    paths = [(path, path.split(".")) for path in dotted]
-    tops = {hops[0] for _, hops in paths}
-    renamed = list(renames.items())
-
-    def flatten(rec: dict[str, Any]) -> None:
-        for wanted, api_name in renamed:
-            rec[wanted] = rec.pop(api_name, None)
-        for path, hops in paths:
-            node: Any = rec
-            for hop in hops:
-                if not isinstance(node, dict):
-                    node = None
-                    break
-                value = node.get(hop)
-                node = value if value is not None or hop in node else _get_ci(node, hop)
-            rec[path] = node
-        for top in tops:
-            if rec.pop(top, _MISSING) is _MISSING:
-                lowered = top.lower()
-                for key in [k for k in rec if k.lower() == lowered and "." not in k]:
-                    del rec[key]
-
-    return flatten
-
-
-def _get_ci(node: dict[str, Any], key: str) -> Any:
-    if key in node:
-        return node[key]
-    lowered = key.lower()
-    return next((v for k, v in node.items() if k.lower() == lowered), None)

@@ -1,5 +1,4 @@
-"""The Salesforce read cursor: position on (SystemModstamp, Id) plus the ids already
-delivered inside the lookback window, so a re-read of that window skips what it has seen.
+"""The Salesforce read cursor: (SystemModstamp, Id) plus the ids seen near the boundary.
 
 JSON form: ``{"v": 1, "since": "2026-03-01T12:00:00.000+0000", "id": "006...",
 "recent": {"006...": "2026-03-01T11:58:00.000+0000", ...}}``. ``since`` is a

@@ -1,5 +1,4 @@
-"""Salesforce describe results as connector schemas, field-path checks (``Account.Name``,
-``Partner_Account__r.Distributor_Id__c``) and the ``check-config --online`` findings."""
+"""Salesforce describe results as schemas, field-path checks and mapping findings."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""A local Salesforce org over HTTPS: OAuth (JWT bearer, client credentials), SOQL query and
-queryAll with locators, describe, getDeleted, sObject rows and Collections, API limits.
+"""A local Salesforce org over HTTPS, for the demo, the tests and the benchmarks.
 
 Start one with :func:`serve_https`; ``app.org`` is the Python API for editing records as a
 CRM user would (``create``, ``update``, ``delete``, ``undelete``, ``purge``, ``drop_field``).

@@ -1,7 +1,4 @@
-"""The Salesforce sandbox app: OAuth token endpoint and the REST resources a replicating
-client uses (query/queryAll, describe, getDeleted/getUpdated, sObject rows, sObject
-Collections, limits), with Salesforce's headers, limits and error bodies.
-"""
+"""The Salesforce sandbox app: OAuth token endpoint and the REST resources clients use."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The sandbox's OAuth token endpoint: JWT bearer (RS256 checked against the connected
-app's certificate) and client credentials, answering errors as Salesforce does
-(HTTP 400, ``{"error": ..., "error_description": ...}``).
-"""
+"""The Salesforce sandbox's OAuth token endpoint: JWT bearer and client credentials."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The Salesforce sandbox's data: one org's records, its recycle bin, and the Python API a
-CRM user's edits go through (every write bumps ``SystemModstamp`` and ``LastModifiedDate``).
+"""One sandbox org's records, recycle bin and the Python API for a CRM user's edits.
 
 Rows are plain dicts replaced on every write (never mutated in place), so an open query
 cursor keeps the versions it selected, as a Salesforce query locator does.

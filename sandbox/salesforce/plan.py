@@ -1,6 +1,4 @@
-"""Compiles a parsed SOQL query against the sandbox's sObject definitions into plain
-Python callables: a row filter, a sort, and a projection to Salesforce's JSON shape.
-"""
+"""Compiles parsed SOQL into a row filter, a sort and a projection to Salesforce JSON."""
 
 from __future__ import annotations
 

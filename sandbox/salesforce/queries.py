@@ -1,6 +1,4 @@
-"""Query execution for the Salesforce sandbox: run a SOQL plan once, keep the selected rows
-behind a query locator, and serve them in batches through ``nextRecordsUrl``.
-"""
+"""Runs SOQL once per query and serves the rows in batches behind a query locator."""
 
 from __future__ import annotations
 

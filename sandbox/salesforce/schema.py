@@ -1,6 +1,4 @@
-"""sObject definitions of the Salesforce sandbox: fields as ``describe`` reports them, the
-standard Account/Opportunity/User fields, the channel custom fields and Salesforce ids.
-"""
+"""sObject and field definitions of the Salesforce sandbox, and Salesforce ids."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Filling a Salesforce sandbox org: from a vendor-neutral ``CrmSeed`` or from a fixture of
-native records.
+"""Fills a Salesforce sandbox org from a neutral CrmSeed or from a native fixture.
 
 Fixture format (JSON/YAML-like mapping)::
 

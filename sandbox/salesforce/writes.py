@@ -1,6 +1,4 @@
-"""Record writes of the Salesforce sandbox: create, single-row GET/PATCH/DELETE and sObject
-Collections updates, each answering with Salesforce's status codes and error bodies.
-"""
+"""Record writes of the Salesforce sandbox: single rows and sObject Collections."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Salesforce connector behaviour beyond the shared contract: auth flows and renewal, the
-daily limit and quota share, delete window, batching, relationships, mapping checks."""
+"""Salesforce connector behaviour beyond the shared contract suite."""
 
 from __future__ import annotations
 

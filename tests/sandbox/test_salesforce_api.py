@@ -1,5 +1,4 @@
-"""Salesforce sandbox: OAuth token endpoint, describe, getDeleted, record and Collections
-writes, seeding and fixtures, driven with plain requests."""
+"""Salesforce sandbox: OAuth, describe, getDeleted, writes, seeding, via plain requests."""
 
 from __future__ import annotations
 

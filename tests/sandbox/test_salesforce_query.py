@@ -1,5 +1,4 @@
-"""Salesforce sandbox: SOQL query/queryAll, paging, errors, limits, driven with plain requests
-and with simple-salesforce over HTTPS."""
+"""Salesforce sandbox: SOQL query/queryAll, paging, errors and limits over HTTPS."""
 
 from __future__ import annotations
 
