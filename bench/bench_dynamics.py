@@ -20,6 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson  # after the path tweak that lets the script run from a checkout
+import structlog
 
 from connectors.base import Entity, RecordUpdate
 from connectors.dynamics import DynamicsConnector, MsalTokenProvider
@@ -221,6 +222,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--big", action="store_true", help="also pull 250,000 records")
     args = parser.parse_args()
+    # stdout carries only the JSON result
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     print(json.dumps(run(args.records, args.big), indent=2))
 
 

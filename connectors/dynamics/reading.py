@@ -33,8 +33,8 @@ _PLAIN, _CHOICE, _LOOKUP_NAME = 0, 1, 2
 _MAX_SEEN = 10_000
 
 
-@lru_cache(maxsize=8192)
-def parse_stamp(value: str) -> datetime | None:
+@lru_cache(maxsize=16384)
+def parse_stamp(value: Any) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except (TypeError, ValueError):
@@ -108,27 +108,29 @@ class Reader:
                ) -> tuple[list[Record], list[SkippedRecord]]:
         records: list[Record] = []
         skipped: list[SkippedRecord] = []
+        keep, skip = records.append, skipped.append
+        stamp_of, make = parse_stamp, Record
         pk = meta.pk
         names, props = plan.names, plan.props
         identity = names == props and not any(k.startswith("@") for k in names)
         width = len(plan.select.split(","))
         choices = plan.choices
-        now: datetime | None = None
         for row in rows:
             record_id = row.get(pk)
             if record_id is None and (row.get("reason") == "deleted" or str(
                     row.get("@odata.context", "")).endswith(DELETED_SUFFIX)):
-                now = now or datetime.now(UTC)
-                records.append(Record(str(row.get("id")), now, {}, True))
-                continue
-            if not isinstance(record_id, str):
-                skipped.append(SkippedRecord(None, f"row without {pk}", row))
+                keep(make(str(row.get("id")), datetime.now(UTC), {}, True))
                 continue
             stamp = row.get("modifiedon")
-            modified = parse_stamp(stamp) if stamp.__class__ is str else None
-            if modified is None:
-                skipped.append(SkippedRecord(record_id, f"modifiedon {stamp!r} is not a "
-                                                        "date/time", row))
+            try:
+                modified = stamp_of(stamp)
+            except TypeError:  # not even hashable
+                modified = None
+            if modified is None or record_id.__class__ is not str:
+                reason = (f"row without {pk}" if record_id.__class__ is not str
+                          else f"modifiedon {stamp!r} is not a date/time")
+                skip(SkippedRecord(record_id if isinstance(record_id, str) else None, reason,
+                                   row))
                 continue
             etag = row.pop("@odata.etag", None)
             if identity:  # the row itself is the field map (plus its id and modifiedon)
@@ -138,20 +140,25 @@ class Reader:
                         row.setdefault(prop, None)
             else:
                 fields = {name: row.get(prop) for name, prop in zip(names, props, strict=True)}
-            problem = None
-            for name, options in choices:
-                value = fields[name]
-                if value is not None:
-                    label = options.get(value)
-                    if label is None:
-                        problem = f"{name}: option value {value!r} is not in the table metadata"
-                        break
-                    fields[name] = label
-            if problem:
-                skipped.append(SkippedRecord(record_id, problem, row))
+            if choices and not self._labels(fields, choices, record_id, row, skip):
                 continue
-            records.append(Record(record_id, modified, fields, False, etag))
+            keep(make(record_id, modified, fields, False, etag))
         return records, skipped
+
+    @staticmethod
+    def _labels(fields: dict[str, Any], choices: tuple[tuple[str, dict[int, str]], ...],
+                record_id: str, row: dict[str, Any], skip: Any) -> bool:
+        """Choice values to labels in place; False (and a skip) on an unknown value."""
+        for name, options in choices:
+            value = fields[name]
+            if value is not None:
+                label = options.get(value)
+                if label is None:
+                    skip(SkippedRecord(record_id, f"{name}: option value {value!r} is not in "
+                                                  "the table metadata", row))
+                    return False
+                fields[name] = label
+        return True
 
     def _headers(self, plan: ReadPlan, *, track: bool = False) -> dict[str, str]:
         return {"Prefer": prefer(self.c.page_size, track_changes=track,
@@ -161,20 +168,18 @@ class Reader:
     def _initial(self, meta: TableMeta, plan: ReadPlan) -> Iterator[Page]:
         url: str | None = f"{self.c.api_url}{meta.set_name}?$select={plan.select}"
         headers = self._headers(plan, track=True)
-        latest: datetime | None = None
         while url:
             body = self.c.get_json(url, what="read_initial", headers=headers)
             records, skipped = self.decode(meta, plan, body.get("value", []))
-            for r in records:
-                latest = r.modified_at if latest is None else max(latest, r.modified_at)
             url = body.get("@odata.nextLink")
             if url:
                 yield Page(records, {"mode": "full"}, skipped, full_refresh=True)
                 continue
             delta = body.get("@odata.deltaLink")
+            # no delta link (change tracking switched off meanwhile): full read next time
             cursor: dict[str, Any] = (
                 {"mode": "delta", "delta_link": delta, "select": plan.select} if delta
-                else {"mode": "modifiedon", "since": iso(latest) if latest else None, "seen": {}})
+                else {"mode": "full"})
             yield Page(records, cursor, skipped, full_refresh=True, complete=True)
 
     def _delta(self, meta: TableMeta, plan: ReadPlan, cursor: dict[str, Any]) -> Iterator[Page]:

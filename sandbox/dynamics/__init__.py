@@ -23,6 +23,11 @@ What it serves (HTTPS only, because msal refuses an ``http`` authority):
 - Service protection: ``request_limit`` requests per ``window_seconds`` per app user;
   429 ``0x80072322`` with ``Retry-After``.
 
+Serve it with :func:`serve_dynamics` (HTTPS, and the app learns its own base URL, which
+``credentials()`` reports as ``authority``, ``environment_url``, ``scope`` and ``api_url``).
+Admin hooks under ``/__sandbox/``: ``records/<set>`` (POST), ``records/<set>/<id>``
+(GET/PATCH/DELETE), ``expire-delta-tokens`` (POST).
+
 Fixture format for :meth:`DynamicsApp.load_fixture`: a JSON object keyed by entity set
 (``systemusers``, ``transactioncurrencies``, ``accounts``, ``opportunities``, loaded in
 that order), each a list of rows using Web API property names: the primary key (e.g.
@@ -40,8 +45,8 @@ columns ``YYYY-MM-DD``), optional ``modifiedon``/``createdon``. Example::
 
 from __future__ import annotations
 
-from sandbox.dynamics.app import API, DynamicsApp
+from sandbox.dynamics.app import API, DynamicsApp, serve_dynamics
 from sandbox.dynamics.auth import make_certificate
 from sandbox.dynamics.seed import record_id
 
-__all__ = ["API", "DynamicsApp", "make_certificate", "record_id"]
+__all__ = ["API", "DynamicsApp", "make_certificate", "record_id", "serve_dynamics"]

@@ -10,39 +10,24 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import orjson
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from sandbox.core import Faults, SandboxApp
+from sandbox.core import Faults, RunningSandbox, SandboxApp, serve
 from sandbox.dynamics.auth import AppRegistration, Authority, TokenError, make_certificate
 from sandbox.dynamics.metadata import MetadataEndpoints
 from sandbox.dynamics.odata import (
     ODataError,
-    annotation_wanted,
-    compile_filter,
-    decode_deltatoken,
-    decode_skiptoken,
-    encode_deltatoken,
-    encode_skiptoken,
-    parse_orderby,
-    parse_prefer,
 )
-from sandbox.dynamics.schema import CHOICE_TYPES, LOOKUP_TYPES, TableDef, default_tables
-from sandbox.dynamics.store import Row, Store, Table, utc_now
+from sandbox.dynamics.reads import API, ReadEndpoints
+from sandbox.dynamics.schema import TableDef, default_tables
+from sandbox.dynamics.store import Store, Table, utc_now
 from sandbox.dynamics.writes import WriteEndpoints
+from sandbox.tls import TlsFiles
 from sandbox.world import CrmSeed
-
-API = "/api/data/v9.2"
-MAX_PAGE_SIZE = 5000
-FORMATTED = "OData.Community.Display.V1.FormattedValue"
-LOOKUP_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
-NAV_NAME = "Microsoft.Dynamics.CRM.associatednavigationproperty"
-EXPIRED_VERSION_STAMP = "0x80044352"
-FRAGMENT_LIMIT = 300_000  # rendered rows kept across all column selections
 
 
 class ServiceProtection:
@@ -72,7 +57,7 @@ class ServiceProtection:
             return True, 0.0, self.limit - total - cost
 
 
-class DynamicsApp(MetadataEndpoints, WriteEndpoints, SandboxApp):
+class DynamicsApp(ReadEndpoints, MetadataEndpoints, WriteEndpoints, SandboxApp):
     """One Dataverse environment with its Entra tenant. See the package docstring."""
 
     vendor = "dynamics"
@@ -150,6 +135,34 @@ class DynamicsApp(MetadataEndpoints, WriteEndpoints, SandboxApp):
                                                   f"allowed on '{segment}'.")
         return self._error(exc.code or 404, "0x80060888",
                            f"Resource not found for the segment '{segment}'.")
+
+    def admin(self, request: Request, action: str) -> Response | None:
+        """``POST records/<set>`` creates, ``PATCH``/``DELETE records/<set>/<id>`` edits or
+        deletes a row as a CRM user would (stored values: choices as ints, lookups as
+        ``_x_value``); ``POST expire-delta-tokens`` expires every delta token issued so far."""
+        parts = action.split("/")
+        try:
+            if parts == ["expire-delta-tokens"] and request.method == "POST":
+                self.expire_delta_tokens()
+                return self._reply({"expired_before": str(self.delta_tokens_expired_before)})
+            if parts[0] != "records" or len(parts) not in (2, 3):
+                return None
+            fields = dict(request.get_json(force=True) or {}) if request.data else {}
+            if len(parts) == 2 and request.method == "POST":
+                record_id = self.create_record(parts[1], fields)
+                return self._reply(self.get_record(parts[1], record_id), 201)
+            if len(parts) == 3 and request.method == "PATCH":
+                self.update_record(parts[1], parts[2], fields)
+                return self._reply(self.get_record(parts[1], parts[2]))
+            if len(parts) == 3 and request.method == "DELETE":
+                self.delete_record(parts[1], parts[2])
+                return Response(b"", status=204)
+            if len(parts) == 3 and request.method == "GET":
+                row = self.get_record(parts[1], parts[2])
+                return self._reply(row) if row else self._error(404, "0x80040217", "not found")
+        except (KeyError, ODataError, ValueError, TypeError) as exc:
+            return self._error(400, "0x80040203", f"admin {action}: {exc}")
+        return None
 
     def credentials(self) -> dict[str, Any]:
         app = self.authority.apps[self.client_id]
@@ -291,220 +304,6 @@ class DynamicsApp(MetadataEndpoints, WriteEndpoints, SandboxApp):
             return self._api(request, lambda: self.create(request, set_name))
         return self._api(request, lambda: self.list_rows(request, set_name))
 
-    # -- reads --------------------------------------------------------------------------------
-    def _select(self, request: Request, table: Table) -> list[str]:
-        props = table.definition.by_prop()
-        text = request.args.get("$select")
-        if not text:
-            return list(props)
-        chosen = [s.strip() for s in text.split(",") if s.strip()]
-        for name in chosen:
-            if name not in props:
-                raise ODataError(f"Could not find a property named '{name}' on type "
-                                 f"'Microsoft.Dynamics.CRM.{table.definition.logical}'.")
-        pk = table.definition.pk
-        return chosen if pk in chosen else [*chosen, pk]
-
-    def render(self, table: Table, row: Row, select: list[str], annotations: str | None
-               ) -> dict[str, Any]:
-        out: dict[str, Any] = {"@odata.etag": f'W/"{row["versionnumber"]}"'}
-        if not annotations:
-            get = row.get
-            for prop in select:
-                out[prop] = get(prop)
-            return out
-        props = table.definition.by_prop()
-        for prop in select:
-            value = row.get(prop)
-            attr = props[prop]
-            if value is not None and annotation_wanted(annotations, FORMATTED):
-                label = self._formatted(attr.type, attr.options, attr.targets, value)
-                if label is not None:
-                    out[f"{prop}@{FORMATTED}"] = label
-            if attr.type in LOOKUP_TYPES and value is not None:
-                if annotation_wanted(annotations, NAV_NAME):
-                    out[f"{prop}@{NAV_NAME}"] = attr.schema if attr.custom else attr.logical
-                if annotation_wanted(annotations, LOOKUP_NAME):
-                    out[f"{prop}@{LOOKUP_NAME}"] = self._lookup_target(attr.targets, value)
-            out[prop] = value
-        return out
-
-    def _formatted(self, kind: str, options: dict[int, str], targets: tuple[str, ...],
-                   value: Any) -> str | None:
-        if kind in CHOICE_TYPES:
-            return options.get(value)
-        if kind == "Boolean":
-            return options.get(int(bool(value)), "Yes" if value else "No")
-        if kind in LOOKUP_TYPES:
-            for target in targets:
-                table = self.store.tables.get(target)
-                row = table.rows.get(value) if table else None
-                if row is not None:
-                    return row.get(table.definition.primary_name) if table else None
-        return None
-
-    def _lookup_target(self, targets: tuple[str, ...], value: str) -> str:
-        for target in targets:
-            table = self.store.tables.get(target)
-            if table is not None and value in table.rows:
-                return target
-        return targets[0] if targets else ""
-
-    def list_rows(self, request: Request, set_name: str) -> Response:
-        table = self._table(set_name)
-        select = self._select(request, table)
-        prefer = parse_prefer(request.headers.getlist("Prefer"))
-        applied: list[str] = []
-        size = MAX_PAGE_SIZE
-        if "odata.maxpagesize" in prefer:
-            try:
-                size = max(1, min(MAX_PAGE_SIZE, int(prefer["odata.maxpagesize"])))
-            except ValueError:
-                size = MAX_PAGE_SIZE
-            applied.append(f"odata.maxpagesize={size}")
-        annotations = prefer.get("odata.include-annotations")
-        if annotations:
-            applied.append(f'odata.include-annotations="{annotations}"')
-        tracking = "odata.track-changes" in prefer and table.definition.change_tracking
-        if request.args.get("$deltatoken") is not None:
-            return self._delta(request, table, select, size, annotations, applied)
-        if tracking:
-            for option in ("$filter", "$orderby", "$top", "$expand"):
-                if option in request.args:
-                    raise ODataError(f"The query option {option} is not supported with change "
-                                     "tracking.", code="0x80044353")
-            applied.append("odata.track-changes")
-        return self._query_page(request, table, select, size, annotations, applied, tracking)
-
-    def _query_page(self, request: Request, table: Table, select: list[str], size: int,
-                    annotations: str | None, applied: list[str], tracking: bool) -> Response:
-        definition = table.definition
-        props = definition.by_prop()
-        filter_text = request.args.get("$filter", "")
-        predicate = compile_filter(filter_text, props, definition.logical) if filter_text else None
-        order_text = request.args.get("$orderby", "")
-        order = parse_orderby(order_text, props, definition.attributes[definition.pk],
-                              definition.logical)
-        top = request.args.get("$top")
-        if top is not None:
-            if not top.isdigit():
-                raise ODataError(f"Invalid value '{top}' for $top.")
-            size = min(int(top), MAX_PAGE_SIZE)
-        result = self.store.query(table, filter_text, predicate, order, order_text)
-        start, page_no, baseline = 0, 1, self.store.version
-        token = request.args.get("$skiptoken")
-        if token:
-            cookie = decode_skiptoken(token, order)
-            start = self.store.resume_after(result, order.key(cookie.last))
-            page_no = cookie.page + 1
-            baseline = cookie.baseline if cookie.baseline is not None else baseline
-        ids = result.ids[start:start + size]
-        rows = [table.rows[i] for i in ids]
-        head = {"@odata.context": self._context(request, table, select)}
-        tail: dict[str, str] = {}
-        more = start + size < len(result.ids) and top is None
-        if more:
-            cookie_text = encode_skiptoken(order, rows[-1], rows[0], page_no, tracking,
-                                           baseline if tracking else None)
-            tail["@odata.nextLink"] = self._link(request, {"$skiptoken": cookie_text})
-        elif tracking:
-            delta = encode_deltatoken(baseline, self.clock())
-            tail["@odata.deltaLink"] = self._link(request, {"$deltatoken": delta},
-                                                  keep=("$select",))
-        body = self._page_body(table, head, rows, select, annotations, tail)
-        headers = {"Preference-Applied": ",".join(applied)} if applied else None
-        return self._raw_reply(body, headers)
-
-    def _page_body(self, table: Table, head: dict[str, Any], rows: list[Row],
-                   select: list[str], annotations: str | None, tail: dict[str, Any]) -> bytes:
-        """A collection page assembled from per-row JSON fragments, cached by row version:
-        a page of unchanged rows costs a join, not a re-serialisation."""
-        key = (table.definition.logical, tuple(select), annotations or "")
-        cache = self._fragments.get(key)
-        if cache is None or self._fragment_count > FRAGMENT_LIMIT:
-            if len(self._fragments) >= 4 or self._fragment_count > FRAGMENT_LIMIT:
-                self._fragments.clear()
-                self._fragment_count = 0
-            cache = self._fragments[key] = {}
-        pk = table.definition.pk
-        parts: list[str] = []
-        for row in rows:
-            version = row["versionnumber"]
-            hit = cache.get(row[pk])
-            if hit is None or hit[0] != version:
-                # kept as str: orjson's bytes carry a large spare buffer each
-                hit = (version, orjson.dumps(self.render(table, row, select, annotations))
-                       .decode())
-                self._fragment_count += row[pk] not in cache
-                cache[row[pk]] = hit
-            parts.append(hit[1])
-        out = orjson.dumps(head)[:-1] + b',"value":[' + ",".join(parts).encode() + b"]"
-        for name, value in tail.items():
-            out += b"," + orjson.dumps(name) + b":" + orjson.dumps(value)
-        return out + b"}"
-
-    def _raw_reply(self, body: bytes, headers: dict[str, str] | None = None) -> Response:
-        out = Response(body, status=200, content_type="application/json; odata.metadata=minimal")
-        out.headers["OData-Version"] = "4.0"
-        for name, value in (headers or {}).items():
-            out.headers[name] = value
-        return out
-
-    def _context(self, request: Request, table: Table, select: list[str], suffix: str = ""
-                 ) -> str:
-        chosen = request.args.get("$select")
-        columns = f"({','.join(select)})" if chosen else ""
-        return f"{self._base(request)}/$metadata#{table.definition.set_name}{columns}{suffix}"
-
-    def _link(self, request: Request, extra: dict[str, str],
-              keep: tuple[str, ...] | None = None) -> str:
-        params = [(k, v) for k, v in request.args.items(multi=True)
-                  if k not in ("$skiptoken", "$deltatoken") and (keep is None or k in keep)]
-        params += list(extra.items())
-        query = urlencode(params, quote_via=quote, safe="$,()'")
-        return f"{self._base(request)}/{request.path.rsplit('/', 1)[-1]}?{query}"
-
-    def _delta(self, request: Request, table: Table, select: list[str], size: int,
-               annotations: str | None, applied: list[str]) -> Response:
-        token = request.args.get("$deltatoken", "")
-        try:
-            since, issued = decode_deltatoken(token)
-        except ValueError:
-            since, issued = -1, self.clock()
-        oldest_valid = self.clock() - self.delta_token_retention
-        if (since < 0 or since > self.store.version or issued < oldest_valid
-                or (self.delta_tokens_expired_before is not None
-                    and issued <= self.delta_tokens_expired_before)):
-            raise ODataError("Version stamp associated with the client has expired. Please "
-                             "perform a full sync.", code=EXPIRED_VERSION_STAMP)
-        upto, offset = self.store.version, 0
-        if request.args.get("$skiptoken"):
-            upto_text, _, offset_text = request.args["$skiptoken"].partition(":")
-            upto, offset = int(upto_text), int(offset_text)
-        changes = self.store.changes_since(table, since, upto)
-        page = changes[offset:offset + size]
-        deleted_context = f"{self._base(request)}/$metadata#{table.definition.set_name}" \
-                          "/$deletedEntity"
-        values: list[dict[str, Any]] = []
-        for record_id, row in page:
-            if row is None:
-                values.append({"@odata.context": deleted_context, "id": record_id,
-                               "reason": "deleted"})
-            else:
-                values.append(self.render(table, row, select, annotations))
-        body: dict[str, Any] = {
-            "@odata.context": self._context(request, table, select, "/$delta"), "value": values}
-        if offset + size < len(changes):
-            body["@odata.nextLink"] = self._link(
-                request, {"$deltatoken": token, "$skiptoken": f"{upto}:{offset + size}"},
-                keep=("$select",))
-        else:
-            body["@odata.deltaLink"] = self._link(
-                request, {"$deltatoken": encode_deltatoken(upto, self.clock())},
-                keep=("$select",))
-        applied.append("odata.track-changes")
-        return self._reply(body, headers={"Preference-Applied": ",".join(applied)})
-
     def record(self, request: Request, set_name: str, key: str) -> Response:
         if request.method == "PATCH":
             return self._api(request, lambda: self.patch(request, set_name, key))
@@ -512,19 +311,7 @@ class DynamicsApp(MetadataEndpoints, WriteEndpoints, SandboxApp):
             return self._api(request, lambda: self.remove(request, set_name, key))
         return self._api(request, lambda: self.retrieve(request, set_name, key))
 
-    def retrieve(self, request: Request, set_name: str, key: str) -> Response:
-        table = self._table(set_name)
-        record_id = self.parse_key(table, key)
-        row = table.rows.get(record_id)
-        if row is None:
-            raise self.missing(table, record_id)
-        select = self._select(request, table)
-        prefer = parse_prefer(request.headers.getlist("Prefer"))
-        body = {"@odata.context": self._context(request, table, select, "/$entity"),
-                **self.render(table, row, select, prefer.get("odata.include-annotations"))}
-        return self._reply(body, headers={"ETag": body["@odata.etag"]})
-
-    # -- seeding ----------------------------------------------------------------------------
+    # -- seeding and serving ----------------------------------------------------------------
     @classmethod
     def from_seed(cls, crm: CrmSeed, *, faults: Faults | None = None,
                   **options: Any) -> DynamicsApp:
@@ -540,3 +327,12 @@ class DynamicsApp(MetadataEndpoints, WriteEndpoints, SandboxApp):
         from sandbox.dynamics.seed import load_fixture
 
         load_fixture(self, data)
+
+
+def serve_dynamics(app: DynamicsApp, *, tls: TlsFiles, host: str = "127.0.0.1", port: int = 0
+                   ) -> RunningSandbox:
+    """Serve over HTTPS (msal refuses an http authority) and tell the app its own URL, which
+    ``credentials()`` and the discovery document need."""
+    running = serve(app, host=host, port=port, tls=tls)
+    app.base_url = running.base_url
+    return running

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
@@ -139,20 +139,22 @@ def entity_metadata(table: TableDef) -> dict[str, Any]:
 class MetadataEndpoints:
     """Mixed into the app: answers the metadata routes from its table definitions."""
 
-    def _table_def(self, logical: str) -> TableDef:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the app class; declared for type checking only
 
-    def _all_defs(self) -> list[TableDef]:
-        raise NotImplementedError
+        def _table_def(self, logical: str) -> TableDef:
+            raise NotImplementedError
 
-    def _base(self, request: Request) -> str:
-        raise NotImplementedError
+        def _all_defs(self) -> list[TableDef]:
+            raise NotImplementedError
 
-    def _reply(self, data: Any, status: int = 200) -> Response:
-        raise NotImplementedError
+        def _base(self, request: Request) -> str:
+            raise NotImplementedError
 
-    def _odata_error(self, exc: ODataError) -> Response:
-        raise NotImplementedError
+        def _reply(self, data: Any, status: int = 200) -> Response:
+            raise NotImplementedError
+
+        def _odata_error(self, exc: ODataError) -> Response:
+            raise NotImplementedError
 
     def entity_definitions(self, request: Request) -> Response:
         rows = [entity_metadata(t) for t in self._all_defs()]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -54,27 +54,29 @@ class WriteEndpoints:
     app_user_id: str
     _fragments: dict[tuple[str, tuple[str, ...], str], dict[str, tuple[int, str]]]
 
-    def _reply(self, data: Any, status: int = 200) -> Response:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the app class; declared for type checking only
 
-    def _error(self, status: int, code: str, message: str) -> Response:
-        raise NotImplementedError
+        def _reply(self, data: Any, status: int = 200) -> Response:
+            raise NotImplementedError
 
-    def _table(self, name: str) -> Table:
-        raise NotImplementedError
+        def _error(self, status: int, code: str, message: str) -> Response:
+            raise NotImplementedError
 
-    def _base(self, request: Request) -> str:
-        raise NotImplementedError
+        def _table(self, name: str) -> Table:
+            raise NotImplementedError
 
-    def _guard(self, request: Request, cost: int = 1) -> Response | None:
-        raise NotImplementedError
+        def _base(self, request: Request) -> str:
+            raise NotImplementedError
 
-    def _finish(self, request: Request, response: Response) -> Response:
-        raise NotImplementedError
+        def _guard(self, request: Request, cost: int = 1) -> Response | None:
+            raise NotImplementedError
 
-    def render(self, table: Table, row: Row, select: list[str], annotations: str | None
-               ) -> dict[str, Any]:
-        raise NotImplementedError
+        def _finish(self, request: Request, response: Response) -> Response:
+            raise NotImplementedError
+
+        def render(self, table: Table, row: Row, select: list[str], annotations: str | None
+                   ) -> dict[str, Any]:
+            raise NotImplementedError
 
     # -- helpers ------------------------------------------------------------------------------
     def parse_key(self, table: Table, key: str) -> str:

@@ -416,3 +416,32 @@ def test_load_fixture_accepts_labels_and_rejects_unknown_columns() -> None:
     assert deal["statecode"] == 1
     with pytest.raises(ValueError, match=r"accounts\[0\].*nosuch"):
         app.load_fixture({"accounts": [{"nosuch": 1}]})
+
+
+def test_admin_hooks_edit_rows_as_a_user_would(env: Started) -> None:
+    app, session, api = env
+    root = app.credentials()["environment_url"] + "/__sandbox"
+    created = session.post(f"{root}/records/accounts", json={"name": "Via admin"})
+    assert created.status_code == 201
+    row = created.json()
+    edited = session.patch(f"{root}/records/accounts/{row['accountid']}",
+                           json={"name": "Edited"}).json()
+    assert edited["name"] == "Edited" and edited["versionnumber"] > row["versionnumber"]
+    assert session.delete(f"{root}/records/accounts/{row['accountid']}").status_code == 204
+    assert session.get(f"{api}accounts({row['accountid']})").status_code == 404
+    assert session.post(f"{root}/expire-delta-tokens").status_code == 200
+    assert app.delta_tokens_expired_before is not None
+
+
+def test_serve_dynamics_tells_the_app_its_url(tls: TlsFiles) -> None:
+    from sandbox.dynamics import serve_dynamics
+
+    app = DynamicsApp(certificate=make_certificate())
+    running = serve_dynamics(app, tls=tls)
+    try:
+        creds = app.credentials()
+        assert creds["environment_url"] == running.base_url
+        assert creds["authority"] == f"{running.base_url}/{app.tenant_id}"
+        assert creds["scope"] == f"{running.base_url}/.default"
+    finally:
+        threading.Thread(target=running.stop, daemon=True).start()
