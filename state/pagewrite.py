@@ -52,6 +52,10 @@ def insert_columns(entity: str) -> tuple[str, ...]:
     return tuple(column.name for column in record_table(entity).c if column.name in wanted)
 
 
+Rejected = tuple[str | None, str, Any]
+"""A row that cannot be stored: (external id, reason, the row) -- kept as a skipped record."""
+
+
 def page_payload(
     dialect: str,
     connection: str,
@@ -59,10 +63,12 @@ def page_payload(
     rows: Sequence[Mapping[str, Any]],
     run_id: int,
     now: datetime,
-) -> tuple[list[str], Any]:
-    """Validate rows; return their external ids (a later duplicate wins) and the statement
-    parameters: the JSON page (PostgreSQL) or one tuple per row (SQLite)."""
+) -> tuple[list[str], Any, list[Rejected]]:
+    """Check and convert rows; return their external ids (a later duplicate wins), the
+    statement parameters (the JSON page on PostgreSQL, one tuple per row on SQLite) and the
+    rows rejected for bad values. Unknown field names are a programming error and raise."""
     for_sqlite = dialect == "sqlite"
+    rejected: list[Rejected] = []
     fields, bookkeeping_slots = _layout(entity)
     allowed = {"external_id", *(name for name, _, _ in fields)}
     stamp = _datetime_value(now, for_sqlite)
@@ -70,16 +76,17 @@ def page_payload(
     by_id: dict[str, list[Any]] = {}
     for index, row in enumerate(rows):
         ext_id = row.get("external_id")
-        if not isinstance(ext_id, str) or not ext_id:
-            raise ValueError(
-                f"{connection}/{entity} page row {index}: external_id must be a non-empty "
-                f"string, got {ext_id!r}"
-            )
+        if isinstance(ext_id, int) and not isinstance(ext_id, bool):
+            ext_id = str(ext_id)
         if len(row) > len(allowed) or not allowed.issuperset(row):
             raise ValueError(
                 f"{connection}/{entity} record {ext_id}: unknown fields "
                 f"{sorted(set(row) - allowed)}"
             )
+        if not isinstance(ext_id, str) or not ext_id:
+            reason = f"page row {index}: external_id must be a non-empty string, got {ext_id!r}"
+            rejected.append((None, reason, dict(row)))
+            continue
         values: list[Any] = [None] * width
         get = row.get
         for name, kind, slot in fields:
@@ -91,20 +98,24 @@ def page_payload(
                 continue
             try:
                 values[slot] = _convert(kind, value, for_sqlite)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(
-                    f"{connection}/{entity} record {ext_id}: field {name}: {exc}"
-                ) from None
-        for slot, value in zip(
-            bookkeeping_slots, (connection, ext_id, False, run_id, run_id, stamp), strict=True
-        ):
-            values[slot] = value
-        by_id[ext_id] = values
+            except (TypeError, ValueError, ArithmeticError) as exc:
+                rejected.append((ext_id, f"field {name}: {exc}", dict(row)))
+                break
+        else:
+            bookkeeping = (connection, ext_id, False, run_id, run_id, stamp)
+            _finish_row(values, bookkeeping_slots, bookkeeping)
+            by_id[ext_id] = values
     if for_sqlite:
-        return list(by_id), [tuple(values) for values in by_id.values()]
+        return list(by_id), [tuple(values) for values in by_id.values()], rejected
     names = insert_columns(entity)
     page = [dict(zip(names, values, strict=True)) for values in by_id.values()]
-    return list(by_id), {"rows": orjson.dumps(page).decode()}
+    return list(by_id), {"rows": orjson.dumps(page).decode()}, rejected
+
+
+def _finish_row(values: list[Any], slots: tuple[int, ...], bookkeeping: tuple[Any, ...]) -> None:
+    for slot, value in zip(
+slots, bookkeeping, strict=True):
+        values[slot] = value
 
 
 @cache
@@ -118,21 +129,32 @@ def _layout(entity: str) -> tuple[tuple[tuple[str, str, int], ...], tuple[int, .
 
 
 def _convert(kind: str, value: Any, for_sqlite: bool) -> Any:
+    # Lenient where the meaning is unambiguous (integer ids, ISO text, numeric text).
     if kind == "string":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
         if not isinstance(value, str):
             raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
         return value.replace("\x00", NUL_REPLACEMENT)
     if kind == "datetime":
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        elif isinstance(value, date) and not isinstance(value, datetime):
+            value = datetime(value.year, value.month, value.day, tzinfo=UTC)
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__} {value!r}")
         return _datetime_value(value, for_sqlite)
     if kind == "date":
+        if isinstance(value, str):
+            value = date.fromisoformat(value[:10])  # a date, or the date of an ISO datetime
         if isinstance(value, datetime):
             value = value.date()
         if not isinstance(value, date):
             raise TypeError(f"expected a date, got {type(value).__name__} {value!r}")
         return value.isoformat()
     if kind == "decimal":
+        if isinstance(value, str):
+            value = Decimal(value.strip())
         if isinstance(value, bool) or not isinstance(value, Decimal | int | float):
             raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
         if not Decimal(value).is_finite():

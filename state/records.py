@@ -36,12 +36,18 @@ class RecordsMixin(StoreBase):
         ``rows`` hold ``external_id``, canonical fields (missing ones are stored as NULL),
         ``vendor_modified_at``, ``etag`` and ``raw``. A row whose canonical values equal the
         stored ones keeps its ``changed_generation``; changed and new rows get ``run_id``.
+        A row with a value of the wrong type (or no external id) is not stored but kept as a
+        skipped record with the reason, counted in ``PageResult.skipped``; an unknown field
+        name raises ValueError (a mapping bug, not bad data).
         With ``full_refresh`` and ``complete`` (the last page of a from-scratch read) the
         records the read did not return are tombstoned in the same transaction.
         """
         tbl = record_table(entity)
         now = utcnow()
-        external_ids, params = page_payload(self.dialect, connection, entity, rows, run_id, now)
+        external_ids, params, rejected = page_payload(
+            self.dialect, connection, entity, rows, run_id, now
+        )
+        skipped = [*skipped, *rejected]
         with self._write() as conn:
             before = self._generations(conn, tbl, connection, external_ids)
             after: dict[str, int] = {}

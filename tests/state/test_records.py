@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -171,15 +171,50 @@ def test_a_failure_mid_page_leaves_rows_and_cursor_as_they_were(
     assert store.skipped_records(run_id=run2) == []
 
 
-def test_bad_rows_are_rejected_with_the_record_named(store: Store) -> None:
+def test_a_mapping_bug_fails_loudly_with_the_record_named(store: Store) -> None:
     run = store.start_run(trigger="test")
     with pytest.raises(ValueError, match=r"sf/account record a1: unknown fields \['colour'\]"):
         page(store, [account("a1", colour="red")], run_id=run)
-    with pytest.raises(ValueError, match="row 0: external_id must be a non-empty string"):
-        page(store, [{"name": "no id"}], run_id=run)
     with pytest.raises(ValueError, match="unknown entity 'lead'"):
         page(store, [], run_id=run, entity="lead")
     assert store.load_accounts(include_deleted=True) == []
+
+
+def test_rows_with_bad_values_become_skipped_records_and_the_rest_is_stored(
+    store: Store,
+) -> None:
+    run = store.start_run(trigger="test")
+    rows = [
+        opportunity("o1", amount="lots"),
+        opportunity("o2", close_date=12),
+        {"name": "no id"},
+        opportunity("o3"),
+    ]
+    result = page(store, rows, run_id=run, entity="opportunity")
+    assert (result.inserted, result.skipped) == (1, 3)
+    assert [o.external_id for o in store.load_opportunities()] == ["o3"]
+    reasons = {r.external_id: r.reason for r in store.skipped_records(run_id=run)}
+    assert reasons["o1"].startswith("field amount:")
+    assert reasons["o2"] == "field close_date: expected a date, got int 12"
+    assert "external_id must be a non-empty string" in reasons[None]
+    assert {r.external_id: r.payload for r in store.skipped_records(run_id=run)}["o2"][
+        "currency"
+    ] == "EUR"
+
+
+def test_unambiguous_values_are_coerced(store: Store) -> None:
+    run = store.start_run(trigger="test")
+    row = opportunity(
+        "o1", owner_user=4711, amount="99.50", close_date="2026-07-01T00:00:00Z",
+        registered_at="2026-03-01T09:30:00Z", last_activity_at=date(2026, 2, 3),
+    )
+    page(store, [row | {"external_id": 1234}], run_id=run, entity="opportunity")
+    (loaded,) = store.load_opportunities()
+    assert (loaded.external_id, loaded.owner_user) == ("1234", "4711")
+    assert loaded.amount == Decimal("99.5")
+    assert loaded.close_date == date(2026, 7, 1)
+    assert loaded.registered_at == T0
+    assert loaded.last_activity_at == datetime(2026, 2, 3, tzinfo=UTC)
 
 
 def test_naive_datetimes_are_taken_as_utc(store: Store) -> None:
