@@ -272,9 +272,10 @@ class HubSpotApi:
     def _feed_pacer(self, now: float) -> None:
         if self._burst_max is None:
             return
-        # This connection may use ``burst_share`` of the window; other apps use the rest.
+        # This connection may use ``burst_share`` of the window, and less when the other
+        # apps of the account leave less than that.
         allowed = int(self._burst_max * self._burst_share)
-        left = allowed - max(self._others, self._burst_max - allowed) - len(self._ours)
+        left = min(allowed, self._burst_max - self._others) - len(self._ours)
         oldest = self._ours[0] if self._ours else now
         wait = self._interval_s + ARRIVAL_MARGIN_S - (now - oldest)
         self._pacer.observe(remaining=left, reset_in_s=max(0.0, wait))

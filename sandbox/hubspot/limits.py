@@ -46,6 +46,7 @@ class RateLimits:
         self._day = today()
         self.used_today = 0
         self.refused = 0  # 429s answered, for tests and benchmarks
+        self.peak_window = 0  # most requests admitted within one ten-second window
         self._lock = threading.Lock()
 
     def admit(self, *, search: bool = False) -> Verdict:
@@ -73,6 +74,7 @@ class RateLimits:
                 self.refused += 1
             else:
                 self._window.append(now)
+                self.peak_window = max(self.peak_window, len(self._window))
                 self.used_today += 1
                 if search:
                     self._search.append(now)

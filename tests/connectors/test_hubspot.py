@@ -189,6 +189,22 @@ def test_slows_down_on_rate_limit_headers_before_a_429() -> None:
         h.stop()
 
 
+def test_burst_share_leaves_room_for_other_apps() -> None:
+    fake = FakeTime()
+    h = make_harness(burst_limit=40, clock=fake.clock)
+    try:
+        h.create(Entity.ACCOUNT, 50)
+        few = pull(h, Entity.ACCOUNT, page_size=50, sleep=fake.sleep, burst_share=0.5)
+        assert len(ids_of(few)) == 51 and fake.waits == []  # 4 calls: far below 20
+        earlier = h.app.requests.count()  # still inside the window: another app's share
+        many = pull(h, Entity.ACCOUNT, page_size=2, sleep=fake.sleep, burst_share=0.5)
+        assert len(set(ids_of(many))) == 51
+        assert fake.waits and h.app.limits.refused == 0
+        assert h.app.limits.peak_window <= earlier + 20  # we keep to half of 40 per 10 s
+    finally:
+        h.stop()
+
+
 def test_search_pacing_keeps_under_the_search_limit() -> None:
     fake = FakeTime()
     h = make_harness(search_per_second=3, clock=fake.clock)
