@@ -349,6 +349,28 @@ def test_batch_update_all_ok_is_200_and_limits(api: Client) -> None:
     assert big.status_code == 400
 
 
+def test_single_patch_bumps_and_validates(hs: tuple[HubSpotSandbox, Any], api: Client) -> None:
+    app, _ = hs
+    row = api.get("/crm/v3/objects/companies", limit=1).json()["results"][0]
+    url = f"{api.base}/crm/v3/objects/companies/{row['id']}"
+    ok = api.session.patch(url, json={"properties": {"vat_id": "DE999"}}, timeout=5)
+    assert ok.status_code == 200 and ok.json()["properties"]["vat_id"] == "DE999"
+    assert ok.json()["updatedAt"] > row["updatedAt"]
+    bad = api.session.patch(url, json={"properties": {"no_such": "x"}}, timeout=5)
+    assert bad.status_code == 400 and bad.json()["category"] == "VALIDATION_ERROR"
+    gone = api.session.patch(f"{api.base}/crm/v3/objects/companies/77",
+                             json={"properties": {"vat_id": "x"}}, timeout=5)
+    assert gone.status_code == 404
+    assert app.account.get("companies", row["id"])["vat_id"] == "DE999"
+
+
+def test_search_sorts_given_as_property_names(api: Client) -> None:
+    body = {"sorts": ["amount"], "limit": 3, "properties": ["amount"]}
+    amounts = [float(r["properties"]["amount"])
+               for r in api.post("/crm/v3/objects/deals/search", body).json()["results"]]
+    assert amounts == [1250.5, 1251.5, 1252.5]
+
+
 # -- metadata ---------------------------------------------------------------------------------
 
 def test_properties_api(api: Client) -> None:
