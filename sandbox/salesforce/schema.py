@@ -149,7 +149,8 @@ REGISTRATION_STATUSES = (
     "Pending", "Active", "Expiring", "Expired", "Extended", "Released", "Won", "Lost",
 )
 DECISIONS = ("Extend", "Reassign", "Release")
-CURRENCIES = ("EUR", "USD", "GBP", "CHF", "JPY", "SEK", "PLN")
+CURRENCIES = ("EUR", "USD", "GBP", "CHF", "JPY", "SEK", "NOK", "DKK", "PLN", "CAD", "AUD", "BRL",
+              "MXN", "SGD")
 
 
 def _system(obj: ObjectDef) -> None:
