@@ -209,6 +209,7 @@ class DynamicsConnector:
             if response.status_code != 401:
                 break
             self._log.info("dynamics_token_renewed", what=what)
+            self._charge(cost)  # the repeated request counts against the window too
         assert response is not None
         status = response.status_code
         if status == 401:

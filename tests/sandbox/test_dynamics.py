@@ -445,3 +445,20 @@ def test_serve_dynamics_tells_the_app_its_url(tls: TlsFiles) -> None:
         assert creds["scope"] == f"{running.base_url}/.default"
     finally:
         threading.Thread(target=running.stop, daemon=True).start()
+
+
+def test_enum_cast_lists_every_choice_and_boolean(env: Started) -> None:
+    _, session, api = env
+    body = session.get(
+        f"{api}EntityDefinitions(LogicalName='account')/Attributes/"
+        "Microsoft.Dynamics.CRM.EnumAttributeMetadata",
+        params={"$select": "LogicalName",
+                "$expand": "OptionSet($select=Options,TrueOption,FalseOption)"}).json()
+    sets = {a["LogicalName"]: a["OptionSet"] for a in body["value"]}
+    assert sets["statecode"]["Options"][0]["Value"] == 0
+    assert sets["new_channelconflict"]["TrueOption"]["Value"] == 1
+    lookup = session.get(
+        f"{api}EntityDefinitions(LogicalName='opportunity')/Attributes(LogicalName="
+        "'new_partneraccount')/Microsoft.Dynamics.CRM.LookupAttributeMetadata",
+        params={"$select": "LogicalName,Targets"}).json()
+    assert lookup["Targets"] == ["account"]
