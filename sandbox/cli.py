@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -11,8 +12,9 @@ from types import FrameType
 from typing import Any
 
 import orjson
+import yaml
 
-from sandbox.launch import LaunchError, SandboxSet, start_world
+from sandbox.launch import LaunchError, SandboxSet, start_native, start_world
 from sandbox.scenario import generate, load_fixture_world
 from sandbox.worldio import FixtureError
 
@@ -31,15 +33,20 @@ def serve_command(
 ) -> int:
     """Start sandboxes, print how to reach them, block until SIGINT/SIGTERM; exit code.
 
-    ``fixture`` is a world fixture (:mod:`sandbox.worldio`); without it the scenario is
-    generated from ``seed`` and ``customers``. ``stop_event`` lets a caller (a test) stop
+    ``fixture`` is a world fixture (:mod:`sandbox.worldio`) or a native fixture (a
+    ``sandboxes`` list, see :func:`sandbox.launch.start_native`); without it the scenario
+    is generated from ``seed`` and ``customers``. ``stop_event`` lets a caller (a test) stop
     the command without a signal.
     """
+    wanted = list(vendors) if vendors else None
     try:
-        world = load_fixture_world(fixture) if fixture else generate(seed=seed,
-                                                                     customers=customers)
-        running = start_world(world, vendors=list(vendors) if vendors else None,
-                              tls_dir=tls_dir or DEFAULT_TLS_DIR)
+        native = _native_entries(fixture) if fixture else None
+        if native is not None:
+            running = start_native(native, vendors=wanted, tls_dir=tls_dir or DEFAULT_TLS_DIR)
+        else:
+            world = load_fixture_world(fixture) if fixture else generate(seed=seed,
+                                                                         customers=customers)
+            running = start_world(world, vendors=wanted, tls_dir=tls_dir or DEFAULT_TLS_DIR)
     except (FixtureError, LaunchError, ValueError) as exc:
         print(f"error: {exc}")
         return 2
@@ -52,6 +59,18 @@ def serve_command(
         _restore_signal_handlers(previous)
         running.stop()
     return 0
+
+
+def _native_entries(path: Path) -> list[dict[str, Any]] | None:
+    """The ``sandboxes`` list of a native fixture file; None for a world fixture."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text) if Path(path).suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise FixtureError(f"{path}: cannot read fixture: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("sandboxes"), list):
+        return list(data["sandboxes"])
+    return None
 
 
 def render(running: SandboxSet, *, as_json: bool) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import structlog
 
 from sandbox.core import Faults, RunningSandbox, SandboxApp, serve
 from sandbox.tls import TlsFiles, ensure_tls
-from sandbox.world import World
+from sandbox.world import CrmSeed, GroundTruth, World
 
 log = structlog.get_logger(__name__)
 
@@ -140,11 +140,14 @@ def start_world(
     vendors: Iterable[str] | None = None,
     tls_dir: Path,
     faults: dict[str, Faults] | None = None,
+    native: Mapping[str, Any] | None = None,
 ) -> SandboxSet:
     """Serve every CRM of ``world`` (only those of ``vendors`` when given) on free ports.
 
     HTTPS vendors use the CA and certificate in ``tls_dir`` (created once). ``faults``
-    maps a connection name to the faults its sandbox starts with.
+    maps a connection name to the faults its sandbox starts with; ``native`` maps a
+    connection name to a vendor-native fixture loaded after the seed (each vendor
+    package documents its format).
     """
     wanted = set(vendors) if vendors is not None else set(VENDORS)
     unknown = wanted - set(VENDORS)
@@ -160,6 +163,8 @@ def start_world(
             spec = VENDOR_SPECS[crm.vendor]
             cls = app_class(crm.vendor)
             app = cls.from_seed(crm, faults=(faults or {}).get(crm.connection))  # type: ignore[attr-defined]  # every vendor app defines from_seed
+            if native and crm.connection in native:
+                app.load_fixture(native[crm.connection])
             if spec.https and tls is None:
                 tls = ensure_tls(Path(tls_dir))
             running = serve(app, tls=tls if spec.https else None)
@@ -170,11 +175,32 @@ def start_world(
                 distributor_id=crm.distributor_id, app=app, running=running, ca_file=ca_file)
             log.info("sandbox_started", connection=crm.connection, vendor=crm.vendor,
                      base_url=running.base_url, accounts=len(crm.accounts),
-                     deals=len(crm.deals))
+                     deals=len(crm.deals), native=bool(native and crm.connection in native))
     except BaseException:
         started.stop()
         raise
     return started
+
+
+def start_native(entries: Iterable[Mapping[str, Any]], *, tls_dir: Path,
+                 vendors: Iterable[str] | None = None) -> SandboxSet:
+    """Serve sandboxes holding vendor-native fixtures only (no generated scenario).
+
+    Each entry: ``{"connection", "vendor", "role" (default distributor), "distributor_id"
+    (optional), "native": {...the vendor package's fixture format...}}``.
+    """
+    crms: list[CrmSeed] = []
+    natives: dict[str, Any] = {}
+    for n, entry in enumerate(entries):
+        missing = [k for k in ("connection", "vendor") if not entry.get(k)]
+        if missing:
+            raise LaunchError(f"native fixture entry {n}: {', '.join(missing)} required")
+        crms.append(CrmSeed(connection=str(entry["connection"]), vendor=str(entry["vendor"]),
+                            role=str(entry.get("role") or "distributor"),
+                            distributor_id=entry.get("distributor_id")))
+        natives[str(entry["connection"])] = entry.get("native") or {}
+    world = World(seed=0, crms=crms, truth=GroundTruth())
+    return start_world(world, vendors=vendors, tls_dir=tls_dir, native=natives)
 
 
 def _tell_app_its_address(app: SandboxApp, base_url: str, ca_file: Path | None) -> None:

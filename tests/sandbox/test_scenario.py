@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from sandbox.cli import serve_command
-from sandbox.launch import LaunchError, start_world
+from sandbox.cli import _native_entries, serve_command
+from sandbox.launch import LaunchError, start_native, start_world
 from sandbox.scenario import (
     CHANNEL_MANAGER,
     INACTIVITY_LIMIT_DAYS,
@@ -276,3 +276,19 @@ def test_serve_command_reports_a_bad_fixture(tmp_path: Path,
     missing = tmp_path / "nope.yaml"
     assert serve_command(None, 1, 40, missing, False, tls_dir=tmp_path) == 2
     assert "nope.yaml" in capsys.readouterr().out
+
+
+def test_serve_command_takes_a_native_fixture(tmp_path: Path) -> None:
+    fixture = tmp_path / "native.yaml"
+    fixture.write_text(
+        "sandboxes:\n"
+        "  - connection: pd-test\n    vendor: pipedrive\n    distributor_id: dist-test\n"
+        "    native:\n      organizations: [{id: 10, name: Acme GmbH, website: acme.de}]\n")
+    entries = _native_entries(fixture)
+    assert entries is not None
+    with start_native(entries, tls_dir=tmp_path / "tls") as running:
+        box = running["pd-test"]
+        token = box.credentials()["api_token"]
+        answer = requests.get(f"{box.base_url}/api/v2/organizations",
+                              headers={"x-api-token": token}, timeout=10)
+        assert [o["name"] for o in answer.json()["data"]] == ["Acme GmbH"]
