@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -41,7 +42,8 @@ class DynamicsHarness:
     vendor = "dynamics"
 
     def __init__(self, *, use_change_tracking: bool = True, **app_options: Any) -> None:
-        self.tls = ensure_tls(Path(tempfile.gettempdir()) / "channelsync-dynamics-tests-tls")
+        # one CA per process: parallel test workers must not race on the same files
+        self.tls = ensure_tls(Path(tempfile.gettempdir()) / f"channelsync-dyn-tls-{os.getpid()}")
         self.app = DynamicsApp(certificate=_certificate(), **app_options)
         self.running: RunningSandbox = serve(self.app, tls=self.tls)
         self.app.base_url = self.running.base_url

@@ -3,12 +3,10 @@ reads, paging, filters, annotations, change tracking, metadata and service prote
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import msal
@@ -25,8 +23,8 @@ Started = tuple[DynamicsApp, requests.Session, str]
 
 
 @pytest.fixture(scope="session")
-def tls() -> TlsFiles:
-    return ensure_tls(Path(tempfile.gettempdir()) / "channelsync-dynamics-tests-tls")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return ensure_tls(tmp_path_factory.mktemp("dynamics-tls"))
 
 
 @pytest.fixture(scope="session")
