@@ -80,15 +80,17 @@ def _serve(records: int, conn: Any) -> None:
         "q": f"SELECT {fields} FROM Opportunity ORDER BY SystemModstamp, Id"}, headers=headers)
     next_url = orjson.loads(first.get_data())["nextRecordsUrl"]
     following = orjson.loads(client.get(next_url, headers=headers).get_data())["nextRecordsUrl"]
-    started = time.perf_counter()
-    page = client.get(following, headers=headers)
-    serve_s = time.perf_counter() - started
-    assert page.status_code == 200
-    # the page itself: select the locator's rows, render them, encode JSON (no WSGI)
-    ref = str(orjson.loads(page.get_data())["nextRecordsUrl"]).rsplit("/", 1)[1]
-    started = time.perf_counter()
-    orjson.dumps(app.engine.more(ref, version="66.0", batch=None))
-    build_s = time.perf_counter() - started
+    serve_s = build_s = float("inf")
+    for _ in range(5):  # best of five: other processes share this machine
+        started = time.perf_counter()
+        page = client.get(following, headers=headers)
+        serve_s = min(serve_s, time.perf_counter() - started)
+        assert page.status_code == 200
+        # the page itself: select the locator's rows, render them, encode JSON (no WSGI)
+        ref = str(following).rsplit("/", 1)[1]
+        started = time.perf_counter()
+        orjson.dumps(app.engine.more(ref, version="66.0", batch=None))
+        build_s = min(build_s, time.perf_counter() - started)
     conn.send({"creds": app.credentials(), "sandbox_rss_mb": round((seeded - before) / 2**20, 1),
                "serve_page_ms": round(serve_s * 1000, 2),
                "build_page_ms": round(build_s * 1000, 2)})

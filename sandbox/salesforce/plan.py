@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 from sandbox.salesforce.schema import ID_TYPES, NUMERIC_TYPES, FieldDef, ObjectDef, normalize_id
@@ -232,21 +231,17 @@ class Projection:
         name = self.obj.name
         url = f"{url_prefix}{name}/"
         names = tuple(self.fields)
-        pick = itemgetter(*names) if len(names) > 1 else None
         parents = [(rel, fk, tables[table], sub.compile(tables, url_prefix))
                    for rel, (fk, table, sub) in self.parents.items()]
 
-        def values(row: Row) -> Any:
-            if pick is None:
-                return [(names[0], row.get(names[0]))] if names else []
-            try:
-                return zip(names, pick(row), strict=True)
-            except KeyError:  # a field added after the row was written
-                return [(n, row.get(n)) for n in names]
-
         def render(row: Row, memo: dict[tuple[str, str], Any]) -> dict[str, Any]:
             out: dict[str, Any] = {"attributes": {"type": name, "url": url + row["Id"]}}
-            out.update(values(row))
+            try:
+                for field_name in names:  # a plain loop beats zip/itemgetter here
+                    out[field_name] = row[field_name]
+            except KeyError:  # a field added after the row was written
+                for field_name in names:
+                    out[field_name] = row.get(field_name)
             for rel, fk, table, sub in parents:
                 parent_id = row.get(fk)
                 if parent_id is None:
