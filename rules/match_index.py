@@ -24,13 +24,12 @@ from rules.matching import (
     PreviousLinks,
     RecordKey,
     ReviewItem,
-    _Features,
     _Matcher,
-    fuzzy_blocks,
 )
+from rules.names import RecordFeatures, fuzzy_blocks
 
 
-def _evidence_keys(f: _Features, i: int) -> tuple[list[str], list[str]]:
+def _evidence_keys(f: RecordFeatures, i: int) -> tuple[list[str], list[str]]:
     """Exact keys (shared = candidate) and fuzzy block keys of record ``i``."""
     exact = []
     if f.duns[i]:
@@ -79,7 +78,7 @@ class MatchIndex:
         self.__init__(settings=self.settings)  # type: ignore[misc]  # reset in place
         records = list(records)
         self.decisions = {frozenset((d.a, d.b)): d for d in decisions}
-        features = _Features(records)
+        features = RecordFeatures(records)
         matcher = _Matcher(features, self.settings, self.decisions.values())
         matcher.run()
         result = matcher.result(previous or {})
@@ -89,7 +88,7 @@ class MatchIndex:
         self._apply(result, set(features.keys))
         return result
 
-    def _index(self, key: RecordKey, f: _Features, i: int) -> None:
+    def _index(self, key: RecordKey, f: RecordFeatures, i: int) -> None:
         exact, blocks = _evidence_keys(f, i)
         self._keys_of[key] = (exact, blocks)
         for k in exact:
@@ -126,7 +125,7 @@ class MatchIndex:
             if key in self.records:
                 neighbours |= self._candidates(key)
                 self._forget(key)
-        fresh = _Features(changed) if changed else None
+        fresh = RecordFeatures(changed) if changed else None
         for key in [r.key for r in changed]:
             if key in self.records:
                 neighbours |= self._candidates(key)  # what it was close to before the change
@@ -143,7 +142,7 @@ class MatchIndex:
             return MatchResult(links={}, review=())
         subset = [self.records[k] for k in sorted(area)]
         relevant = [d for pair, d in self.decisions.items() if pair <= area]
-        features = _Features(subset)
+        features = RecordFeatures(subset)
         matcher = _Matcher(features, self.settings, relevant)
         matcher.run()
         previous: dict[tuple[str, str, str], str] = {

@@ -16,20 +16,11 @@ from array import array
 from collections import Counter, defaultdict
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
-from operator import attrgetter
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
-from rules.names import (
-    domain_country,
-    duns_key,
-    host_of,
-    legal_form_countries,
-    registrable_host,
-    split_name,
-    vat_key,
-)
+from rules.names import RecordFeatures, fuzzy_blocks, unrelated_domains
 
 RecordKey = tuple[str, str]  # (connection, external_id)
 METHODS = ("single", "human", "duns", "vat", "domain", "name", "name_no_country", "name_fuzzy")
@@ -106,65 +97,10 @@ class MatchResult:
     skipped_blocks: tuple[str, ...] = ()  # fuzzy blocks too large to compare
 
 
-class _Features:
-    """Normalised evidence per record, in parallel lists indexed by record position."""
-
-    def __init__(self, records: Iterable[AccountRecord]) -> None:
-        ordered = sorted(records, key=attrgetter("connection", "external_id"))
-        self.keys: list[RecordKey] = [r.key for r in ordered]
-        if len(set(self.keys)) != len(self.keys):
-            seen: set[RecordKey] = set()
-            dup = next(k for k in self.keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]  # set.add returns None on purpose
-            raise ValueError(f"account {dup[0]}/{dup[1]} appears twice in the matching input")
-        # caches per distinct string: CRMs repeat names and websites a lot
-        names: dict[str, tuple[str, frozenset[str] | None]] = {}
-        domains: dict[str, str | None] = {}
-        hosts: dict[str, str | None] = {}
-        self.legal_countries: dict[int, frozenset[str]] = {}  # only for country-less records
-        self.country: list[str | None] = []
-        self.duns: list[str | None] = []
-        self.vat: list[str | None] = []
-        self.domain: list[str | None] = []
-        self.name: list[str] = []
-        self.compact: list[str] = []
-        for r in ordered:
-            country = r.country.strip().upper() or None if r.country else None
-            domain = None
-            if r.domain:
-                domain = domains.get(r.domain, "")
-                if domain == "":  # one public-suffix lookup per host, not per spelling
-                    host = host_of(r.domain)
-                    domain = None if host is None else hosts.get(host, "")
-                    if host is not None and domain == "":
-                        domain = hosts[host] = registrable_host(host)
-                    domains[r.domain] = domain
-            self.duns.append(duns_key(r.duns))
-            self.vat.append(vat_key(r.vat_id, country))
-            self.domain.append(domain)
-            raw = r.name or ""
-            known = names.get(raw)
-            if known is None:
-                cleaned, terms = split_name(raw)
-                known = names[raw] = (cleaned, legal_form_countries(terms))
-            cleaned, legal = known
-            # a missing country is read from a country-code web domain (acme.co.uk -> GB)
-            # or from a legal form used in one country only (Oy -> FI, K.K. -> JP)
-            if not country and domain:
-                country = domain_country(domain)
-            if not country and legal:
-                if len(legal) == 1:
-                    country = next(iter(legal))
-                else:
-                    self.legal_countries[len(self.name)] = legal
-            self.country.append(country)
-            self.name.append(cleaned)
-            self.compact.append(cleaned.replace(" ", ""))
-
-
 class _Clusters:
     """Union-find with cannot-link constraints (different DUNS, human "never")."""
 
-    def __init__(self, features: _Features, never: list[tuple[int, int]]) -> None:
+    def __init__(self, features: RecordFeatures, never: list[tuple[int, int]]) -> None:
         n = len(features.keys)
         # compact arrays: a million accounts must stay cheap to hold
         self.parent = array("l", range(n))
@@ -214,7 +150,7 @@ class _Clusters:
 
 
 class _Matcher:
-    def __init__(self, features: _Features, settings: MatchSettings,
+    def __init__(self, features: RecordFeatures, settings: MatchSettings,
                  decisions: Iterable[Decision]) -> None:
         self.f = features
         self.s = settings
@@ -384,7 +320,7 @@ class _Matcher:
             f"name similarity {score:.0f}: {f.name[a]!r} ~ {f.name[b]!r}",
             f"country {f.country[a]}")
         da, db = f.domain[a], f.domain[b]
-        if da and db and _unrelated_domains(da, db):
+        if da and db and unrelated_domains(da, db):
             if edits > 1:
                 return  # different names and different websites: not worth a person's time
             evidence += (f"domains differ: {da} / {db}",)
@@ -428,21 +364,6 @@ class _Matcher:
                                           method=method, evidence=evidence)
         ordered = sorted(review.values(), key=lambda r: (-r.score, r.a, r.b))
         return MatchResult(links=links, review=tuple(ordered), skipped_blocks=tuple(self.skipped))
-
-
-def fuzzy_blocks(name: str) -> tuple[str, str]:
-    """The two fuzzy blocks of a cleaned name (within its country): its first word, and the
-    first two letters of every word (typos rarely hit a word's first letters)."""
-    tokens = name.split()
-    return "w:" + tokens[0], "i:" + "".join(t[:2] for t in tokens)
-
-
-def _unrelated_domains(a: str, b: str) -> bool:
-    """acme.de, acme-group.com and acmegroup.co.uk are related; acme.de and acne.de are not."""
-    if a == b:
-        return False
-    la, lb = a.split(".", 1)[0].replace("-", ""), b.split(".", 1)[0].replace("-", "")
-    return not (len(la) >= 4 and len(lb) >= 4 and (la in lb or lb in la))
 
 
 def _previous_id(previous: PreviousLinks, key: RecordKey) -> str | None:
@@ -495,7 +416,7 @@ def match_accounts(
     ``previous`` maps ``(connection, "account", external_id)`` (or ``(connection,
     external_id)``) to the customer id of the last cycle, so ids stay stable.
     """
-    matcher = _Matcher(_Features(records), settings or MatchSettings(), decisions)
+    matcher = _Matcher(RecordFeatures(records), settings or MatchSettings(), decisions)
     matcher.run()
     return matcher.result(previous or {})
 

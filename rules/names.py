@@ -1,14 +1,17 @@
 """Normalisation of company names, web domains and registry ids for customer matching.
 
-Pure functions. Legal forms come from cleanco's term list (plus a few spellings it lacks),
-registrable domains from tldextract's bundled public-suffix snapshot (never the network).
+Pure functions, plus :class:`RecordFeatures` holding them for a batch of accounts. Legal
+forms come from cleanco's term list (plus a few spellings it lacks), registrable domains
+from tldextract's bundled public-suffix snapshot (never the network).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Final
+from collections.abc import Iterable
+from operator import attrgetter
+from typing import Final, Protocol
 
 import tldextract
 from cleanco.clean import get_unique_terms
@@ -257,3 +260,92 @@ def vat_key(value: str | None, country: str | None) -> str | None:
     if country:
         return _VAT_COUNTRY_PREFIX.get(country.upper(), country.upper()) + text
     return text
+
+
+class AccountLike(Protocol):
+    """The fields of an account that matching reads (``rules.matching.AccountRecord``)."""
+
+    @property
+    def connection(self) -> str: ...
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def domain(self) -> str | None: ...
+    @property
+    def country(self) -> str | None: ...
+    @property
+    def duns(self) -> str | None: ...
+    @property
+    def vat_id(self) -> str | None: ...
+
+
+class RecordFeatures:
+    """Normalised evidence per record, in parallel lists indexed by record position."""
+
+    def __init__(self, records: Iterable[AccountLike]) -> None:
+        ordered = sorted(records, key=attrgetter("connection", "external_id"))
+        self.keys: list[tuple[str, str]] = [(r.connection, r.external_id) for r in ordered]
+        if len(set(self.keys)) != len(self.keys):
+            seen: set[tuple[str, str]] = set()
+            dup = next(k for k in self.keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]  # set.add returns None on purpose
+            raise ValueError(f"account {dup[0]}/{dup[1]} appears twice in the matching input")
+        # caches per distinct string: CRMs repeat names and websites a lot
+        names: dict[str, tuple[str, frozenset[str] | None]] = {}
+        domains: dict[str, str | None] = {}
+        hosts: dict[str, str | None] = {}
+        self.legal_countries: dict[int, frozenset[str]] = {}  # only for country-less records
+        self.country: list[str | None] = []
+        self.duns: list[str | None] = []
+        self.vat: list[str | None] = []
+        self.domain: list[str | None] = []
+        self.name: list[str] = []
+        self.compact: list[str] = []
+        for r in ordered:
+            country = r.country.strip().upper() or None if r.country else None
+            domain = None
+            if r.domain:
+                domain = domains.get(r.domain, "")
+                if domain == "":  # one public-suffix lookup per host, not per spelling
+                    host = host_of(r.domain)
+                    domain = None if host is None else hosts.get(host, "")
+                    if host is not None and domain == "":
+                        domain = hosts[host] = registrable_host(host)
+                    domains[r.domain] = domain
+            self.duns.append(duns_key(r.duns))
+            self.vat.append(vat_key(r.vat_id, country))
+            self.domain.append(domain)
+            raw = r.name or ""
+            known = names.get(raw)
+            if known is None:
+                cleaned, terms = split_name(raw)
+                known = names[raw] = (cleaned, legal_form_countries(terms))
+            cleaned, legal = known
+            # a missing country is read from a country-code web domain (acme.co.uk -> GB)
+            # or from a legal form used in one country only (Oy -> FI, K.K. -> JP)
+            if not country and domain:
+                country = domain_country(domain)
+            if not country and legal:
+                if len(legal) == 1:
+                    country = next(iter(legal))
+                else:
+                    self.legal_countries[len(self.name)] = legal
+            self.country.append(country)
+            self.name.append(cleaned)
+            self.compact.append(cleaned.replace(" ", ""))
+
+
+def fuzzy_blocks(name: str) -> tuple[str, str]:
+    """The two fuzzy blocks of a cleaned name (within its country): its first word, and the
+    first two letters of every word (typos rarely hit a word's first letters)."""
+    tokens = name.split()
+    return "w:" + tokens[0], "i:" + "".join(t[:2] for t in tokens)
+
+
+def unrelated_domains(a: str, b: str) -> bool:
+    """acme.de, acme-group.com and acmegroup.co.uk are related; acme.de and acne.de are not."""
+    if a == b:
+        return False
+    la, lb = a.split(".", 1)[0].replace("-", ""), b.split(".", 1)[0].replace("-", "")
+    return not (len(la) >= 4 and len(lb) >= 4 and (la in lb or lb in la))
