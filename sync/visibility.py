@@ -71,6 +71,8 @@ def visible_value(output: str, value: Any, audience: Audience, secrets: Secrets)
     if output not in PARTNER_OUTPUTS:
         return _DROP
     if output == "channel_owner":
+        if value is None:
+            return None  # nobody owns the customer yet: nothing to hide
         return value if value == audience.distributor_id else ANOTHER_PARTY
     if isinstance(value, str) and _names_someone_else(value, audience, secrets):
         return _DROP

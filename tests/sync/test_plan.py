@@ -117,3 +117,9 @@ def test_same_value_across_encodings() -> None:
     assert same_value("", None)
     assert not same_value("12.5", "12.51")
     assert not same_value("false", True)
+
+
+def test_partner_sees_no_owner_when_nobody_owns_the_customer() -> None:
+    key = ("hs-a", "account", "9")
+    writes, _ = plan({key: {"channel_owner": None}}, {key: {"channel_owner": "dist-a"}})
+    assert [(w.field, w.value) for w in writes] == [("channel_owner", None)]
