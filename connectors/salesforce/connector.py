@@ -285,13 +285,16 @@ class SalesforceConnector:
         """True when deletions since the cursor may be gone from the recycle bin and the
         delete log (getDeleted's earliestDateAvailable is later than where we start)."""
         now = self._clock()
-        start = min(position.since_at - self.lookback, now - timedelta(minutes=2))
+        # getDeleted wants end > start + 1 minute (whole minutes) and no end in the future:
+        # ending a minute ago keeps a client clock running ahead of the org's out of trouble.
+        end = now - timedelta(minutes=1)
+        start = min(position.since_at - self.lookback, end - timedelta(minutes=3))
         if start < now - self.delete_window:
             return True
         try:
             body = self._call(lambda c: c.restful(f"sobjects/{obj}/deleted/", params={
                 "start": start.isoformat(timespec="seconds"),
-                "end": now.isoformat(timespec="seconds")}), what="getDeleted")
+                "end": end.isoformat(timespec="seconds")}), what="getDeleted")
         except VendorError as exc:
             if exc.code == "INVALID_REPLICATION_DATE":
                 return True
