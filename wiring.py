@@ -15,6 +15,7 @@ from connectors.base import Connector
 from connectors.http import Pacer, QuotaGovernor, RetryPolicy, make_session
 from rules.matching import MatchSettings
 from rules.model import Policy
+from rules.scorecards import ScorecardConfig
 from state.store import Store
 from sync.cycle import Runtime
 from sync.push import Backoff
@@ -194,6 +195,9 @@ class Wiring:
         m = self.settings.matching
         return MatchSettings(fuzzy_merge=m.fuzzy_threshold, fuzzy_review=m.review_floor)
 
+    def scorecards(self) -> ScorecardConfig:
+        return ScorecardConfig.from_settings(self.settings.scorecards)
+
     def backoff(self) -> Backoff:
         o = self.settings.outbox
         return Backoff(
@@ -207,4 +211,3 @@ class Wiring:
             rt.connector.close()
         if self._store is not None:
             self._store.close()
-

@@ -40,10 +40,16 @@ def one_cycle(
     runtimes = wiring.runtimes()
     policy = wiring.policy()
     match_settings = wiring.match_settings()
+    scorecards = wiring.scorecards()
 
     def evaluate(store_: Any, at: datetime, _run_id: int) -> tuple[list[Any], dict[str, Any]]:
         outcome = evaluate_store(
-            store_, runtimes, policy=policy, match_settings=match_settings, now=at
+            store_,
+            runtimes,
+            policy=policy,
+            match_settings=match_settings,
+            now=at,
+            scorecards=scorecards,
         )
         return outcome.planned, outcome.stats
 
@@ -222,6 +228,7 @@ def plan_command(args: argparse.Namespace, wiring: Wiring) -> int:
             match_settings=wiring.match_settings(),
             now=utcnow(),
             record=False,
+            scorecards=wiring.scorecards(),
         )
         pending = [
             o

@@ -17,6 +17,12 @@ from connectors.base import Entity
 from rules.engine import Evaluation, evaluate
 from rules.matching import AccountRecord, Decision, MatchResult, MatchSettings, match_accounts
 from rules.model import AccountFact, Finding, OpportunityFact, Policy, RecordKey, Snapshot
+from rules.scorecards import (
+    ScorecardConfig,
+    ScorecardReport,
+    compute_scorecards,
+    scorecard_desired,
+)
 from state.rows import (
     AccountRow,
     FindingIn,
@@ -270,6 +276,45 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def stored_findings(store: Any) -> list[Any]:
+    """Findings as the store kept them (for period reports: conflicts over months)."""
+    return [_StoredFinding(f.kind, f.first_seen, f.evidence or {}) for f in store.findings()]
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredFinding:
+    kind: str
+    at: datetime
+    details: Mapping[str, Any]
+
+
+def snapshot_from_store(store: Any, runtimes: Sequence[Runtime]) -> Snapshot:
+    """The rules' view of the store with the customer links of the last cycle."""
+    by_name = {rt.name: rt for rt in runtimes}
+    accounts = [a for a in store.load_accounts() if a.connection in by_name]
+    opportunities = [o for o in store.load_opportunities() if o.connection in by_name]
+    links = {(k.connection, k.external_id): v for k, v in store.customer_links().items()}
+    ledgers = {rt.name: store.ledger(rt.name) for rt in runtimes}
+    return build_snapshot(
+        accounts=accounts,
+        opportunities=opportunities,
+        links=links,
+        runtimes=by_name,
+        ledgers=ledgers,
+    )
+
+
+def scorecard_report(
+    snapshot: Snapshot,
+    policy: Policy,
+    now: datetime,
+    config: ScorecardConfig,
+    findings: Iterable[Any],
+    territory: str | None = None,
+) -> ScorecardReport:
+    return compute_scorecards(snapshot, policy, now, config, findings=findings, territory=territory)
+
+
 def evaluate_store(
     store: Any,
     runtimes: Sequence[Runtime],
@@ -278,6 +323,7 @@ def evaluate_store(
     match_settings: MatchSettings,
     now: datetime,
     record: bool = True,
+    scorecards: ScorecardConfig | None = None,
 ) -> Outcome:
     """Match, evaluate and plan over the whole store. With ``record`` false nothing is
     written (the dry run behind ``channelsync plan``)."""
@@ -297,6 +343,15 @@ def evaluate_store(
         ledgers=ledgers,
     )
     evaluation = evaluate(snapshot, policy, now)
+    desired = {(k.connection, k.entity, k.external_id): v for k, v in evaluation.desired.items()}
+    if scorecards is not None:
+        # headline figures on each distributor's partner account, internal CRMs only
+        report = scorecard_report(
+            snapshot, policy, now, scorecards, [*stored_findings(store), *evaluation.findings]
+        )
+        for key, values in scorecard_desired(snapshot, report).items():
+            k = (key.connection, key.entity, key.external_id)
+            desired[k] = {**desired.get(k, {}), **values}
     current: dict[tuple[str, str, str], Mapping[str, Any]] = {}
     for rt in runtimes:
         for entity in Entity:
@@ -309,7 +364,7 @@ def evaluate_store(
                 current[(rt.name, entity.value, ext_id)] = raw
     rules = _rules_by_record(evaluation.findings)
     planned, held = plan_writes(
-        desired={(k.connection, k.entity, k.external_id): v for k, v in evaluation.desired.items()},
+        desired=desired,
         rules=rules,
         targets=targets_for(runtimes),
         current=current,
