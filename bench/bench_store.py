@@ -81,7 +81,7 @@ def run_pass(
 ) -> float:
     run_id = store.start_run(trigger="bench")
     started = time.perf_counter()
-    cpu_started = time.process_time() + backend_cpu(backend)
+    client_started, server_started = time.process_time(), backend_cpu(backend)
     totals = [0, 0, 0]
     for start in range(0, len(rows), page):
         result = store.apply_page(
@@ -93,11 +93,14 @@ def run_pass(
         totals[1] += result.updated
         totals[2] += result.unchanged
     seconds = time.perf_counter() - started
-    cpu = time.process_time() + backend_cpu(backend) - cpu_started
+    client = time.process_time() - client_started
+    server = backend_cpu(backend) - server_started
+    cpu = client + server
     rate = len(rows) / seconds
+    split = f" (ours {client:.2f} + server {server:.2f})" if backend else ""
     print(f"  {label:<22} {len(rows):>7} rows {seconds:6.2f} s wall {rate:>8,.0f} rec/s | "
-          f"{cpu:6.2f} CPU-s {len(rows) / cpu:>8,.0f} rec/CPU-s"
-          f"  (ins {totals[0]}, upd {totals[1]}, same {totals[2]})")
+          f"{cpu:5.2f} CPU-s{split} {len(rows) / cpu:>7,.0f} rec/CPU-s"
+          f"  [ins {totals[0]}, upd {totals[1]}, same {totals[2]}]")
     return rate
 
 
