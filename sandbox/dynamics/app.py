@@ -90,9 +90,6 @@ class DynamicsApp(ReadEndpoints, MetadataEndpoints, WriteEndpoints, SandboxApp):
         self.store = Store(tables or default_tables(), clock=clock)
         self.base_url: str | None = None  # set once served; else taken from each request
         self.organization_id = str(uuid.uuid4())
-        # per-row JSON by (table, select, annotations): id -> (versionnumber, bytes)
-        self._fragments: dict[tuple[str, tuple[str, ...], str], dict[str, tuple[int, str]]] = {}
-        self._fragment_count = 0
         self.app_user_id = self.store.insert("systemuser", {
             "fullname": "# Channel Sync", "applicationid": self.client_id,
             "domainname": f"{self.client_id}@sandbox"})["systemuserid"]

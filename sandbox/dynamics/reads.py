@@ -31,7 +31,6 @@ FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 NAV_NAME = "Microsoft.Dynamics.CRM.associatednavigationproperty"
 EXPIRED_VERSION_STAMP = "0x80044352"
-FRAGMENT_LIMIT = 300_000  # rendered rows kept across all column selections
 
 
 class ReadEndpoints:
@@ -42,8 +41,6 @@ class ReadEndpoints:
     clock: Any
     delta_token_retention: timedelta
     delta_tokens_expired_before: datetime | None
-    _fragments: dict[tuple[str, tuple[str, ...], str], dict[str, tuple[int, str]]]
-    _fragment_count: int
 
     if TYPE_CHECKING:  # provided by the app class; declared for type checking only
 
@@ -166,7 +163,7 @@ class ReadEndpoints:
         token = request.args.get("$skiptoken")
         if token:
             cookie = decode_skiptoken(token, order)
-            start = self.store.resume_after(result, order.key(cookie.last))
+            start = self.store.resume_after(table, result, order, order.key(cookie.last))
             page_no = cookie.page + 1
             baseline = cookie.baseline if cookie.baseline is not None else baseline
         ids = result.ids[start:start + size]
@@ -188,31 +185,9 @@ class ReadEndpoints:
 
     def _page_body(self, table: Table, head: dict[str, Any], rows: list[Row],
                    select: list[str], annotations: str | None, tail: dict[str, Any]) -> bytes:
-        """A collection page assembled from per-row JSON fragments, cached by row version:
-        a page of unchanged rows costs a join, not a re-serialisation."""
-        key = (table.definition.logical, tuple(select), annotations or "")
-        cache = self._fragments.get(key)
-        if cache is None or self._fragment_count > FRAGMENT_LIMIT:
-            if len(self._fragments) >= 4 or self._fragment_count > FRAGMENT_LIMIT:
-                self._fragments.clear()
-                self._fragment_count = 0
-            cache = self._fragments[key] = {}
-        pk = table.definition.pk
-        parts: list[str] = []
-        for row in rows:
-            version = row["versionnumber"]
-            hit = cache.get(row[pk])
-            if hit is None or hit[0] != version:
-                # kept as str: orjson's bytes carry a large spare buffer each
-                hit = (version, orjson.dumps(self.render(table, row, select, annotations))
-                       .decode())
-                self._fragment_count += row[pk] not in cache
-                cache[row[pk]] = hit
-            parts.append(hit[1])
-        out = orjson.dumps(head)[:-1] + b',"value":[' + ",".join(parts).encode() + b"]"
-        for name, value in tail.items():
-            out += b"," + orjson.dumps(name) + b":" + orjson.dumps(value)
-        return out + b"}"
+        # one orjson call over plain dicts: cheaper than caching per-row JSON (measured)
+        return orjson.dumps({**head, "value": [self.render(table, row, select, annotations)
+                                               for row in rows], **tail})
 
     def _raw_reply(self, body: bytes, headers: dict[str, str] | None = None) -> Response:
         out = Response(body, status=200, content_type="application/json; odata.metadata=minimal")

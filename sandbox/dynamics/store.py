@@ -31,8 +31,7 @@ class Table:
 
 @dataclass(slots=True)
 class _Query:
-    keys: list[tuple[Any, ...]]
-    ids: list[str]
+    ids: list[str]  # sorted by the query's order; rows are unchanged while this is cached
 
 
 class Store:
@@ -135,20 +134,27 @@ class Store:
         hit = self._cache.get(cache_key)
         if hit is not None:
             return hit
-        rows: Iterable[Row] = table.rows.values()
-        if predicate is not None:
-            rows = [r for r in rows if predicate(r)]
         pk = table.definition.pk
-        keyed = sorted((order.key(r), r[pk]) for r in rows)
-        result = _Query([k for k, _ in keyed], [i for _, i in keyed])
+        if predicate is None and len(order.columns) == 1 and order.columns[0][0].logical == pk \
+                and not order.columns[0][1]:
+            ids = sorted(table.rows)  # the change-tracking read: primary key order
+        else:
+            rows: Iterable[Row] = table.rows.values()
+            if predicate is not None:
+                rows = [r for r in rows if predicate(r)]
+            ids = [r[pk] for r in sorted(rows, key=order.key)]
+        result = _Query(ids)
         if len(self._cache) >= 8:
             self._cache.clear()
         self._cache[cache_key] = result
         return result
 
     @staticmethod
-    def resume_after(query: _Query, last_key: tuple[Any, ...]) -> int:
-        return bisect.bisect_right(query.keys, last_key)
+    def resume_after(table: Table, query: _Query, order: OrderBy, last_key: tuple[Any, ...]
+                     ) -> int:
+        """Position after the paging cookie's row, found by the sort key of each row."""
+        rows = table.rows
+        return bisect.bisect_right(query.ids, last_key, key=lambda i: order.key(rows[i]))
 
     def changes_since(self, table: Table, version: int, upto: int
                       ) -> list[tuple[str, Row | None]]:

@@ -52,7 +52,6 @@ class WriteEndpoints:
     lock: threading.RLock
     delta_tokens_expired_before: datetime | None
     app_user_id: str
-    _fragments: dict[tuple[str, tuple[str, ...], str], dict[str, tuple[int, str]]]
 
     if TYPE_CHECKING:  # provided by the app class; declared for type checking only
 
@@ -377,7 +376,6 @@ class WriteEndpoints:
         with self.lock:
             self._table(table).rows[record_id.lower()][prop] = raw
             self.store.poke()
-            self._fragments.clear()
 
     def drop_attribute(self, table: str, logical: str) -> None:
         with self.lock:
@@ -386,7 +384,6 @@ class WriteEndpoints:
             for row in t.rows.values():
                 row.pop(attr.prop, None)
             self.store.poke()
-            self._fragments.clear()
 
     def set_change_tracking(self, table: str, enabled: bool) -> None:
         with self.lock:
