@@ -36,7 +36,7 @@ DEADLINE = 60.0
 
 
 def wait_for(
-    condition: Callable[[], T], *, what: str, deadline: float = DEADLINE, every: float = 0.05
+    condition: Callable[[], T | None], *, what: str, deadline: float = DEADLINE, every: float = 0.05
 ) -> T:
     """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
     end = time.monotonic() + deadline

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlmodel import SQLModel
 
 from state import Store
 from state.tables import Account, Cursor, Opportunity, table
@@ -24,13 +25,14 @@ from tests.ops.support import (
     wiring_for,
 )
 
-ENTITY_TABLES = {"account": Account, "opportunity": Opportunity}
+ENTITY_TABLES: dict[str, type[SQLModel]] = {"account": Account, "opportunity": Opportunity}
 
 
 def cursors(store: Store) -> dict[tuple[str, str], tuple[Any, datetime]]:
     cur = table(Cursor)
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(cur.c.connection, cur.c.entity, cur.c.value, cur.c.updated_at))
+        query = sa.select(cur.c.connection, cur.c.entity, cur.c.value, cur.c.updated_at)
+        rows = conn.execute(query)
         return {(c, e): (v, at) for c, e, v, at in rows}
 
 
