@@ -76,10 +76,10 @@ def serve_sandbox(records: int, queue: Any, stop: Any) -> None:
     url = "/api/data/v9.2/accounts?$select=" + ",".join(f for f in FIELDS if f != "modifiedon")
     url += ",accountid,modifiedon"
     timings = []
-    for _ in range(5):
-        t0 = time.perf_counter()
+    for _ in range(5):  # CPU time: wall time is meaningless on a shared, loaded machine
+        t0 = time.process_time()
         body = client.get(url, headers=headers).get_data()
-        timings.append(time.perf_counter() - t0)
+        timings.append(time.process_time() - t0)
     running = serve(app, tls=ensure_tls(TLS_DIR))
     app.base_url = running.base_url
     app.requests.reset()
@@ -124,8 +124,9 @@ def run(records: int, big: bool) -> dict[str, Any]:
     proc, stop, info = start(records)
     creds = info["credentials"]
     try:
-        out["sandbox_serve_max_page_ms"] = round(info["serve_page_s"] * 1000, 1)
-        out["sandbox_serve_first_page_ms_incl_sort"] = round(info["serve_first_page_s"] * 1000, 1)
+        out["sandbox_serve_max_page_cpu_ms"] = round(info["serve_page_s"] * 1000, 1)
+        out["sandbox_serve_first_page_cpu_ms_incl_sort"] = round(
+            info["serve_first_page_s"] * 1000, 1)
         connector = connector_for(creds)
         # connector processing of one max-size page (decode only, no I/O)
         meta = connector.table(Entity.ACCOUNT)
@@ -138,10 +139,10 @@ def run(records: int, big: bool) -> dict[str, Any]:
         reader = Reader(connector)
         best = math.inf
         for _ in range(5):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             reader.decode(meta, plan, orjson.loads(raw)["value"])
-            best = min(best, time.perf_counter() - t0)
-        out["connector_process_max_page_ms"] = round(best * 1000, 1)
+            best = min(best, time.process_time() - t0)
+        out["connector_process_max_page_cpu_ms"] = round(best * 1000, 1)
 
         # full pull: API calls and CPU
         admin(creds, "DELETE", "requests")
@@ -166,6 +167,8 @@ def run(records: int, big: bool) -> dict[str, Any]:
             plain += len(body["value"])
             url = body.get("@odata.nextLink")
         cpu_plain = time.process_time() - cpu0
+        out["connector_cpu_per_max_page_ms_incl_transport"] = round(cpu_pull / pulled * 5000
+                                                                    * 1000, 1)
         out["cpu_per_1000_records_ms"] = {
             "connector": round(cpu_pull / pulled * 1000 * 1000, 2),
             "plain_requests_json_loop": round(cpu_plain / plain * 1000 * 1000, 2),
@@ -211,7 +214,7 @@ def _pull_peak(count: int) -> dict[str, Any]:
                 "sandbox_rss_mb_for_records": round(info["sandbox_rss_kb"] / 1024, 1),
                 "sandbox_process_rss_mb_after_full_pull": round(_rss_kb(str(proc.pid)) / 1024,
                                                                  1),
-                "sandbox_serve_max_page_ms": round(info["serve_page_s"] * 1000, 1)}
+                "sandbox_serve_max_page_cpu_ms": round(info["serve_page_s"] * 1000, 1)}
     finally:
         stop.set()
         proc.join(timeout=10)
