@@ -44,6 +44,7 @@ def assert_runs_never_overlap(store: Store) -> None:
         key=lambda r: r.started_at,
     )
     for earlier, later in pairwise(runs):
+        assert earlier.finished_at is not None
         assert earlier.finished_at <= later.started_at, (earlier, later)
 
 
