@@ -74,7 +74,7 @@ class RetryPolicy:
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(retry_after, int | float) and retry_after >= 0:
             return float(min(retry_after, self.max_wait * 4))
-        backoff = wait_exponential_jitter(initial=self.initial_wait, max=self.max_wait)
+        backoff = wait_exponential_jitter(multiplier=self.initial_wait, max=self.max_wait)
         return float(backoff(state))
 
 
