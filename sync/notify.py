@@ -56,7 +56,7 @@ def deliver_due(
         delay = min(retry_initial * (2 ** min(event.attempts, 16)), retry_max)
         store.mark_notification(event.id, delivered=False, error=error, next_attempt_at=now + delay)
         failed += 1
-        log.warning("webhook_failed", event=event.kind, key=event.key, error=error)
+        log.warning("webhook_failed", kind=event.kind, key=event.key, error=error)
     if delivered or failed:
         log.info("webhook_delivered", delivered=delivered, failed=failed)
     return delivered, failed
