@@ -6,6 +6,7 @@ import collections
 import re
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,7 +36,11 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
 
     def __init__(self, *, faults: Faults | None = None, daily_limit: int = 100_000,
                  delete_window: timedelta = timedelta(days=15),
-                 session_seconds: float = 7200.0, client_credentials: bool = True) -> None:
+                 session_seconds: float = 7200.0, client_credentials: bool = True,
+                 jwt_certificate: bytes | None = None) -> None:
+        """``jwt_certificate``: the X.509 certificate (or public key) PEM the connected app
+        verifies JWT assertions with; by default the sandbox makes a key pair and hands the
+        private key out in ``credentials()``."""
         self.org = Org(delete_window=delete_window)
         super().__init__(faults=faults)
         self.lock = self.org.lock
@@ -44,6 +49,9 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
         self._calls: collections.deque[float] = collections.deque()
         self.connected_app = new_connected_app(
             self.org.integration_user if client_credentials else None)
+        if jwt_certificate is not None:
+            self.connected_app = replace(self.connected_app, certificate_pem=jwt_certificate,
+                                         private_key_pem=None)
         self.issuer = TokenIssuer(
             org_id=self.org.org_id, app=self.connected_app,
             usernames={INTEGRATION_USERNAME: self.org.integration_user},

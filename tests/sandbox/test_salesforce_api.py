@@ -289,3 +289,21 @@ def test_admin_hooks_edit_records_as_a_user(sf: Served) -> None:
     sf.http.post(admin + "/purge")
     assert sf.app.requests.count() == before  # admin calls are never counted
     assert sf.app.org.get("Account", acc) is None
+
+
+def test_jwt_verified_against_a_configured_certificate(tls_dir: Path) -> None:
+    own = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = own.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    served = start(tls_dir, jwt_certificate=public_pem)
+    try:
+        creds = served.creds
+        assert creds["private_key_pem"] == ""
+        own_pem = own.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        ok = _token(served, {"grant_type": JWT_GRANT,
+                             "assertion": _assertion(creds, key=own_pem)})
+        assert ok.status_code == 200 and ok.json()["access_token"]
+    finally:
+        served.running.stop()
