@@ -85,36 +85,61 @@ class Metrics:
 
 
 class Health:
-    """Ready once a cycle finished; stale when a connection has not succeeded for too long."""
+    """Ready once a cycle finished; stale when a connection has not succeeded for too long.
 
-    def __init__(self, *, connections: Iterable[str], stale_after: timedelta) -> None:
+    Only the active daemon can go stale: a standby runs no cycles by design, and a daemon
+    that has just taken over gets ``stale_after`` from the takeover to catch up.
+    """
+
+    def __init__(
+        self,
+        *,
+        connections: Iterable[str],
+        stale_after: timedelta,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.connections = list(connections)
         self.stale_after = stale_after
-        self.started = datetime.now(UTC)
+        self.clock = clock
+        self.started = clock()
+        self.active_since = self.started
         self.last_success: dict[str, datetime] = {}
         self.ready = False
-        self.active = True  # False on an HA standby
+        self._active = True  # False on an HA standby
         self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        with self._lock:
+            if value and not self._active:
+                self.active_since = self.clock()
+            self._active = value
 
     def succeeded(self, connection: str, at: datetime) -> None:
         with self._lock:
             self.last_success[connection] = at
 
     def report(self, now: datetime | None = None) -> tuple[int, dict[str, Any]]:
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         with self._lock:
+            since = self.active_since
             stale = [
                 c
                 for c in self.connections
-                if now - self.last_success.get(c, self.started) > self.stale_after
+                if self._active
+                and now - max(self.last_success.get(c, since), since) > self.stale_after
             ]
             body = {
                 "status": "stale" if stale else ("ready" if self.ready else "starting"),
-                "role": "active" if self.active else "standby",
+                "role": "active" if self._active else "standby",
                 "stale_connections": stale,
                 "last_success": {c: t.isoformat() for c, t in self.last_success.items()},
             }
-        code = 200 if body["status"] == "ready" or (not self.active and not stale) else 503
+        code = 200 if body["status"] == "ready" or (not self._active and not stale) else 503
         return code, body
 
 
