@@ -392,7 +392,8 @@ def _stable_ids(members: Mapping[int, list[int]], keys: list[RecordKey],
         if root not in ids and old not in taken and old not in reserved:
             ids[root] = old
             taken.add(old)
-    for root in sorted((r for r in members if r not in ids), key=lambda r: keys[members[r][0]]):
+    # members lists roots in the order of their first record, and records are sorted by key
+    for root in [r for r in members if r not in ids]:
         first = keys[members[root][0]]
         digest = hashlib.sha1(f"{first[0]}\x1f{first[1]}".encode()).hexdigest()[:12]
         new, n = f"{prefix}{digest}", 1

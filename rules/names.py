@@ -54,14 +54,18 @@ _SYNONYMS: Final = {
 }
 
 
-def fold(text: str) -> str:
-    """Lower case, accents and punctuation removed, ``&`` spelled ``and``; single spaces."""
+def _fold_words(text: str) -> list[str]:
     text = text.casefold().translate(_FOLD)
     if not text.isascii():
         text = "".join(
             c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)
         )
-    return " ".join(_NOT_ALNUM.sub(" ", text).split())
+    return _NOT_ALNUM.sub(" ", text).split()
+
+
+def fold(text: str) -> str:
+    """Lower case, accents and punctuation removed, ``&`` spelled ``and``; single spaces."""
+    return " ".join(_fold_words(text))
 
 
 def _legal_terms() -> tuple[frozenset[tuple[str, ...]], int]:
@@ -126,7 +130,7 @@ _TERM_COUNTRIES: Final = _term_countries()
 
 def split_name(name: str) -> tuple[str, tuple[tuple[str, ...], ...]]:
     """The cleaned name and the legal-form terms stripped from its end (outermost first)."""
-    tokens = [_SYNONYMS.get(t, t) for t in fold(name).split()]
+    tokens = [_SYNONYMS.get(t, t) for t in _fold_words(name)]
     if len(tokens) > 1 and tokens[0] == "the":
         del tokens[0]
     stripped: list[tuple[str, ...]] = []
@@ -250,7 +254,7 @@ def vat_key(value: str | None, country: str | None) -> str | None:
     """Upper-case VAT/tax id with its country prefix (added from the record's country)."""
     if not value:
         return None
-    text = "".join(c for c in value.upper() if c.isalnum())
+    text = _NOT_ALNUM.sub("", value.lower()).upper()
     for tail in ("MWST", "TVA", "IVA"):  # Swiss UID suffixes
         text = text.removesuffix(tail)
     if len(text) < 5 or len(set(text)) == 1:
@@ -291,10 +295,12 @@ class RecordFeatures:
             seen: set[tuple[str, str]] = set()
             dup = next(k for k in self.keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]  # set.add returns None on purpose
             raise ValueError(f"account {dup[0]}/{dup[1]} appears twice in the matching input")
-        # caches per distinct string: CRMs repeat names and websites a lot
-        names: dict[str, tuple[str, frozenset[str] | None]] = {}
+        # caches per distinct string: CRMs repeat names, websites and countries a lot
+        names: dict[str, tuple[str, str, frozenset[str] | None]] = {}
+        same: dict[str, str] = {}  # one string object per distinct cleaned name (memory)
         domains: dict[str, str | None] = {}
         hosts: dict[str, str | None] = {}
+        countries: dict[str, str | None] = {}
         self.legal_countries: dict[int, frozenset[str]] = {}  # only for country-less records
         self.country: list[str | None] = []
         self.duns: list[str | None] = []
@@ -302,8 +308,15 @@ class RecordFeatures:
         self.domain: list[str | None] = []
         self.name: list[str] = []
         self.compact: list[str] = []
-        for r in ordered:
-            country = r.country.strip().upper() or None if r.country else None
+        add_country, add_duns, add_vat = self.country.append, self.duns.append, self.vat.append
+        add_domain, add_name, add_compact = (self.domain.append, self.name.append,
+                                             self.compact.append)
+        for position, r in enumerate(ordered):
+            country = None
+            if r.country:
+                country = countries.get(r.country, "")
+                if country == "":
+                    country = countries[r.country] = r.country.strip().upper() or None
             domain = None
             if r.domain:
                 domain = domains.get(r.domain, "")
@@ -313,15 +326,18 @@ class RecordFeatures:
                     if host is not None and domain == "":
                         domain = hosts[host] = registrable_host(host)
                     domains[r.domain] = domain
-            self.duns.append(duns_key(r.duns))
-            self.vat.append(vat_key(r.vat_id, country))
-            self.domain.append(domain)
+            add_duns(duns_key(r.duns) if r.duns else None)
+            add_vat(vat_key(r.vat_id, country) if r.vat_id else None)
+            add_domain(domain)
             raw = r.name or ""
             known = names.get(raw)
             if known is None:
                 cleaned, terms = split_name(raw)
-                known = names[raw] = (cleaned, legal_form_countries(terms))
-            cleaned, legal = known
+                cleaned = same.setdefault(cleaned, cleaned)
+                compact = cleaned.replace(" ", "")
+                known = names[raw] = (cleaned, same.setdefault(compact, compact),
+                                      legal_form_countries(terms))
+            cleaned, compact, legal = known
             # a missing country is read from a country-code web domain (acme.co.uk -> GB)
             # or from a legal form used in one country only (Oy -> FI, K.K. -> JP)
             if not country and domain:
@@ -330,10 +346,10 @@ class RecordFeatures:
                 if len(legal) == 1:
                     country = next(iter(legal))
                 else:
-                    self.legal_countries[len(self.name)] = legal
-            self.country.append(country)
-            self.name.append(cleaned)
-            self.compact.append(cleaned.replace(" ", ""))
+                    self.legal_countries[position] = legal
+            add_country(country)
+            add_name(cleaned)
+            add_compact(compact)
 
 
 def fuzzy_blocks(name: str) -> tuple[str, str]:
