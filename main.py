@@ -51,8 +51,16 @@ def check_config(args: argparse.Namespace, settings: Settings | None) -> int:
     assert settings is not None  # needs_config guarantees it
     print(describe_settings(settings))
     if args.online:
-        print("channelsync check-config --online: not implemented yet", file=sys.stderr)
-        return EXIT_NOT_IMPLEMENTED
+        from cli.online import check_online
+
+        failed = False
+        for name, problems in check_online(settings).items():
+            if not problems:
+                print(f"  {name}: every mapped field exists in the CRM and fits")
+            for problem in problems:
+                failed = True
+                print(f"  {name}: {problem}", file=sys.stderr)
+        return EXIT_USAGE if failed else EXIT_OK
     return EXIT_OK
 
 
