@@ -13,10 +13,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rules.matching import AccountRecord, match_accounts, score_against_truth
+from rules.matching import AccountRecord, Link, match_accounts, score_against_truth
 from sandbox.scenario import generate
 from sandbox.world import World
 
@@ -51,10 +52,11 @@ def run(seed: int, customers: int, *, show_errors: int) -> None:
         _show_errors(world, records, result.links, show_errors)
 
 
-def _show_errors(world: World, records: list[AccountRecord], links: dict, limit: int) -> None:
+def _show_errors(world: World, records: list[AccountRecord], links: Mapping[tuple[str, str], Link],
+                 limit: int) -> None:
     by_key = {r.key: r for r in records}
     truth = world.truth.customer_of
-    by_customer: dict[str, list] = {}
+    by_customer: dict[str, list[tuple[str, str]]] = {}
     for key, cid in truth.items():
         by_customer.setdefault(cid, []).append(key)
     shown = 0
@@ -64,7 +66,7 @@ def _show_errors(world: World, records: list[AccountRecord], links: dict, limit:
             shown += 1
             print("MISSED", cid, [(by_key[k].name, by_key[k].domain, by_key[k].country,
                                    links[k].method) for k in keys])
-    clusters: dict[str, list] = {}
+    clusters: dict[str, list[tuple[str, str]]] = {}
     for key, link in links.items():
         clusters.setdefault(link.customer_id, []).append(key)
     shown = 0
