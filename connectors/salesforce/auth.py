@@ -108,6 +108,10 @@ class ClientCredentialsAuth:
     renewable: bool = True
 
     def mint(self, session: requests.Session) -> SalesforceToken:
+        host = urlparse(self.login_url).hostname or ""
+        if host in ("login.salesforce.com", "test.salesforce.com"):
+            raise AuthError("the client credentials flow only works against the org's My "
+                            f"Domain host (https://<domain>.my.salesforce.com), not {host}")
         return _post_token(
             session, self.login_url.rstrip("/") + "/services/oauth2/token",
             {"grant_type": "client_credentials"},

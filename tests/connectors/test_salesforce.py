@@ -324,3 +324,10 @@ def test_field_names_are_case_insensitive_like_the_api(h: SalesforceHarness) -> 
     assert record.fields["channel_owner__c"] == "DIST-4"
     assert record.fields["name"] == "Harness Account 0"
     assert record.fields["owner.email"] == "integration@channelsync.example"
+
+
+def test_client_credentials_refuse_the_generic_login_host() -> None:
+    auth = ClientCredentialsAuth(login_url="https://login.salesforce.com", consumer_key="k",
+                                 consumer_secret="s")
+    with pytest.raises(AuthError, match="My Domain"):
+        auth.mint(make_session())
