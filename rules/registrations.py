@@ -4,33 +4,41 @@ States: pending (claimed, not yet dated), active, expiring (inside the warning w
 expired (term reached, or no activity for the inactivity limit), extended, released, won,
 lost. A channel manager's decision (``registration_decision``: extend | reassign |
 release) is carried out here and the decision field cleared. Because the engine keeps no
-state, a carried-out decision persists through the fields we write back:
+state, a carried-out decision persists through the fields we write back, and carrying it
+out means exactly this: assess the record as it will read once those fields are written.
+So the cycle after ours, reading our own write back, reaches the same verdict.
 
-- extend: ``registration_expires_at`` = date of (decision time + term), status
-  ``extended``. A later read with status extended/expiring and an expiry date after the
-  plain term is an extension in force.
+- extend: ``registration_expires_at`` = the extension's term end, the date of (decision
+  time + term); the inactivity limit counts from the later of the decision and the last
+  activity, so the status may say expiring or expired before that date. A later read
+  whose expiry date lies after the plain term, with a status we write for a registration
+  (extended, expiring, expired, won, lost), is an extension in force. An ``active`` status
+  with a later date and no reassignment is a hand edit, not trusted.
 - reassign: as extend, for the term of ``reassign_to``, who then holds the registration
-  (``reassign_to`` stays set, which is how later cycles know the holder).
+  (``reassign_to`` stays set, which is how later cycles know the holder; the term end is
+  at least the day after the plain term, so the reassignment stays recognisable).
 - release: status ``released`` (terminal until the deal closes); ``registration_expires_at``
   = the release date, which is when ``direct_after_release`` starts counting.
 
-The decision time is the record's ``modified_at`` (the manager's edit), capped at ``now``.
-Won and lost close every registration, whatever else happened.
+The decision time is the record's ``modified_at`` (the manager's edit), capped at ``now``;
+it is read only while the decision is set, so our own write bumping ``modified_at`` never
+moves it. Won and lost close every registration, whatever else happened.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 from config.canonical import DECISIONS
 from rules.model import OpportunityFact, Policy, RecordKey
 
 VALID_STATES = frozenset({"active", "expiring", "extended"})
-# read statuses under which a later expiry date is one we wrote for a carried-out decision;
+# read statuses under which a later expiry date is one we wrote for a carried-out decision:
+# every state an extension in force can be in (it lapses and closes like any registration);
 # an 'active' status with a later date and no reassignment is a hand edit, not trusted
-_PERSISTED_EXTENDED = frozenset({"extended", "expiring"})
-_PERSISTED_REASSIGNED = frozenset({"active", "expiring", "extended"})
+_PERSISTED_EXTENDED = frozenset({"extended", "expiring", "expired", "won", "lost"})
+_PERSISTED_REASSIGNED = _PERSISTED_EXTENDED | {"active"}
 _TIMELESS = frozenset({"pending", "released", "won", "lost"})  # time alone changes nothing
 
 
@@ -50,6 +58,9 @@ class Registration:
     clear_decision: bool = False
     invalid_decision: str | None = None  # why a decision was not carried out
     lapsed_by_inactivity: bool = False  # expiry set by the inactivity limit, not the term
+    # an extension or reassignment in force: its term end, the date the CRM must keep
+    # showing (inactivity may end it sooner; the status says so)
+    term_end: datetime | None = None
 
     @property
     def valid(self) -> bool:
@@ -58,6 +69,14 @@ class Registration:
     @property
     def expires_on(self) -> date | None:
         return self.expires_at.date() if self.expires_at is not None else None
+
+    @property
+    def recorded_expiry(self) -> date | None:
+        """The expiry date to write back: the extension's term end while one is in force
+        (which is how the next cycle recognises it), else the date it ends."""
+        if self.term_end is not None:
+            return self.term_end.date()
+        return self.expires_on
 
 
 def midnight(day: date) -> datetime:
@@ -102,8 +121,12 @@ def assess(opp: OpportunityFact, policy: Policy, now: datetime) -> Registration 
         term_expiry = base_expiry
 
     if opp.registration_status == "released":
-        released_on = read_expiry or (opp.modified_at or now).date()
-        ends = min(midnight(released_on), term_expiry)
+        # the date we wrote when carrying out the release; without one (a status set by
+        # hand) the last edit, capped at the term; either way the value we write back
+        if read_expiry is not None:
+            ends = midnight(read_expiry)
+        else:
+            ends = min(midnight((opp.modified_at or now).date()), term_expiry)
         return Registration(
             opp.key, opp.customer_id, holder, registered_by, closed or "released",
             registered_at, ends, None,
@@ -131,43 +154,42 @@ def assess(opp: OpportunityFact, policy: Policy, now: datetime) -> Registration 
     return Registration(
         opp.key, opp.customer_id, holder, registered_by, state, registered_at, expires_at,
         warning_at, lapsed_by_inactivity=expires_at < term_expiry,
+        term_end=term_expiry if extension_start is not None else None,
     )
 
 
 def _carry_out(
     opp: OpportunityFact, policy: Policy, now: datetime, base_expiry: datetime
 ) -> Registration:
+    """Carry out the decision: assess the record as it reads once our write lands."""
     registered_by = opp.registered_by or ""
     decided_at = min(opp.modified_at or now, now)
     decision = opp.registration_decision or ""
-    holder = registered_by
     if decision not in DECISIONS:
         return _unchanged(opp, policy, now, f"unknown decision {decision!r}")
     if decision == "release":
-        released = midnight(decided_at.date())
-        return Registration(
-            opp.key, opp.customer_id, holder, registered_by, "released", opp.registered_at,
-            released, None, carried_out="release", clear_decision=True,
+        written = replace(
+            opp, registration_decision=None, registration_status="released",
+            registration_expires_at=decided_at.date(),
         )
-    if decision == "reassign":
-        if not opp.reassign_to or opp.reassign_to == registered_by:
+    else:
+        reassigning = decision == "reassign"
+        holder = opp.reassign_to if opp.reassign_to and opp.reassign_to != registered_by \
+            else registered_by
+        if reassigning and holder == registered_by:
             return _unchanged(opp, policy, now, "reassign needs reassign_to naming another "
                               "distributor")
-        holder = opp.reassign_to
-    terms = policy.terms_for(holder)
-    # truncated to the date so later cycles, which read the date back, agree exactly
-    expires_at = midnight((decided_at + terms.registration_term).date())
-    warning_at = expires_at - terms.warning_window
-    if now >= expires_at:
-        state = "expired"
-    elif now >= warning_at:
-        state = "expiring"
-    else:
-        state = "extended" if decision == "extend" else "active"
-    return Registration(
-        opp.key, opp.customer_id, holder, registered_by, state, opp.registered_at, expires_at,
-        warning_at, carried_out=decision, clear_decision=True,
-    )
+        # a date, because that is what later cycles read back
+        term_end = (decided_at + policy.terms_for(holder).registration_term).date()
+        if reassigning:
+            term_end = max(term_end, base_expiry.date() + timedelta(days=1))
+        written = replace(
+            opp, registration_decision=None, registration_expires_at=term_end,
+            registration_status="active" if reassigning else "extended",
+        )
+    found = assess(written, policy, now)
+    assert found is not None  # same registration, decision carried out
+    return replace(found, carried_out=decision, clear_decision=True)
 
 
 def _unchanged(opp: OpportunityFact, policy: Policy, now: datetime, why: str) -> Registration:
@@ -175,11 +197,7 @@ def _unchanged(opp: OpportunityFact, policy: Policy, now: datetime, why: str) ->
     plain = replace(opp, registration_decision=None)
     found = assess(plain, policy, now)
     assert found is not None  # same registration, decision removed
-    return Registration(
-        found.opportunity, found.customer_id, found.holder, found.registered_by, found.state,
-        found.registered_at, found.expires_at, found.warning_at, invalid_decision=why,
-        lapsed_by_inactivity=found.lapsed_by_inactivity,
-    )
+    return replace(found, invalid_decision=why)
 
 
 def thresholds(registration: Registration) -> tuple[datetime, ...]:

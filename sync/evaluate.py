@@ -32,7 +32,7 @@ from state.rows import (
     ReviewItemIn,
 )
 from sync.cycle import Runtime
-from sync.plan import HeldBack, PlannedWrite, Target, plan_writes
+from sync.plan import HeldBack, PlannedWrite, Target, plan_writes, same_value
 from sync.visibility import Audience, Secrets
 
 log = structlog.get_logger(__name__)
@@ -115,12 +115,7 @@ def build_snapshot(
         rt = runtimes.get(a.connection)
         if rt is None:
             continue
-        owner_field = _write_field(rt, Entity.ACCOUNT, "channel_owner")
-        ours = (
-            owner_field is not None
-            and ledgers.get(a.connection, {}).get(("account", a.external_id, owner_field))
-            == a.channel_owner
-        )
+        ours = _owner_is_ours(rt, ledgers.get(a.connection, {}), a)
         account_facts.append(
             AccountFact(
                 key=RecordKey(a.connection, "account", a.external_id),
@@ -133,7 +128,7 @@ def build_snapshot(
                 partner_id=a.partner_id,
                 owner_user=a.owner_user,
                 deleted=a.deleted,
-                channel_owner_is_ours=ours and a.channel_owner is not None,
+                channel_owner_is_ours=ours,
             )
         )
     opp_facts = []
@@ -185,9 +180,30 @@ def _stage(value: str | None) -> Any:
     return value if value in ("open", "won", "lost") else "open"
 
 
-def _write_field(rt: Runtime, entity: Entity, output: str) -> str | None:
-    spec = rt.mapping.writes(entity).get(output)
-    return spec.field if spec is not None else None
+def _owner_is_ours(
+    rt: Runtime, ledger: Mapping[tuple[str, str, str], Any], account: AccountRow
+) -> bool:
+    """Does the owner read equal what we last wrote there? The ledger holds the vendor value
+    we sent and the row the value read through the mapping, so compare in vendor terms, as
+    the planner does: a value map on the owner field must not make our own write look like
+    a person's choice (which would make it an explicit owner and undo the next cycle)."""
+    if account.channel_owner is None:
+        return False
+    spec = rt.mapping.writes(Entity.ACCOUNT).get("channel_owner")
+    if spec is None:
+        return False
+    written = ledger.get(("account", account.external_id, spec.field), _NOT_WRITTEN)
+    if written is _NOT_WRITTEN:
+        return False
+    if same_value(written, account.channel_owner):
+        return True
+    try:
+        return same_value(written, spec.to_vendor(account.channel_owner))
+    except ValueError:  # a value the write map does not know was not written by us
+        return False
+
+
+_NOT_WRITTEN = object()
 
 
 def targets_for(runtimes: Iterable[Runtime]) -> dict[str, Target]:
