@@ -23,7 +23,10 @@ def _check_url(value: str) -> str:
 def _check_listen(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free
-        raise ValueError(f"'{value}' is not a host:port listen address (e.g. 127.0.0.1:8787; port 0 picks a free one)")
+        raise ValueError(
+            f"'{value}' is not a host:port listen address "
+            "(e.g. 127.0.0.1:8787; port 0 picks a free one)"
+        )
     return value
 
 

@@ -34,7 +34,9 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def make_session(*, ca_bundle: str | None = None, user_agent: str = "channelsync") -> requests.Session:
+def make_session(
+    *, ca_bundle: str | None = None, user_agent: str = "channelsync"
+) -> requests.Session:
     """A session whose TLS trust the environment cannot override.
 
     ``requests`` lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace ``Session.verify``
@@ -145,7 +147,9 @@ class QuotaGovernor:
             self.used += cost
             self.spent_here += cost
 
-    def observe(self, *, used: int | None = None, limit: int | None = None, **details: object) -> None:
+    def observe(
+        self, *, used: int | None = None, limit: int | None = None, **details: object
+    ) -> None:
         with self._lock:
             if limit is not None:
                 self.limit = limit

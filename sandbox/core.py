@@ -9,6 +9,7 @@ the admin surface: never counted, never faulted.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import threading
@@ -177,7 +178,9 @@ class SandboxApp:
                 return True
             return rate > 0 and self._rng.random() < rate
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         request = Request(environ)
         if request.path.startswith(ADMIN_PREFIX):
             return self._admin(request)(environ, start_response)
@@ -210,7 +213,8 @@ class SandboxApp:
             return _truncated(response, environ)
         if self._take("malformed_next", faults.malformed_rate):
             return Response(
-                b'{"records": [{"Id": "0', status=response.status_code,
+                b'{"records": [{"Id": "0',
+                status=response.status_code,
                 content_type=response.content_type,
             )
         return response
@@ -220,7 +224,7 @@ class SandboxApp:
         return json_response({"message": exc.description or "Not found"}, code)
 
     def _admin(self, request: Request) -> Response:
-        action = request.path[len(ADMIN_PREFIX):].strip("/")
+        action = request.path[len(ADMIN_PREFIX) :].strip("/")
         if action == "faults":
             if request.method in ("PATCH", "PUT", "POST"):
                 try:
@@ -246,10 +250,8 @@ class SandboxApp:
 def _drop_connection(environ: dict[str, Any]) -> None:
     sock = environ.get("werkzeug.socket")
     if isinstance(sock, socket.socket):
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def _truncated(response: Response, environ: dict[str, Any]) -> Response:
@@ -302,6 +304,8 @@ def serve(
     server = make_server(
         host, port, app, threaded=True, ssl_context=ssl_context, request_handler=_QuietHandler
     )
-    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{app.vendor}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, name=f"sandbox-{app.vendor}", daemon=True
+    )
     thread.start()
     return RunningSandbox(app=app, server=server, thread=thread, tls=tls)

@@ -1,4 +1,4 @@
-"""Planning writes: only differences, never our own echo, human edits respected, partners isolated."""
+"""Planning writes: only differences, no echo writes, human edits respected, partners isolated."""
 
 from __future__ import annotations
 
@@ -67,9 +67,7 @@ def test_writes_only_what_differs_from_the_crm() -> None:
 
 def test_nothing_to_write_when_the_crm_already_shows_it() -> None:
     key = ("hs-a", "account", "9")
-    writes, held = plan(
-        {key: {"conflict_flag": True}}, {key: {"channel_conflict": "true"}}
-    )
+    writes, held = plan({key: {"conflict_flag": True}}, {key: {"channel_conflict": "true"}})
     assert writes == [] and held == []
 
 
@@ -95,8 +93,14 @@ def test_human_wins_field_we_own_is_written() -> None:
 def test_partner_never_sees_another_distributor_or_internal_outputs() -> None:
     key = ("hs-a", "account", "9")
     writes, _ = plan(
-        {key: {"channel_owner": "dist-b", "conflict_reason": "dist-b registered first",
-               "customer_id": "cus_1", "conflict_flag": True}},
+        {
+            key: {
+                "channel_owner": "dist-b",
+                "conflict_reason": "dist-b registered first",
+                "customer_id": "cus_1",
+                "conflict_flag": True,
+            }
+        },
         {key: {}},
     )
     by_field = {w.field: w.value for w in writes}
