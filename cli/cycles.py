@@ -177,10 +177,12 @@ def run_command(args: argparse.Namespace, wiring: Wiring) -> int:
     server, _thread = serve_http(
         host=host or "127.0.0.1", port=int(port), metrics=metrics, health=health
     )
+    def cycle(stop: threading.Event) -> CycleReport:
+        _close_orphaned_runs(store)
+        return one_cycle(wiring, stop=stop, trigger="schedule", metrics=metrics, health=health)
+
     daemon = Daemon(
-        cycle=lambda stop: one_cycle(
-            wiring, stop=stop, trigger="schedule", metrics=metrics, health=health
-        ),
+        cycle=cycle,
         interval=settings.schedule.cycle_interval,
         leader=leadership_for(store.engine),
         health=health,
@@ -196,6 +198,23 @@ def run_command(args: argparse.Namespace, wiring: Wiring) -> int:
     finally:
         server.shutdown()
         wiring.close()
+
+
+def _close_orphaned_runs(store: Any) -> None:
+    """Scheduled runs still open when the leader starts a cycle belong to a daemon that
+    died (``kill -9``, a lost host): only the lock holder runs scheduled cycles."""
+    error = "the daemon running it died; the next cycle re-reads from the last stored page"
+    for run in store.recent_runs(limit=20):
+        if run.trigger != "schedule" or run.status != "running":
+            continue
+        for part in store.connection_runs(run.id):
+            if part.status == "running":
+                store.finish_connection_run(
+                    part.id, status="interrupted", counts=part.counts, budget=part.budget,
+                    error=error,
+                )
+        store.finish_run(run.id, status="interrupted", counts=run.counts, error=error)
+        log.warning("orphaned_run_closed", orphan_run_id=run.id)
 
 
 def check_connectivity(runtimes: list[Runtime]) -> dict[str, str]:

@@ -78,6 +78,11 @@ def test_standby_takes_over_within_an_interval_after_kill_9(
             assert standby.healthz()[0] == 200, "a healthy standby must not fail its health check"
             assert_runs_never_overlap(store)
 
+            # Kill it in the middle of a cycle.
+            wait_for(
+                lambda: any(r.status == "running" for r in store.recent_runs(limit=3)),
+                what="the active daemon to be in a cycle",
+            )
             killed_at = datetime.now(UTC)
             active.signal(signal.SIGKILL)
             assert active.wait() == -signal.SIGKILL
@@ -93,6 +98,10 @@ def test_standby_takes_over_within_an_interval_after_kill_9(
             first = min(took_over, key=lambda r: r.started_at)
             print(f"takeover: first cycle started {first.started_at - killed_at} after kill -9")
             assert_runs_never_overlap(store)
+            # A run the killed daemon left open is closed as interrupted, not left "running".
+            cut_off = [r for r in store.recent_runs(limit=1000) if r.started_at < killed_at]
+            assert all(r.finished_at is not None for r in cut_off), cut_off
+            assert {r.status for r in cut_off} == {"ok", "interrupted"}, cut_off
         finally:
             for daemon in daemons:
                 daemon.stop()
