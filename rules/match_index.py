@@ -50,7 +50,7 @@ def _evidence_keys(f: RecordFeatures, i: int) -> tuple[list[str], list[str]]:
 class _HeldOutside:
     """Customer ids in use by clusters outside the re-matched area (a view, not a copy)."""
 
-    def __init__(self, members: Mapping[str, set[RecordKey]], inside: set[str]) -> None:
+    def __init__(self, members: Mapping[str, list[RecordKey]], inside: set[str]) -> None:
         self._members, self._inside = members, inside
 
     def __contains__(self, customer_id: object) -> bool:
@@ -66,10 +66,11 @@ class MatchIndex:
         self.links: dict[RecordKey, Link] = {}
         self.review: dict[frozenset[RecordKey], ReviewItem] = {}
         self.decisions: dict[frozenset[RecordKey], Decision] = {}
-        self._exact: dict[str, set[RecordKey]] = defaultdict(set)
-        self._blocks: dict[str, dict[RecordKey, str]] = defaultdict(dict)  # -> compact name
-        self._keys_of: dict[RecordKey, tuple[list[str], list[str]]] = {}
-        self._members: dict[str, set[RecordKey]] = defaultdict(set)
+        # lists, not sets: most keys hold one or two records and a set costs four times more
+        self._exact: dict[str, list[RecordKey]] = defaultdict(list)
+        self._blocks: dict[str, list[RecordKey]] = defaultdict(list)
+        self._compact: dict[RecordKey, str] = {}  # cleaned name without spaces
+        self._members: dict[str, list[RecordKey]] = defaultdict(list)
 
     # -- building ---------------------------------------------------------------------------
     def rebuild(self, records: Iterable[AccountRecord], *, decisions: Iterable[Decision] = (),
@@ -90,22 +91,29 @@ class MatchIndex:
 
     def _index(self, key: RecordKey, f: RecordFeatures, i: int) -> None:
         exact, blocks = _evidence_keys(f, i)
-        self._keys_of[key] = (exact, blocks)
         for k in exact:
-            self._exact[k].add(key)
+            self._exact[k].append(key)
         for b in blocks:
-            self._blocks[b][key] = f.compact[i]
+            self._blocks[b].append(key)
+        self._compact[key] = f.compact[i]
+
+    def _keys_for(self, key: RecordKey) -> tuple[list[str], list[str]]:
+        """A stored record's evidence keys, normalised again (cheaper than keeping them)."""
+        record = self.records.get(key)
+        if record is None:
+            return [], []
+        return _evidence_keys(RecordFeatures([record]), 0)
 
     def _unindex(self, key: RecordKey) -> None:
-        exact, blocks = self._keys_of.pop(key, ([], []))
-        for k in exact:
-            self._exact[k].discard(key)
-            if not self._exact[k]:
-                del self._exact[k]
-        for b in blocks:
-            self._blocks[b].pop(key, None)
-            if not self._blocks[b]:
-                del self._blocks[b]
+        exact, blocks = self._keys_for(key)
+        for table, names in ((self._exact, exact), (self._blocks, blocks)):
+            for k in names:
+                members = table.get(k)
+                if members and key in members:
+                    members.remove(key)
+                    if not members:
+                        del table[k]
+        self._compact.pop(key, None)
 
     # -- updating ---------------------------------------------------------------------------
     def update(self, changed: Iterable[AccountRecord] = (), removed: Iterable[RecordKey] = (),
@@ -153,19 +161,18 @@ class MatchIndex:
         return result
 
     def _candidates(self, key: RecordKey) -> set[RecordKey]:
-        exact, blocks = self._keys_of.get(key, ([], []))
+        exact, blocks = self._keys_for(key)
         found: set[RecordKey] = {key}
         for k in exact:
-            members = self._exact.get(k, ())
+            members = self._exact.get(k, [])
             if not k.startswith("w:") or len(members) <= self.settings.max_domain_group:
                 found.update(members)
+        mine = self._compact.get(key)
         for b in blocks:
-            names = self._blocks.get(b, {})
-            mine = names.get(key)
-            if mine is None or len(names) > self.settings.max_block:
+            keys = self._blocks.get(b, [])
+            if mine is None or len(keys) > self.settings.max_block:
                 continue
-            keys = list(names)
-            close = process.extract(mine, [names[k] for k in keys], scorer=fuzz.ratio,
+            close = process.extract(mine, [self._compact[k] for k in keys], scorer=fuzz.ratio,
                                     score_cutoff=self.settings.fuzzy_review, limit=None)
             found.update(keys[offset] for _, _, offset in close)
         return found
@@ -175,7 +182,7 @@ class MatchIndex:
         for key in keys:
             link = self.links.get(key)
             if link is not None:
-                area |= self._members[link.customer_id]
+                area.update(self._members.get(link.customer_id, ()))
         return {k for k in area if k in self.records}
 
     def _forget(self, key: RecordKey) -> None:
@@ -183,26 +190,28 @@ class MatchIndex:
         del self.records[key]
         link = self.links.pop(key, None)
         if link is not None:
-            self._members[link.customer_id].discard(key)
-            if not self._members[link.customer_id]:
-                del self._members[link.customer_id]
+            self._drop_members(link.customer_id, {key})
         for pair in [p for p in self.review if key in p]:
             del self.review[pair]
 
     def _apply(self, result: MatchResult, area: set[RecordKey]) -> None:
-        for key in area:
-            old = self.links.get(key)
-            if old is not None:
-                self._members[old.customer_id].discard(key)
-                if not self._members[old.customer_id]:
-                    del self._members[old.customer_id]
+        old_ids = {link.customer_id for key in area if (link := self.links.get(key))}
+        for customer_id in old_ids:
+            self._drop_members(customer_id, area)
         for key, link in result.links.items():
             self.links[key] = link
-            self._members[link.customer_id].add(key)
+            self._members[link.customer_id].append(key)
         for pair in [p for p in self.review if p & area]:
             del self.review[pair]
         for item in result.review:
             self.review[frozenset((item.a, item.b))] = item
+
+    def _drop_members(self, customer_id: str, keys: set[RecordKey]) -> None:
+        kept = [k for k in self._members.get(customer_id, ()) if k not in keys]
+        if kept:
+            self._members[customer_id] = kept
+        else:
+            self._members.pop(customer_id, None)
 
     def result(self) -> MatchResult:
         """The whole current state as a :class:`MatchResult`."""
