@@ -2,7 +2,8 @@
 
 Events are rows with a unique key (for example ``registration_expiring:<record>:<expiry>``),
 so re-detecting the same fact every cycle adds nothing; delivery marks the row, and a
-failed POST is retried with backoff on later cycles.
+failed POST is retried with backoff on later cycles. While the receiver is down (no
+answer, 5xx, 429) a round stops at the first failure.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def deliver_due(
             )
             ok = 200 <= response.status_code < 300
             error = None if ok else f"HTTP {response.status_code}"
+            down = response.status_code >= 500 or response.status_code == 429
         except requests.RequestException as exc:
-            ok, error = False, type(exc).__name__
+            ok, error, down = False, type(exc).__name__, True
         if ok:
             store.mark_notification(event.id, delivered=True)
             delivered += 1
@@ -57,6 +59,10 @@ def deliver_due(
         store.mark_notification(event.id, delivered=False, error=error, next_attempt_at=now + delay)
         failed += 1
         log.warning("webhook_failed", kind=event.kind, key=event.key, error=error)
+        if down:
+            # The receiver is down: the other due events wait for the next cycle instead
+            # of each waiting out the timeout now and holding up the daemon.
+            break
     if delivered or failed:
         log.info("webhook_delivered", delivered=delivered, failed=failed)
     return delivered, failed
