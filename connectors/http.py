@@ -102,13 +102,24 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
+# How long a vendor's usage figure stays authoritative once it says the share is spent.
+# Daily budgets (rolling 24 h at Salesforce, midnight resets at HubSpot and Pipedrive) free
+# up over hours, a 10-second window within seconds. Connectors that count a sliding window
+# themselves (Dataverse) observe on every charge and so never re-check.
+RECHECK_AFTER_S = {"day": 900.0, "10s": 10.0, "5min": 300.0}
+DEFAULT_RECHECK_S = 900.0
+
+
 class QuotaGovernor:
     """Keeps one connection within ``share`` of its vendor budget.
 
     Connectors call :meth:`charge` before each request (with the vendor's cost for it)
     and :meth:`observe` with what the response headers say. When the next request
-    would cross the share, ``BudgetExhaustedError`` stops the connection cleanly; the
-    next cycle starts again once the vendor's window has moved on.
+    would cross the share, ``BudgetExhaustedError`` stops the connection cleanly. The
+    governor lives as long as the process (a daemon runs many cycles with it), so a "spent"
+    verdict resting on a vendor figure older than ``recheck_after_s`` lets one request
+    through in a later cycle; its answer says whether the vendor's window has moved on.
+    While it has not, that costs at most one request per ``recheck_after_s``.
     """
 
     def __init__(
@@ -118,6 +129,7 @@ class QuotaGovernor:
         window: str,
         limit: int | None,
         share: float = 1.0,
+        recheck_after_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 < share <= 1:
@@ -129,6 +141,12 @@ class QuotaGovernor:
         self.used = 0  # as the vendor counts it, when it tells us; else our own count
         self.spent_here = 0  # what this process spent
         self.details: dict[str, object] = {}
+        self.recheck_after_s = (
+            RECHECK_AFTER_S.get(window, DEFAULT_RECHECK_S)
+            if recheck_after_s is None
+            else recheck_after_s
+        )
+        self._observed_at: float | None = None  # when the vendor last reported ``used``
         self._clock = clock
         self._lock = threading.Lock()
 
@@ -140,9 +158,18 @@ class QuotaGovernor:
         with self._lock:
             cap = self.share_limit
             if cap is not None and self.used + cost > cap:
-                raise BudgetExhaustedError(
-                    f"{self.unit} budget share spent: {self.used}/{cap} "
-                    f"({self.share:.0%} of {self.limit} per {self.window}); resuming next cycle"
+                now = self._clock()
+                seen = self._observed_at
+                if seen is None or now - seen < self.recheck_after_s:
+                    raise BudgetExhaustedError(
+                        f"{self.unit} budget share spent: {self.used}/{cap} "
+                        f"({self.share:.0%} of {self.limit} per {self.window}); "
+                        "resuming next cycle"
+                    )
+                self._observed_at = now  # one re-check per interval, not one per call
+                log.info(
+                    "quota_recheck", unit=self.unit, used=self.used, share_limit=cap,
+                    window=self.window, age_s=round(now - seen, 1),
                 )
             self.used += cost
             self.spent_here += cost
@@ -155,6 +182,7 @@ class QuotaGovernor:
                 self.limit = limit
             if used is not None:
                 self.used = used
+                self._observed_at = self._clock()
             self.details.update({k: v for k, v in details.items() if v is not None})
 
     def status(self) -> BudgetStatus:

@@ -68,6 +68,7 @@ class HubSpotConnector:
         search_per_second: float | None = 4.0,
         lookback: timedelta = timedelta(minutes=2),
         connection: str = "hubspot",
+        timeout_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not 1 <= page_size <= SEARCH_PAGE_MAX:
@@ -82,7 +83,7 @@ class HubSpotConnector:
             client=client, retry=retry, quota=quota, pacer=pacer or Pacer(sleep=sleep),
             search_pacer=Pacer(reserve=0, sleep=sleep) if search_per_second else None,
             search_per_second=search_per_second, burst_share=burst_share,
-            connection=connection,
+            timeout_s=timeout_s, connection=connection,
         )
         self.log = log.bind(connector=connection, vendor=self.vendor)
 

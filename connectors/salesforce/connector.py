@@ -52,10 +52,18 @@ SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
 
 class _OrjsonSalesforce(Salesforce):
     """simple-salesforce decodes with OrderedDict hooks by default; orjson is many times
-    faster on 2,000-record pages and gives plain dicts."""
+    faster on 2,000-record pages and gives plain dicts. It also sends requests without a
+    timeout, so a server that stops answering would hang the cycle: every call gets one."""
+
+    request_timeout_s: float = 120.0
 
     def parse_result_to_json(self, result: requests.Response) -> Any:
         return orjson.loads(result.content)
+
+    def _call_salesforce(self, method: str, url: str, name: str = "", retries: int = 0,
+                         max_retries: int = 3, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.request_timeout_s)
+        return super()._call_salesforce(method, url, name, retries, max_retries, **kwargs)
 
 
 class SalesforceConnector:
@@ -77,6 +85,7 @@ class SalesforceConnector:
         delete_window: timedelta = timedelta(days=15),
         objects: Mapping[Entity, str] = DEFAULT_OBJECTS,
         name: str = "salesforce",
+        timeout_s: float = 120.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if not MIN_BATCH <= page_size <= MAX_BATCH:
@@ -92,14 +101,18 @@ class SalesforceConnector:
         self.delete_window = delete_window
         self.objects = dict(objects)
         self.name = name
+        self.timeout_s = timeout_s
         self._clock = clock
         self._client: Salesforce | None = None
         self._log = log.bind(connector=name, vendor=self.vendor)
 
     # -- plumbing ---------------------------------------------------------------------
     def _connect(self, token: SalesforceToken) -> Salesforce:
-        return _OrjsonSalesforce(session_id=token.access_token, instance_url=token.instance_url,
-                                 version=self.api_version, session=self.session)
+        client = _OrjsonSalesforce(session_id=token.access_token,
+                                   instance_url=token.instance_url,
+                                   version=self.api_version, session=self.session)
+        client.request_timeout_s = self.timeout_s
+        return client
 
     def _sf(self) -> Salesforce:
         if self._client is None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from connectors.base import Connector, Entity
+from connectors.http import QuotaGovernor, RetryPolicy
 from sandbox.core import SandboxApp
 
 
@@ -20,8 +21,27 @@ class Harness(Protocol):
     vendor: str
     app: SandboxApp  # the running sandbox's app: faults, request log, data
 
-    def connector(self, *, page_size: int | None = None) -> Connector:
-        """A new connector for the sandbox; its RetryPolicy must not really sleep."""
+    def connector(
+        self,
+        *,
+        page_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        quota: QuotaGovernor | None = None,
+        timeout_s: float | None = None,
+    ) -> Connector:
+        """A new connector for the sandbox; its default RetryPolicy must not really sleep.
+        ``retry``, ``quota`` and ``timeout_s`` replace the harness's defaults."""
+        ...
+
+    def quota(self, *, share: float, limit: int) -> QuotaGovernor:
+        """The governor ``wiring.py`` builds for this vendor with ``share``, after setting the
+        vendor's budget to ``limit`` (its unit: requests or tokens) with nothing spent yet.
+        Its clock is the harness's, which :meth:`renew_budget` moves on."""
+        ...
+
+    def renew_budget(self) -> None:
+        """The vendor's budget window moves on (a new day, the 5-minute window slides): the
+        next cycle may spend again. Moves the harness clock past any re-check interval."""
         ...
 
     def fields(self, entity: Entity) -> Sequence[str]:

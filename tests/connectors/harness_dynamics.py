@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +50,7 @@ class DynamicsHarness:
         self.app.base_url = self.running.base_url
         self.use_change_tracking = use_change_tracking
         self._counter = 0
+        self.offset = 0.0  # added to the connector's clock: "a later cycle"
 
     def connector(self, *, page_size: int | None = None, share: float = 1.0,
                   **options: Any) -> DynamicsConnector:
@@ -61,7 +63,8 @@ class DynamicsHarness:
             "session": session, "environment_url": creds["environment_url"],
             "token_provider": tokens, "retry": RetryPolicy(attempts=4, sleep=lambda _s: None),
             "quota": QuotaGovernor(unit="requests", window="5min", limit=6000, share=share),
-            "page_size": page_size or 5000, "use_change_tracking": self.use_change_tracking}
+            "page_size": page_size or 5000, "use_change_tracking": self.use_change_tracking,
+            "clock": self.clock}
         return DynamicsConnector(**{**defaults, **options})
 
     def fields(self, entity: Entity) -> Sequence[str]:
@@ -122,6 +125,18 @@ class DynamicsHarness:
 
     def corrupt(self, entity: Entity, record_id: str) -> None:
         self.app.corrupt_record(_TABLE[entity], record_id, "modifiedon", "not-a-date")
+
+    def quota(self, *, share: float, limit: int) -> QuotaGovernor:
+        # wiring gives Dataverse a fixed 6,000 requests per 5 minutes; the window is counted
+        # by the connector itself (service protection sends no usage figure)
+        return QuotaGovernor(unit="requests", window="5min", limit=limit, share=share,
+                             clock=self.clock)
+
+    def renew_budget(self) -> None:
+        self.offset += 301.0  # the 5-minute window slid past every request made so far
+
+    def clock(self) -> float:
+        return time.monotonic() + self.offset
 
     def stop(self) -> None:  # the server's 0.5 s shutdown poll need not block the test
         threading.Thread(target=self.running.stop, daemon=True).start()

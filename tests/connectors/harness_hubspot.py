@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -21,6 +22,7 @@ from sandbox.hubspot import HubSpotSandbox
 from sandbox.hubspot.account import now_ms
 from sandbox.tls import TlsFiles, ensure_tls
 
+DAY_S = 86_400.0
 OBJECTS = {Entity.ACCOUNT: "companies", Entity.OPPORTUNITY: "deals"}
 FIELDS = {
     Entity.ACCOUNT: ("name", "domain", "country", "channel_conflict_reason"),
@@ -51,6 +53,7 @@ class HubSpotHarness:
         self.tls = sandbox_tls()
         self.running: RunningSandbox = serve(self.app, tls=self.tls)
         self._last_ms = now_ms()
+        self.offset = 0.0  # added to the governor's clock: "a later cycle"
 
     def client(self) -> HubSpot:
         return HubSpot(access_token=self.app.token, host=self.running.base_url,
@@ -61,7 +64,7 @@ class HubSpotHarness:
         settings.update(options)
         return HubSpotConnector(
             client=self.client(),
-            retry=RetryPolicy(sleep=no_sleep),
+            retry=settings.pop("retry", None) or RetryPolicy(sleep=no_sleep),
             quota=settings.pop("quota", None)
             or QuotaGovernor(unit="requests", window="day", limit=None, share=0.5),
             page_size=page_size or 200,
@@ -116,6 +119,19 @@ class HubSpotHarness:
 
     def corrupt(self, entity: Entity, record_id: str) -> None:
         self.account.corrupt(OBJECTS[entity], record_id)
+
+    def quota(self, *, share: float, limit: int) -> QuotaGovernor:
+        self.app.limits.daily = limit
+        self.app.limits.used_today = 0
+        return QuotaGovernor(unit="requests", window="day", limit=None, share=share,
+                             clock=self.clock)  # as wiring.build_hubspot builds it
+
+    def renew_budget(self) -> None:
+        self.app.limits.used_today = 0  # a new day in the account's time zone
+        self.offset += DAY_S
+
+    def clock(self) -> float:
+        return time.monotonic() + self.offset
 
     def stop(self) -> None:
         # werkzeug notices a shutdown only at its next 0.5 s poll: finish it in the background.

@@ -68,8 +68,10 @@ class PipedriveHarness:
     def connector(
         self, *, page_size: int | None = None, session: requests.Session | None = None,
         retry: RetryPolicy | None = None, pacer: Pacer | None = None,
-        quota: QuotaGovernor | None = None, **options: Any,
+        quota: QuotaGovernor | None = None, timeout_s: float | None = None, **options: Any,
     ) -> PipedriveConnector:
+        if timeout_s is not None:
+            options["timeout"] = timeout_s
         if session is not None:  # a test's own session (recording, say): pin the CA
             session.trust_env = False
             session.verify = str(self.tls.ca_file)
@@ -145,6 +147,15 @@ class PipedriveHarness:
     def corrupt(self, entity: Entity, record_id: str) -> None:
         with self.app.lock:
             self.app.company.corrupt(OBJECT[entity], int(record_id))
+
+    def quota(self, *, share: float, limit: int) -> QuotaGovernor:
+        self.app.limits.daily_tokens = limit
+        self.app.limits.set_spent(0)
+        return QuotaGovernor(unit="tokens", window="day", limit=None, share=share,
+                             clock=self.now)  # as wiring.build_pipedrive builds it
+
+    def renew_budget(self) -> None:
+        self.advance(timedelta(days=1))  # past midnight server time: a fresh token budget
 
     def advance(self, delta: timedelta) -> None:
         """Move the sandbox's clock (vendor-specific tests: daily reset, 30-day window)."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from connectors.base import Entity
-from connectors.http import RetryPolicy, make_session
+from connectors.http import QuotaGovernor, RetryPolicy, make_session
 from connectors.salesforce import JwtBearerAuth, SalesforceConnector, daily_quota
 from sandbox.core import Faults, Rejection, RunningSandbox
 from sandbox.salesforce import SalesforceSandbox, serve_https
@@ -24,6 +25,7 @@ FIELDS = {
                          "Channel_Conflict_Reason__c"),
 }
 WRITABLE = "Channel_Conflict_Reason__c"
+DAY_S = 86_400.0
 _TLS_DIR = Path(tempfile.gettempdir()) / "channelsync-test-sf-tls"
 
 
@@ -41,6 +43,7 @@ class SalesforceHarness:
         self._last = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
         self._clock_lock = threading.Lock()
         self._account: str | None = None
+        self.offset = 0.0  # added to the governor's clock: "a later cycle"
 
     def tick(self) -> datetime:
         """A later whole second for every user action (Salesforce stamps whole seconds)."""
@@ -55,7 +58,7 @@ class SalesforceHarness:
             session=make_session(ca_bundle=creds["ca_file"]),
             auth=JwtBearerAuth(login_url=creds["login_url"], consumer_key=creds["consumer_key"],
                                username=creds["username"], private_key=creds["private_key_pem"]),
-            retry=RetryPolicy(sleep=no_sleep),
+            retry=options.pop("retry", None) or RetryPolicy(sleep=no_sleep),
             quota=options.pop("quota", None) or daily_quota(),
             page_size=page_size or 2000,
             **options,
@@ -111,6 +114,19 @@ class SalesforceHarness:
         table = self.app.org.tables[OBJECTS[entity]]
         with self.app.lock:
             table[record_id] = {**table[record_id], "SystemModstamp": "not-a-date"}
+
+    def quota(self, *, share: float, limit: int) -> QuotaGovernor:
+        self.app.daily_limit = limit
+        self.app.reset_api_usage()
+        return QuotaGovernor(unit="requests", window="day", limit=None, share=share,
+                             clock=self.clock)  # as daily_quota(share=...) builds it
+
+    def renew_budget(self) -> None:
+        self.app.reset_api_usage()  # the rolling 24 hours moved on
+        self.offset += DAY_S
+
+    def clock(self) -> float:
+        return time.monotonic() + self.offset
 
     def stop(self) -> None:
         self.running.stop()

@@ -8,6 +8,7 @@ per-record write results, schema drift stops before any data, bad records are re
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 from collections.abc import Iterator, Sequence
@@ -15,9 +16,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from connectors.base import Entity, Page, Record, RecordUpdate
-from connectors.errors import AuthError, ConnectorError, SchemaDriftError, TransientError
+from connectors.errors import (
+    AuthError,
+    BudgetExhaustedError,
+    ConnectorError,
+    SchemaDriftError,
+    TransientError,
+)
+from connectors.http import RetryPolicy
 from tests.connectors.harness import Harness
 
 VENDORS = ("salesforce", "hubspot", "pipedrive", "dynamics")
@@ -253,3 +262,97 @@ def test_errors_are_connector_errors(harness: Harness) -> None:
     harness.app.faults.rate_limit_all = True
     with pytest.raises(ConnectorError):
         read_all(harness, Entity.ACCOUNT)
+
+
+def test_empty_entity_reads_as_one_complete_empty_page(harness: Harness) -> None:
+    entity = Entity.OPPORTUNITY  # no harness seeds opportunities
+    pages, cursor = read_all(harness, entity)
+
+    assert pages and not records(pages), "an empty CRM object yields no records"
+    assert pages[-1].complete and all(p.full_refresh for p in pages)
+    assert not any(p.skipped for p in pages)
+    assert cursor is not None
+
+    again, cursor2 = read_all(harness, entity, cursor)
+    assert not records(again) and again[-1].complete and cursor2 is not None
+    created = harness.create(entity, 2)
+    later, _ = read_all(harness, entity, cursor2)
+    assert set(created) <= set(latest(later)), "the empty read's cursor still sees new records"
+
+
+def test_timeouts_are_retried_then_bounded(harness: Harness) -> None:
+    ids = harness.create(Entity.ACCOUNT, 3)
+    faults = harness.app.faults
+
+    def answer_quickly_again(_seconds: float) -> None:
+        faults.latency_ms = 0  # the vendor recovers while we back off
+
+    connector = harness.connector(timeout_s=0.2, retry=RetryPolicy(sleep=answer_quickly_again))
+    fields = list(harness.fields(Entity.ACCOUNT))
+    list(connector.read(Entity.ACCOUNT, None, fields))  # tokens and caches warm
+    faults.latency_ms = 1000  # the server stops answering within the client's timeout
+    with capture_logs() as logs:
+        pages = list(connector.read(Entity.ACCOUNT, None, fields))
+    assert set(ids) <= set(latest(pages))
+    assert [e for e in logs if e["event"] == "retrying"], "the timeout went through the policy"
+
+    slow = harness.connector(timeout_s=0.2, retry=RetryPolicy(attempts=2, sleep=lambda _s: None))
+    list(slow.read(Entity.ACCOUNT, None, fields))
+    faults.latency_ms = 1000
+    harness.app.requests.reset()
+    try:
+        with pytest.raises(TransientError):
+            list(slow.read(Entity.ACCOUNT, None, fields))
+        assert harness.app.requests.count() <= 2, "a hung server costs a bounded few attempts"
+    finally:
+        faults.latency_ms = 0
+
+
+def test_budget_share_stops_mid_pull_keeping_pages_and_resumes_next_cycle(
+    harness: Harness,
+) -> None:
+    entity = Entity.ACCOUNT
+    size = harness.min_page_size()
+    created = harness.create(entity, 8 * size)
+    fields = list(harness.fields(entity))
+    # What one page costs at this vendor, and what comes before it (metadata, tokens).
+    probe = harness.quota(share=1.0, limit=10**9)
+    stream = harness.connector(page_size=size, quota=probe).read(entity, None, fields)
+    next(stream)
+    setup_and_page = probe.spent_here
+    next(stream)
+    page_cost = probe.spent_here - setup_and_page
+    del stream  # abandoned mid-read, as a stopped cycle leaves it
+
+    allowed = setup_and_page + 2 * page_cost  # three pages fit in the share, not all nine
+    quota = harness.quota(share=0.25, limit=4 * allowed)
+    connector = harness.connector(page_size=size, quota=quota)
+    pages: list[Page] = []
+    with pytest.raises(BudgetExhaustedError, match="resuming next cycle"):
+        for page in connector.read(entity, None, fields):
+            pages.append(page)
+
+    assert pages and not pages[-1].complete, "stopped mid-pull, after some pages"
+    got = latest(pages)
+    assert set(got) <= set(created) | set(latest(read_all(harness, entity)[0]))
+    assert all(r.modified_at and not r.deleted for r in got.values())
+    status = connector.budget()
+    assert status.share_limit == allowed and status.used <= allowed
+
+    with pytest.raises(BudgetExhaustedError):  # the same cycle: still spent, no call made
+        next(iter(connector.read(entity, pages[-1].cursor, fields)))
+
+    harness.renew_budget()  # a later cycle of the same process, the vendor window moved on
+    harness.app.requests.reset()
+    resumed: list[Page] = []
+    with contextlib.suppress(BudgetExhaustedError):  # may stop again: the share is small
+        for page in connector.read(entity, pages[-1].cursor, fields):
+            resumed.append(page)
+    # (the lookback may spend this small share re-reading the newest records without news)
+    assert harness.app.requests.count() > 0, "the same connector calls the vendor again"
+
+    ample = harness.quota(share=1.0, limit=10**9)
+    cursor = (resumed or pages)[-1].cursor
+    rest = list(harness.connector(page_size=size, quota=ample).read(entity, cursor, fields))
+    assert rest[-1].complete, "the cursor stored mid-pull leads to a complete read"
+    assert set(created) <= set(latest([*pages, *resumed, *rest]))
