@@ -304,8 +304,10 @@ def serve(
     server = make_server(
         host, port, app, threaded=True, ssl_context=ssl_context, request_handler=_QuietHandler
     )
-    thread = threading.Thread(
-        target=server.serve_forever, name=f"sandbox-{app.vendor}", daemon=True
-    )
+    # request threads are daemons: stopping must not wait for a client's idle keep-alive
+    server.daemon_threads = True  # type: ignore[attr-defined]  # ThreadingMixIn attribute
+    # a short poll interval: stop() waits for the serving loop to notice the shutdown
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name=f"sandbox-{app.vendor}", daemon=True)
     thread.start()
     return RunningSandbox(app=app, server=server, thread=thread, tls=tls)

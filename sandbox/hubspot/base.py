@@ -3,6 +3,7 @@ HubSpot's error shapes and the admin surface."""
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +28,8 @@ SEARCH_GROUPS_MAX, SEARCH_FILTERS_MAX, SEARCH_GROUP_FILTERS_MAX = 5, 25, 10
 # (from, to) -> (primary type, unlabeled type)
 ASSOC_TYPES = {("deals", "companies"): (5, 341), ("companies", "deals"): (6, 342)}
 _HEADERS_KEY = "hubspot.ratelimit"
+# One HubSpot account per sandbox instance: each gets its own portal id unless given one.
+_PORTAL_IDS = itertools.count(4_000_001)
 
 
 def error_body(category: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -56,7 +59,7 @@ class HubSpotBase(SandboxApp):
         self,
         *,
         faults: Faults | None = None,
-        portal_id: int = 4_000_001,
+        portal_id: int | None = None,
         burst_limit: int | None = 190,
         daily_limit: int | None = 650_000,
         search_per_second: int | None = 5,
@@ -64,7 +67,8 @@ class HubSpotBase(SandboxApp):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(faults=faults)
-        self.account = HubSpotAccount(portal_id=portal_id, lock=self.lock)
+        self.account = HubSpotAccount(
+            portal_id=portal_id if portal_id is not None else next(_PORTAL_IDS), lock=self.lock)
         self.limits = RateLimits(
             burst=burst_limit, daily=daily_limit, search_per_second=search_per_second,
             clock=clock,

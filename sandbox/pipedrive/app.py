@@ -62,12 +62,13 @@ class PipedriveSandbox(SandboxApp):
         burst_window_s: float = 2.0,
         block_after_429s: int | None = 200,
         clock: Callable[[], float] = time.time,
-        company_domain: str = "sandbox",
+        company_domain: str | None = None,
     ) -> None:
         self.clock = clock
         self.key_seed = key_seed if key_seed is not None else secrets.randbits(64)
         self.company = Company(rng=random.Random(self.key_seed), clock=clock)
-        self.company_domain = company_domain
+        # one sandbox = one Pipedrive company: its own subdomain unless given one
+        self.company_domain = company_domain or f"sandbox-{self.key_seed % 16**8:08x}"
         self.limits = RateLimits(
             daily_tokens=daily_tokens, burst_limit=burst_limit,
             burst_window_s=burst_window_s, clock=clock, block_after_429s=block_after_429s,

@@ -20,12 +20,14 @@ from sandbox.salesforce.schema import (
     channel_custom_fields,
     make_id,
     normalize_id,
+    org_pod,
     standard_objects,
 )
 from sandbox.salesforce.soql import format_datetime
 
 Row = dict[str, Any]
 INTEGRATION_USERNAME = "integration@channelsync.example"
+_ORG_SERIALS = itertools.count(1)  # one per Org in this process: distinct org and record ids
 
 
 class WriteError(Exception):
@@ -62,7 +64,9 @@ class Org:
         self.created_at = format_datetime(_second(self.clock()) - timedelta(days=365))
         self.earliest_available: dict[str, str] = {}  # object -> last physically purged
         self._counter = itertools.count(1)
-        self.org_id = make_id("00D", 1)
+        self.serial = next(_ORG_SERIALS)
+        self.pod = org_pod(self.serial)
+        self.org_id = make_id("00D", self.serial, self.pod)
         self.integration_user = self.create(
             "User", {"Username": INTEGRATION_USERNAME, "Email": INTEGRATION_USERNAME,
                      "FirstName": "Integration", "LastName": "User"})
@@ -88,7 +92,7 @@ class Org:
         with self.lock:
             obj = self.obj(obj_name)
             stamp = format_datetime(_second(at)) if at else self.now()
-            record_id = make_id(obj.key_prefix, next(self._counter))
+            record_id = make_id(obj.key_prefix, next(self._counter), self.pod)
             user = by or getattr(self, "integration_user", record_id)
             row: Row = {f: None for f in obj.fields}
             row.update({

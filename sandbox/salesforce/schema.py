@@ -36,14 +36,22 @@ def normalize_id(value: str) -> str | None:
     return None
 
 
-def make_id(prefix: str, number: int) -> str:
-    """Ids that sort in creation order: key prefix, pod ``Hs``, base-62 counter."""
+def org_pod(serial: int) -> str:
+    """Two id characters per org, so two sandbox orgs never hand out the same record id
+    (real Salesforce ids are unique across orgs); serial 1 keeps the historical ``Hs``."""
+    n = 17 * 62 + 54 + serial - 1  # "Hs" for serial 1
+    return ID_CHARS[(n // 62) % 62] + ID_CHARS[n % 62]
+
+
+def make_id(prefix: str, number: int, pod: str = "Hs") -> str:
+    """Ids that sort in creation order: key prefix, the org's two pod characters, base-62
+    counter."""
     digits = ""
     n = number
     for _ in range(10):
         n, rem = divmod(n, 62)
         digits = ID_CHARS[rem] + digits
-    return id18(prefix + "Hs" + digits)
+    return id18(prefix + pod + digits)
 
 
 @dataclass(slots=True)
