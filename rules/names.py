@@ -54,6 +54,9 @@ _SYNONYMS: Final = {
 }
 
 
+_SYNONYM_WORDS: Final = frozenset(_SYNONYMS)
+
+
 def _fold_words(text: str) -> list[str]:
     text = text.casefold().translate(_FOLD)
     if not text.isascii():
@@ -130,7 +133,9 @@ _TERM_COUNTRIES: Final = _term_countries()
 
 def split_name(name: str) -> tuple[str, tuple[tuple[str, ...], ...]]:
     """The cleaned name and the legal-form terms stripped from its end (outermost first)."""
-    tokens = [_SYNONYMS.get(t, t) for t in _fold_words(name)]
+    tokens = _fold_words(name)
+    if not _SYNONYM_WORDS.isdisjoint(tokens):
+        tokens = [_SYNONYMS.get(t, t) for t in tokens]
     if len(tokens) > 1 and tokens[0] == "the":
         del tokens[0]
     stripped: list[tuple[str, ...]] = []
