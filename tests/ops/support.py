@@ -181,13 +181,14 @@ def spawn(config: Path, *command: str, directory: Path, name: str) -> DaemonProc
     return DaemonProcess(process, stdout, stderr)
 
 
-def run_to_end(config: Path, *command: str, directory: Path, name: str) -> tuple[int, str]:
+def run_to_end(config: Path, *command: str, directory: Path, name: str) -> tuple[int, str, str]:
+    """Run a command to its end: (exit code, stdout, stdout and stderr)."""
     process = spawn(config, *command, directory=directory, name=name)
     try:
         code = process.wait()
     finally:
         process.stop()
-    return code, process.output()
+    return code, process.stdout.read_text(errors="replace"), process.output()
 
 
 class Concurrency:

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
@@ -140,7 +141,9 @@ def test_sigterm_mid_pull_commits_the_page_and_loses_nothing(tmp_path: Path) -> 
 
         # A normal cycle afterwards: every record in the store, nothing skipped, queue drained.
         set_latency(sandboxes, 0)
-        code, output = run_to_end(config, "sync", "--once", directory=tmp_path, name="again")
+        code, _stdout, output = run_to_end(
+            config, "sync", "--once", directory=tmp_path, name="again"
+        )
         assert code == 0, output[-3000:]
         store = Store.from_url(wiring.settings.store.url)
         try:
@@ -151,3 +154,58 @@ def test_sigterm_mid_pull_commits_the_page_and_loses_nothing(tmp_path: Path) -> 
             assert {final[i] for i in queued} == {"sent"}, final
         finally:
             store.close()
+
+
+def mid_push(store: Store) -> bool:
+    """A scheduled run is open and has pushed some queued writes, not all."""
+    try:
+        runs = store.recent_runs(limit=1)
+        if not runs or runs[0].trigger != "schedule" or runs[0].status != "running":
+            return False
+        states = {o.state for o in store.outbox_items(limit=100_000)}
+    except sa.exc.OperationalError:
+        return False
+    return {"sent", "pending"} <= states
+
+
+@pytest.mark.slow
+def test_sigterm_mid_push_keeps_every_queued_write(tmp_path: Path) -> None:
+    with scenario_sandboxes(tmp_path, customers=60) as sandboxes:
+        config = ops_config(sandboxes, tmp_path / "cfg")
+        wiring = wiring_for(config)
+        try:
+            assert cycle_without_push(wiring).ok
+        finally:
+            wiring.close()
+        store = Store.from_url(wiring.settings.store.url)
+        try:
+            queued = outbox_snapshot(store)
+            set_latency(sandboxes, 50)
+            daemon = spawn(config, "run", directory=tmp_path, name="daemon")
+            try:
+                wait_for(lambda: mid_push(store), what="the daemon to push part of the outbox")
+                daemon.signal(signal.SIGTERM)
+                code = daemon.wait(deadline=30)
+            finally:
+                daemon.stop()
+            assert code == 0, daemon.output()[-3000:]
+            assert store.recent_runs(limit=1)[0].status == "stopped"
+            after = outbox_snapshot(store)
+            assert set(after) == set(queued), "queued writes disappeared"
+            states = {state for *_rest, state, _value in after.values()}
+            assert states == {"sent", "pending"}, states
+        finally:
+            store.close()
+
+        set_latency(sandboxes, 0)
+        code, _stdout, output = run_to_end(
+            config, "sync", "--once", directory=tmp_path, name="again"
+        )
+        assert code == 0, output[-3000:]
+        # Read back from every CRM: nothing the policy wants is missing.
+        code, stdout, output = run_to_end(
+            config, "plan", "--json", directory=tmp_path, name="plan"
+        )
+        assert code == 0, output[-3000:]
+        plan = orjson.loads(stdout)
+        assert plan["writes"] == [] and plan["queued_from_earlier_cycles"] == [], plan["writes"][:5]
