@@ -16,6 +16,7 @@ from connectors.dynamics import DynamicsConnector, MsalTokenProvider
 from connectors.http import QuotaGovernor, RetryPolicy, make_session
 from sandbox.core import Rejection, RunningSandbox, serve
 from sandbox.dynamics import DynamicsApp
+from sandbox.dynamics.app import ServiceProtection
 from sandbox.tls import ensure_tls
 
 _TABLE = {Entity.ACCOUNT: "account", Entity.OPPORTUNITY: "opportunity"}
@@ -28,6 +29,7 @@ OPPORTUNITY_FIELDS = ("name", "_parentaccountid_value", "estimatedvalue",
                       "new_registrationexpireson", "new_registeredby",
                       "new_channelconflictreason")
 _CERTIFICATE: tuple[str, str] | None = None
+WINDOW_S = 300.0
 
 
 def _certificate() -> tuple[str, str]:
@@ -127,13 +129,17 @@ class DynamicsHarness:
         self.app.corrupt_record(_TABLE[entity], record_id, "modifiedon", "not-a-date")
 
     def quota(self, *, share: float, limit: int) -> QuotaGovernor:
-        # wiring gives Dataverse a fixed 6,000 requests per 5 minutes; the window is counted
-        # by the connector itself (service protection sends no usage figure)
+        # wiring gives Dataverse its service-protection limit (6,000 per 5 minutes); the
+        # connector counts the window itself and reads the remaining-requests header
+        self.app.protection = ServiceProtection(limit=limit, window_s=WINDOW_S)
         return QuotaGovernor(unit="requests", window="5min", limit=limit, share=share,
                              clock=self.clock)
 
     def renew_budget(self) -> None:
-        self.offset += 301.0  # the 5-minute window slid past every request made so far
+        # the 5-minute window slid past every request made so far, here and at the server
+        self.app.protection = ServiceProtection(limit=self.app.protection.limit,
+                                                window_s=WINDOW_S)
+        self.offset += WINDOW_S + 1
 
     def clock(self) -> float:
         return time.monotonic() + self.offset
