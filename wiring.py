@@ -142,8 +142,10 @@ def build_dynamics(conn: Any, retry: RetryPolicy) -> Connector:
     )
 
 
-def build_connector(conn: Any, *, sleep: Sleep = time.sleep) -> Connector:
-    retry = RetryPolicy(sleep=sleep)
+def build_connector(
+    conn: Any, *, sleep: Sleep = time.sleep, retry: RetryPolicy | None = None
+) -> Connector:
+    retry = retry or RetryPolicy(sleep=sleep)
     if conn.vendor == "salesforce":
         return build_salesforce(conn, retry)
     if conn.vendor == "hubspot":

@@ -6,6 +6,7 @@ from typing import Any
 
 from connectors.base import Entity
 from connectors.errors import ConnectorError
+from connectors.http import RetryPolicy
 from wiring import build_connector
 
 
@@ -30,7 +31,8 @@ def check_online(settings: Any) -> dict[str, list[str]]:
     problems: dict[str, list[str]] = {}
     for conn in settings.enabled_connections:
         found: list[str] = []
-        connector = build_connector(conn)
+        # an interactive check: fail fast rather than ride out a long outage
+        connector = build_connector(conn, retry=RetryPolicy(attempts=2, max_wait=2.0))
         try:
             for entity in Entity:
                 if entity.value not in conn.mapping.entities:

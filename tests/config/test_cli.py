@@ -1,8 +1,9 @@
-"""The CLI's exit codes: 0 ok, 2 bad config or usage, 3 not implemented yet."""
+"""The CLI's exit codes: 0 ok, 2 bad config or usage (nothing touched), 1 a failed run."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -62,12 +63,20 @@ def test_config_from_environment_variable(
     assert main.main(["check-config"]) == 0
 
 
-def test_online_check_is_not_implemented_yet(
+def test_online_check_says_which_crm_it_cannot_reach(
     tmp_path: Path, env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_config(tmp_path, GOOD.format(db=tmp_path / "x.db"))
-    assert main.main(["--config", str(path), "check-config", "--online"]) == 3
-    assert "not implemented yet" in capsys.readouterr().err
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    text = GOOD.format(db=tmp_path / "x.db").replace(
+        "    mapping: hs.yaml", f"    mapping: hs.yaml\n    base_url: http://127.0.0.1:{port}"
+    )
+    path = write_config(tmp_path, text)
+    assert main.main(["--config", str(path), "check-config", "--online"]) == 2
+    err = capsys.readouterr().err
+    assert "hs-one: cannot reach the CRM" in err
 
 
 @pytest.mark.parametrize(
