@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -170,13 +171,23 @@ def run_command(args: argparse.Namespace, wiring: Wiring) -> int:
     health = Health(
         connections=[rt.name for rt in runtimes], stale_after=settings.schedule.stale_after
     )
+    host, _, port = settings.schedule.health_listen.rpartition(":")
+    try:
+        server, _thread = serve_http(
+            host=host or "127.0.0.1", port=int(port), metrics=metrics, health=health
+        )
+    except OSError as exc:  # port taken (a second daemon on this host?), address not local
+        print(
+            f"schedule.health_listen {settings.schedule.health_listen}: cannot listen there"
+            f" ({exc.strerror or exc}); give each daemon on a host its own port",
+            file=sys.stderr,
+        )
+        wiring.close()
+        return 2
     problems = check_connectivity(runtimes)
     for name, problem in problems.items():
         print(f"{name}: {problem}")
-    host, _, port = settings.schedule.health_listen.rpartition(":")
-    server, _thread = serve_http(
-        host=host or "127.0.0.1", port=int(port), metrics=metrics, health=health
-    )
+
     def cycle(stop: threading.Event) -> CycleReport:
         _close_orphaned_runs(store)
         return one_cycle(wiring, stop=stop, trigger="schedule", metrics=metrics, health=health)
