@@ -19,6 +19,7 @@ import structlog
 
 from connectors.base import Connector, Entity
 from connectors.errors import ConnectorError
+from sync.checkpoints import checkpoint
 from sync.plan import PlannedWrite, WriteSpec
 from sync.pull import EntityCounts, EntityMapping, pull_entity
 from sync.push import Backoff, PushCounts, push_connection
@@ -125,6 +126,7 @@ def run_cycle(
     structlog.contextvars.bind_contextvars(run_id=run_id)
     reports = {rt.name: ConnectionReport(rt.name) for rt in runtimes}
     connection_runs = {rt.name: store.start_connection_run(run_id, rt.name) for rt in runtimes}
+    checkpoint("cycle.started")
     try:
         for rt in runtimes:
             if stop.is_set():
@@ -141,11 +143,13 @@ def run_cycle(
             finally:
                 structlog.contextvars.unbind_contextvars("connection", "entity")
                 tell("pull", rt.name)
+            checkpoint("cycle.connection_pulled")
 
         planned: list[PlannedWrite] = []
         stats: dict[str, Any] = {}
         if not stop.is_set():
             planned, stats = evaluate(store, now(), run_id)
+            checkpoint("cycle.evaluated")
             tell("evaluate", "")
 
         if push and not stop.is_set():
@@ -171,6 +175,7 @@ def run_cycle(
                 finally:
                     structlog.contextvars.unbind_contextvars("connection")
                     tell("push", rt.name)
+                checkpoint("cycle.connection_pushed")
         for rt in runtimes:
             report = reports[rt.name]
             report.budget = _budget(rt.connector)
@@ -181,6 +186,7 @@ def run_cycle(
                 budget=report.budget,
                 error=report.error,
             )
+        checkpoint("cycle.before_finish_run")
         result = CycleReport(run_id, reports, planned, stats, stop.is_set())
         result.seconds = time.monotonic() - started
         status = "stopped" if stop.is_set() else ("ok" if result.ok else "partial")

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from connectors.base import Connector, Entity, Page
+from sync.checkpoints import checkpoint
 
 log = structlog.get_logger(__name__)
 
@@ -110,6 +111,7 @@ def pull_entity(
     wanted = list(dict.fromkeys([*mapping.read_fields(), *extra_fields]))
     for page in connector.read(entity, cursor, wanted):
         rows, deleted, skipped = normalize_page(page, mapping)
+        checkpoint("pull.before_page")
         result = store.apply_page(
             connection=connection,
             entity=entity.value,
@@ -120,6 +122,7 @@ def pull_entity(
             run_id=run_id,
             full_refresh=page.full_refresh,
         )
+        checkpoint("pull.page_stored")
         counts.pages += 1
         counts.records += len(rows)
         counts.deleted += len(deleted)
@@ -138,6 +141,7 @@ def pull_entity(
         if page.complete:
             counts.complete = True
             if page.full_refresh:
+                checkpoint("pull.before_tombstones")
                 counts.deleted += store.tombstone_unseen(
                     connection=connection, entity=entity.value, run_id=run_id
                 )

@@ -18,6 +18,7 @@ import structlog
 
 from connectors.base import Connector, Entity, RecordUpdate, WriteResult
 from connectors.errors import ConnectorError
+from sync.checkpoints import checkpoint
 from sync.plan import same_value
 
 log = structlog.get_logger(__name__)
@@ -98,6 +99,7 @@ def push_connection(
             for item in record_items:
                 if same_value(fields_now.get(item.field), item.value):
                     store.mark_sent([item.id], now=now)
+                    checkpoint("push.already_there_booked")
                     counts.already_there += 1
                 else:
                     live.append(item)
@@ -108,6 +110,7 @@ def push_connection(
                 pending.append(live)
         if not updates:
             continue
+        checkpoint("push.before_write")
         try:
             results = connector.write(Entity(entity), updates)
         except ConnectorError as exc:
@@ -119,7 +122,9 @@ def push_connection(
             log.error("push_failed", entity=entity, error=message, records=len(updates))
             break
         counts.calls_records += len(updates)
+        checkpoint("push.written_not_booked")
         _book(store, results, pending, now, backoff, counts)
+        checkpoint("push.booked")
     log.info("pushed", **counts.as_dict())
     return counts
 
