@@ -120,16 +120,18 @@ def assess(opp: OpportunityFact, policy: Policy, now: datetime) -> Registration 
     else:
         term_expiry = base_expiry
 
-    if opp.registration_status == "released":
+    if opp.registration_status == "released" and closed is None:
         # the date we wrote when carrying out the release; without one (a status set by
-        # hand) the last edit, capped at the term; either way the value we write back
+        # hand) the last edit, capped at the term; either way the value we write back.
+        # A released deal that closes is dated like any closed one: once we write won or
+        # lost, the release is no longer visible to later cycles.
         if read_expiry is not None:
             ends = midnight(read_expiry)
         else:
             ends = min(midnight((opp.modified_at or now).date()), term_expiry)
         return Registration(
-            opp.key, opp.customer_id, holder, registered_by, closed or "released",
-            registered_at, ends, None,
+            opp.key, opp.customer_id, holder, registered_by, "released", registered_at, ends,
+            None,
         )
 
     activity = registered_at

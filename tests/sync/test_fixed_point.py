@@ -1,0 +1,201 @@
+"""End to end against the sandboxes: our own writes echoing back never cause another write.
+
+Cycle 1 writes the initial flags. Cycle 2, with nothing changed in any CRM but our own
+writes, makes no write call at all (the sandboxes' request logs show no write endpoint)
+and queues nothing. A real change (a direct deal on a customer a distributor registered)
+then leads to exactly the writes the policy needs, and the cycle after that to none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cli.cycles import one_cycle
+from cli.democonfig import write_config
+from config.loader import load_settings
+from connectors.base import Entity
+from rules.model import PARTNER_TEXT_YOURS
+from sandbox.launch import SandboxSet, start_world
+from sandbox.scenario import generate
+from sandbox.world import World
+from sync.cycle import CycleReport
+from wiring import Wiring
+
+CHANNEL_MANAGER = "sf-u-cm"
+# requests that read, even where the vendor API uses POST for them
+READ_ROUTES = ("token", "/search", "batch/read", "/query")
+
+
+@dataclass
+class Running:
+    world: World
+    sandboxes: SandboxSet
+    wiring: Wiring
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    directory = tmp_path_factory.mktemp("fixed-point")
+    world = generate(seed=11, customers=80)  # the change lands on a Pipedrive partner
+    sandboxes = start_world(world, tls_dir=directory / "tls")
+    try:
+        wiring = Wiring(load_settings(write_config(
+            sandboxes, directory, channel_managers={"sf-direct": CHANNEL_MANAGER}
+        )))
+        try:
+            yield Running(world, sandboxes, wiring)
+        finally:
+            wiring.close()
+    finally:
+        sandboxes.stop()
+
+
+def write_calls(sandboxes: SandboxSet) -> dict[str, dict[str, int]]:
+    """connection -> write request -> count, from each sandbox's request log."""
+    calls: dict[str, dict[str, int]] = {}
+    for sandbox in sandboxes:
+        for request, count in sandbox.app.requests.snapshot().items():
+            method, _, route = request.partition(" ")
+            if method == "GET" or any(part in route for part in READ_ROUTES):
+                continue
+            calls.setdefault(sandbox.connection, {})[request] = count
+    return calls
+
+
+def cycle(run: Running) -> tuple[CycleReport, dict[str, dict[str, int]]]:
+    for sandbox in run.sandboxes:
+        sandbox.app.requests.reset()
+    report = one_cycle(run.wiring)
+    assert report.ok, {n: c.error for n, c in report.connections.items() if c.error}
+    return report, write_calls(run.sandboxes)
+
+
+def write_field(run: Running, connection: str, entity: str, output: str) -> str:
+    runtime = next(rt for rt in run.wiring.runtimes() if rt.name == connection)
+    return runtime.mapping.writes(Entity(entity))[output].field
+
+
+def outbox_total(run: Running) -> int:
+    counts = run.wiring.store().outbox_counts()
+    return sum(n for states in counts.values() for n in states.values())
+
+
+def registered_customer(world: World) -> tuple[str, str, str]:
+    """(customer, distributor, sf-direct account seed key) of a customer without a conflict:
+    an account in Salesforce and one in a distributor's own CRM, which holds all of the
+    customer's deals, at least one an active registration, none with a pending decision."""
+    planted = {entry["customer"] for entry in world.truth.conflicts}
+    crms = {crm.connection: crm for crm in world.crms}
+    deals_of: dict[str, list[tuple[str, Any]]] = {}
+    for crm in world.crms:
+        for deal in crm.deals:
+            company = world.truth.customer_of.get((crm.connection, deal.account_key))
+            if company is not None:
+                deals_of.setdefault(company, []).append((crm.connection, deal))
+    accounts_of: dict[str, list[tuple[str, str]]] = {}
+    for (connection, key), company in world.truth.customer_of.items():
+        accounts_of.setdefault(company, []).append((connection, key))
+    for company, deals in sorted(deals_of.items()):
+        homes = {connection for connection, _ in deals}
+        accounts = sorted(accounts_of[company])
+        if company in planted or len(homes) != 1 or len(accounts) != 2:
+            continue
+        home = homes.pop()
+        connections = [connection for connection, _ in accounts]
+        if crms[home].role != "distributor" or sorted(connections) != sorted(
+                [home, "sf-direct"]):
+            continue
+        if any(deal.registration_decision for _, deal in deals):
+            continue
+        if any(world.truth.registrations.get((home, deal.key)) == "active" for _, deal in deals):
+            distributor = crms[home].distributor_id
+            assert distributor is not None
+            return company, distributor, next(k for c, k in accounts if c == "sf-direct")
+    raise AssertionError("the scenario has no registered customer with a Salesforce account")
+
+
+def test_our_own_writes_never_cause_another_write(running: Running) -> None:
+    first, first_calls = cycle(running)
+    assert first.stats["queued"] > 100 and first_calls  # the initial flags
+    assert not any(c.push is not None and (c.push.failed or c.push.dead)
+                   for c in first.connections.values())
+    queued = outbox_total(running)
+
+    second, second_calls = cycle(running)
+    assert second_calls == {}, "a cycle without change made write calls"
+    assert (second.stats["planned_writes"], second.stats["queued"]) == (0, 0)
+    assert outbox_total(running) == queued
+    assert all(c.push is not None and c.push.sent == 0 for c in second.connections.values())
+
+    # a real change: a direct rep opens a deal on a customer a distributor registered
+    company, distributor, account_key = registered_customer(running.world)
+    salesforce = running.sandboxes["sf-direct"]
+    account_id = salesforce.seed_ids[f"account:{account_key}"]
+    deal_id = salesforce.app.org.create("Opportunity", {  # type: ignore[attr-defined]  # the Salesforce sandbox's org
+        "Name": "Direct: line sensors", "AccountId": account_id, "StageName": "Prospecting",
+        "CloseDate": (datetime.now(UTC) + timedelta(days=40)).date().isoformat(),
+        "Amount": 48_000, "CurrencyIsoCode": "EUR",
+    })
+
+    third, third_calls = cycle(running)
+    home = next(crm.connection for crm in running.world.crms
+                if crm.distributor_id == distributor and crm.role == "distributor")
+    planned = {(w.connection, w.entity, w.external_id, w.field): w.value for w in third.planned}
+    assert set(third_calls) == {"sf-direct", home}
+    assert third.stats["queued"] == len(planned)
+
+    on_deal = {f: v for (c, e, x, f), v in planned.items() if x == deal_id}
+    assert on_deal == {
+        "Channel_Owner__c": distributor,
+        "Channel_Conflict__c": True,
+        "Channel_Conflict_Reason__c": on_deal["Channel_Conflict_Reason__c"],
+        "Routed_To__c": CHANNEL_MANAGER,
+    }
+    assert on_deal["Channel_Conflict_Reason__c"].startswith(
+        f"Direct opportunity on a customer held by {distributor}")
+    # flagged: each of the customer's two accounts, and the record that shows who holds
+    # it: the owner a channel manager set on the Salesforce account, else the registration
+    named_owner = next(a.channel_owner for crm in running.world.crms for a in crm.accounts
+                       if a.key == account_key)
+    others = {(c, e, x) for (c, e, x, f) in planned if x != deal_id}
+    expected = {("sf-direct", "account"), (home, "account")}
+    if named_owner is None:
+        expected.add((home, "opportunity"))
+    assert {(c, e) for c, e, _ in others} == expected
+    assert len(others) == len(expected)
+    for connection, entity, external_id in others:
+        fields = {f: v for (c, e, x, f), v in planned.items()
+                  if (c, e, x) == (connection, entity, external_id)}
+        flag, reason = (write_field(running, connection, entity, output)
+                        for output in ("conflict_flag", "conflict_reason"))
+        assert set(fields) == {flag, reason}, fields
+        assert fields[flag] in (True, "Yes")
+        if connection == home:  # the partner reads that its claim stands, and no name
+            assert fields[reason] == PARTNER_TEXT_YOURS
+
+    fourth, fourth_calls = cycle(running)
+    assert fourth_calls == {}, "the echo of cycle 3's writes caused more writes"
+    assert fourth.stats["queued"] == 0
+    # what the CRMs show now, as read back by cycle 4
+    shown = running.wiring.store().current_values("sf-direct", "opportunity", [deal_id])
+    _etag, fields = shown[deal_id]
+    assert (fields["Channel_Owner__c"], fields["Channel_Conflict__c"], fields["Routed_To__c"]) \
+        == (distributor, True, CHANNEL_MANAGER)
+    assert company  # the customer the change was made on (kept for a failure message)
+
+
+def test_write_calls_ignores_reads(running: Running) -> None:
+    """The classifier itself: a search (POST) is a read, a batch update is a write."""
+    hubspot = next(s for s in running.sandboxes if s.vendor == "hubspot")
+    hubspot.app.requests.reset()
+    hubspot.app.requests.record("POST", "/crm/v3/objects/<obj>/search")
+    assert write_calls(running.sandboxes).get(hubspot.connection) is None
+    hubspot.app.requests.record("POST", "/crm/v3/objects/<obj>/batch/update")
+    assert write_calls(running.sandboxes)[hubspot.connection] == {
+        "POST /crm/v3/objects/<obj>/batch/update": 1}
+    hubspot.app.requests.reset()
