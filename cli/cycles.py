@@ -16,7 +16,7 @@ from sync.daemon import Daemon
 from sync.evaluate import Outcome, evaluate_store
 from sync.leader import leadership_for
 from sync.metrics import Health, Metrics, serve_http
-from sync.notify import Webhook, deliver_due
+from sync.notify import Webhook, connection_failure_events, deliver_due
 from wiring import Wiring
 
 log = structlog.get_logger(__name__)
@@ -190,7 +190,10 @@ def run_command(args: argparse.Namespace, wiring: Wiring) -> int:
 
     def cycle(stop: threading.Event) -> CycleReport:
         _close_orphaned_runs(store)
-        return one_cycle(wiring, stop=stop, trigger="schedule", metrics=metrics, health=health)
+        report = one_cycle(wiring, stop=stop, trigger="schedule", metrics=metrics, health=health)
+        if store.add_notifications(connection_failure_events(store)):
+            _deliver(wiring, utcnow())  # a connection just crossed the limit: tell now
+        return report
 
     daemon = Daemon(
         cycle=cycle,

@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import takewhile
 from typing import Any
 
 import requests
 import structlog
+
+from state.rows import NotificationIn
 
 log = structlog.get_logger(__name__)
 
@@ -66,3 +69,44 @@ def deliver_due(
     if delivered or failed:
         log.info("webhook_delivered", delivered=delivered, failed=failed)
     return delivered, failed
+
+
+FAILING_AFTER = 3
+
+
+def connection_failure_events(
+    store: Any, *, after: int = FAILING_AFTER, lookback: int = 50
+) -> list[NotificationIn]:
+    """An event for each connection whose last ``after`` or more runs all failed.
+
+    The key names the run that began the failure streak, so queueing the same streak
+    again every cycle adds nothing (keys are unique): a connection down for days sends
+    one event, and one that fails again after a success sends a new one. Runs in which
+    the connection was neither ok nor failed (stopped, interrupted) do not count.
+    """
+    recent = store.recent_runs(limit=lookback)
+    truncated = len(recent) == lookback
+    history: dict[str, list[Any]] = {}  # connection -> its counted runs, newest first
+    for run in recent:
+        for part in store.connection_runs(run.id):
+            if part.status in ("ok", "failed"):
+                history.setdefault(part.connection, []).append(part)
+    events = []
+    for connection, runs in history.items():
+        streak = list(takewhile(lambda r: r.status == "failed", runs))
+        if len(streak) < after or (truncated and len(streak) == len(runs)):
+            continue  # not failing long enough, or began before the window (reported then)
+        first, last = streak[-1], streak[0]
+        events.append(
+            NotificationIn(
+                key=f"connection_failing:{connection}:{first.run_id}",
+                kind="connection_failing",
+                payload={
+                    "connection": connection,
+                    "failed_runs": len(streak),
+                    "since": first.started_at.isoformat(),
+                    "error": last.error,
+                },
+            )
+        )
+    return events
