@@ -26,6 +26,7 @@ from sandbox.dynamics.reads import API, ReadEndpoints
 from sandbox.dynamics.schema import TableDef, default_tables
 from sandbox.dynamics.store import Store, Table, utc_now
 from sandbox.dynamics.writes import WriteEndpoints
+from sandbox.fragments import FragmentCache
 from sandbox.tls import TlsFiles
 from sandbox.world import CrmSeed
 
@@ -88,6 +89,7 @@ class DynamicsApp(ReadEndpoints, MetadataEndpoints, WriteEndpoints, SandboxApp):
         self.delta_tokens_expired_before: datetime | None = None
         self.clock = clock
         self.store = Store(tables or default_tables(), clock=clock)
+        self.fragments = FragmentCache()
         self.base_url: str | None = None  # set once served; else taken from each request
         self.organization_id = str(uuid.uuid4())
         self.app_user_id = self.store.insert("systemuser", {

@@ -42,6 +42,7 @@ class Store:
         self.by_set: dict[str, Table] = {t.definition.set_name: t for t in self.tables.values()}
         self.version = 1_000_000  # rowversion: one counter for the whole organisation
         self.data_version = 0  # bumps on every change; invalidates cached query results
+        self.pokes = 0  # changes outside the row API: rendered rows are stale
         self.clock = clock
         self._journal: list[tuple[Table, str, Row | None, int]] | None = None
         self._cache: dict[tuple[str, str, str, int], _Query] = {}
@@ -105,8 +106,10 @@ class Store:
         self._log_change(table, record_id, self.next_version())
 
     def poke(self) -> None:
-        """Something outside the row API changed (schema, raw edit): drop cached queries."""
+        """Something outside the row API changed (schema, raw edit): drop cached queries
+        and the rendered rows (their version numbers did not move)."""
         self.data_version += 1
+        self.pokes += 1
 
     # -- transactions --------------------------------------------------------------------
     def begin(self) -> None:

@@ -104,11 +104,13 @@ class HubSpotAccount:
         with self.lock:
             prop.created_ms = prop.created_ms or now_ms()
             self.objects[obj].properties[prop.name] = prop
+            self.objects[obj].schema += 1
 
     def archive_property(self, obj: str, name: str) -> None:
         """Schema drift: the property disappears from the properties API and from results."""
         with self.lock:
             self.objects[obj].properties.pop(name, None)
+            self.objects[obj].schema += 1
 
     # -- records as a user edits them ----------------------------------------------------
     def create(

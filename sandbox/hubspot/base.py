@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from sandbox.core import Faults, SandboxApp, json_response
+from sandbox.fragments import FragmentCache
 from sandbox.hubspot.account import HubSpotAccount
 from sandbox.hubspot.limits import RateLimits, rate_limit_body
 from sandbox.hubspot.schema import (
@@ -74,6 +75,7 @@ class HubSpotBase(SandboxApp):
             clock=clock,
         )
         self.search_result_cap = search_result_cap
+        self.fragments = FragmentCache()
         self._tokens: dict[str, float] = {}
         self.seed_ids: dict[str, str] = {}  # "account:<seed key>" -> HubSpot id, after from_seed
         self.token = self.rotate_token()
@@ -144,6 +146,10 @@ class HubSpotBase(SandboxApp):
 
     def _reply(self, request: Request, data: Any, status: int = 200) -> Response:
         return json_response(data, status, request.environ.get(_HEADERS_KEY))
+
+    def _reply_bytes(self, request: Request, body: bytes) -> Response:
+        return Response(body, status=200, headers=request.environ.get(_HEADERS_KEY),
+                        content_type="application/json;charset=UTF-8")
 
     def _fail(self, request: Request, status: int, category: str, message: str,
               **extra: Any) -> Response:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from sandbox.fragments import encode, page_body
 from sandbox.hubspot.account import now_ms
 from sandbox.hubspot.base import (
     ASSOC_TYPES,
@@ -27,6 +29,9 @@ from sandbox.hubspot.schema import (
     iso_ms,
 )
 from sandbox.hubspot.store import HsRecord, ObjectStore, SearchError
+
+_ID = attrgetter("id")
+_REV = attrgetter("rev")
 
 
 class ObjectEndpoints(HubSpotBase):
@@ -52,15 +57,26 @@ class ObjectEndpoints(HubSpotBase):
         assoc = [OBJECT_ALIASES.get(a, a) for a in multi_values(args.getlist("associations"))]
         with self.lock:
             ids, nxt = store.page_ids(archived=archived, after=after, limit=limit)
-            results = [self._object_json(store, store.records[i], names, assoc) for i in ids]
-        out: dict[str, Any] = {"results": results}
+            records = [store.records[i] for i in ids]
+            if assoc:  # associations change without the record: never cached
+                results = [encode(self._object_json(store, r, names, assoc)) for r in records]
+            else:
+                results = self._fragments(store, records, names)
+        tail: dict[str, Any] = {}
         if nxt is not None:
             query = request.args.copy()
             query["after"] = str(nxt)
             link = f"{request.host_url.rstrip('/')}{request.path}?" + "&".join(
                 f"{k}={v}" for k, v in query.items(multi=True))
-            out["paging"] = {"next": {"after": str(nxt), "link": link}}
-        return self._reply(request, out)
+            tail["paging"] = {"next": {"after": str(nxt), "link": link}}
+        return self._reply_bytes(request, page_body({}, "results", results, tail))
+
+    def _fragments(self, store: ObjectStore, records: list[HsRecord], names: list[str]
+                   ) -> list[bytes]:
+        """Each record's JSON for these properties, encoded once per change of the record."""
+        return self.fragments.fragments(
+            (store.name, tuple(names), store.schema), records, _ID,
+            lambda rec: store.to_json(rec, names), _REV)
 
     def _object_json(self, store: ObjectStore, rec: HsRecord, names: list[str],
                      assoc: list[str]) -> dict[str, Any]:
@@ -243,11 +259,11 @@ class ObjectEndpoints(HubSpotBase):
                                           min(limit, cap - offset))
             except SearchError as exc:
                 return self._invalid(request, str(exc))
-            results = [store.to_json(store.records[i], names) for i in ids]
-        out: dict[str, Any] = {"total": total, "results": results}
+            results = self._fragments(store, [store.records[i] for i in ids], names)
+        tail: dict[str, Any] = {}
         if offset + len(ids) < total:
-            out["paging"] = {"next": {"after": str(offset + len(ids))}}
-        return self._reply(request, out)
+            tail["paging"] = {"next": {"after": str(offset + len(ids))}}
+        return self._reply_bytes(request, page_body({"total": total}, "results", results, tail))
 
 
 def _search_problem(body: dict[str, Any]) -> str | None:

@@ -35,8 +35,10 @@ class HsRecord:
     corrupt: bool = False  # serve an undecodable modified timestamp (malformed-payload tests)
     created_iso: str = ""  # the served forms, formatted once per change (hot path)
     updated_iso: str = ""
+    rev: int = 0  # bumps on every change: the version stamp of the record's cached JSON
 
     def stamp(self) -> None:
+        self.rev += 1
         self.created_iso = iso_ms(self.created_ms)
         self.updated_iso = "not-a-date" if self.corrupt else iso_ms(self.updated_ms)
 
@@ -55,6 +57,7 @@ class ObjectStore:
         self.archived_ids: list[int] = []
         self.by_modified: list[tuple[int, int]] = []  # (updated_ms, id) of live records
         self.version = 0
+        self.schema = 0  # bumps when properties are added or removed: cached JSON is stale
         self._totals: dict[tuple[str, int], int] = {}
         self._sorted: dict[tuple[str, int], list[int]] = {}
 
@@ -120,6 +123,7 @@ class ObjectStore:
         self._unindex(rec)
         del self.live_ids[bisect_left(self.live_ids, rec.id)]
         rec.archived_ms = at_ms
+        rec.rev += 1
         insort(self.archived_ids, rec.id)
         self._changed()
 

@@ -240,11 +240,11 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
             return sf_error("MALFORMED_QUERY", "A query string has to be specified", 400)
         batch = batch_size(request.headers.get("Sforce-Query-Options"))
         try:
-            page = self.engine.run(soql, include_deleted=include_deleted, version=version,
-                                   batch=batch)
+            body = self.engine.run_body(soql, include_deleted=include_deleted,
+                                        version=version, batch=batch)
         except SoqlError as exc:
             return sf_error(exc.code, exc.message, 400)
-        return json_response(page)
+        return _json_bytes(body)
 
     def _more(self, request: Request, version: str, locator: str) -> Response:
         began = self._begin(request, version)
@@ -252,11 +252,11 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
             return began
         header = request.headers.get("Sforce-Query-Options")
         try:
-            page = self.engine.more(locator, version=version,
-                                    batch=batch_size(header) if header else None)
+            body = self.engine.more_body(locator, version=version,
+                                         batch=batch_size(header) if header else None)
         except SoqlError as exc:
             return sf_error(exc.code, exc.message, 400)
-        return json_response(page)
+        return _json_bytes(body)
 
     def query(self, request: Request, version: str) -> Response:
         return self._query(request, version, include_deleted=False)
@@ -345,6 +345,10 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
             ids = sorted(r["Id"] for r in self.org.tables[name].values()
                          if not r["IsDeleted"] and start <= r["SystemModstamp"] <= end)
         return json_response({"ids": ids, "latestDateCovered": end})
+
+
+def _json_bytes(body: bytes) -> Response:
+    return Response(body, status=200, content_type="application/json;charset=UTF-8")
 
 
 def _parse_instant(text: str) -> datetime:

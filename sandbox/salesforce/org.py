@@ -64,6 +64,7 @@ class Org:
         self.created_at = format_datetime(_second(self.clock()) - timedelta(days=365))
         self.earliest_available: dict[str, str] = {}  # object -> last physically purged
         self._counter = itertools.count(1)
+        self.version = 0  # bumps on every write: rendered parent fields may be stale
         self.serial = next(_ORG_SERIALS)
         self.pod = org_pod(self.serial)
         self.org_id = make_id("00D", self.serial, self.pod)
@@ -114,6 +115,7 @@ class Org:
             row.update(self._coerce(obj, values, creating=True))
             _derive(obj.name, row)
             self.tables[obj.name][record_id] = row
+            self.version += 1
             return record_id
 
     def update(self, obj_name: str, record_id: str, values: Mapping[str, Any], *,
@@ -133,6 +135,7 @@ class Org:
                         "LastModifiedById": by or self.integration_user})
             _derive(obj.name, row)
             self.tables[obj.name][row["Id"]] = row
+            self.version += 1
             return row
 
     def delete(self, obj_name: str, record_id: str, *, at: datetime | None = None) -> None:
@@ -146,6 +149,7 @@ class Org:
             stamp = format_datetime(_second(at)) if at else self.now()
             self.tables[obj.name][current["Id"]] = {**current, "IsDeleted": True,
                                                    "SystemModstamp": stamp}
+            self.version += 1
             if obj.name == "Account":
                 for opp in list(self.tables["Opportunity"].values()):
                     if opp["AccountId"] == current["Id"] and not opp["IsDeleted"]:
@@ -159,6 +163,7 @@ class Org:
                 raise WriteError("UNDELETE_FAILED", "entity is not in the recycle bin")
             self.tables[obj.name][current["Id"]] = {**current, "IsDeleted": False,
                                                    "SystemModstamp": self.now()}
+            self.version += 1
 
     def purge(self, obj_name: str | None = None, *, before: datetime | None = None) -> int:
         """Physically remove recycle-bin rows deleted before ``before`` (all of them when
@@ -176,6 +181,7 @@ class Org:
                     latest = self.earliest_available.get(name, "")
                     self.earliest_available[name] = max(latest, row["SystemModstamp"])
                 removed += len(gone)
+            self.version += 1 if removed else 0
             return removed
 
     def purge_expired(self) -> None:
@@ -197,6 +203,7 @@ class Org:
                 for key, row in table.items():
                     if fdef.name in row:
                         table[key] = {k: v for k, v in row.items() if k != fdef.name}
+            self.version += 1
 
     # -- value checks -----------------------------------------------------------------
     def _coerce(self, obj: ObjectDef, values: Mapping[str, Any], *,

@@ -225,6 +225,12 @@ class Projection:
     parents: dict[str, tuple[str, str, Projection]] = field(default_factory=dict)
     # relationship name -> (foreign key field, parent table name, parent projection)
 
+    def signature(self) -> tuple[Any, ...]:
+        """What the rendered JSON depends on besides the rows: a cache key."""
+        return (self.obj.name, tuple(self.fields),
+                tuple((rel, fk, table, sub.signature())
+                      for rel, (fk, table, sub) in self.parents.items()))
+
     def compile(self, tables: Tables, url_prefix: str) -> Renderer:
         """A fast row -> JSON-ready dict function. Parents are rendered once per ``memo``
         (a page): many opportunities share an account, an owner, a partner."""

@@ -1,0 +1,117 @@
+"""Cached per-record JSON: pages are identical to a fresh rendering, unchanged records are not
+encoded again, and every change (the record, a parent it shows, the schema) is served."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from sandbox.fragments import FragmentCache, page_body
+from tests.sandbox.conftest import DV_API, SF_DATA, SandboxStarter, VendorClient
+
+
+def test_page_body_is_the_json_of_the_whole_page() -> None:
+    rows = [{"id": 1, "name": "Ä & b"}, {"id": 2, "name": None}]
+    fragments = [orjson.dumps(r) for r in rows]
+    for head, tail in (({}, None), ({"total": 2}, {"paging": {"next": {"after": "3"}}})):
+        body = page_body(head, "results", fragments, tail)
+        assert orjson.loads(body) == {**head, "results": rows, **(tail or {})}
+        assert list(orjson.loads(body)) == [*head, "results", *(tail or {})]
+    assert orjson.loads(page_body({"a": 1}, "value", [])) == {"a": 1, "value": []}
+
+
+def test_cache_reuses_by_version_or_identity_and_keeps_few_projections() -> None:
+    cache = FragmentCache(projections=2)
+    rows = [{"id": 1, "v": 1}, {"id": 2, "v": 1}]
+
+    def by_version() -> list[bytes]:
+        return cache.fragments("p", rows, lambda r: r["id"], dict, lambda r: r["v"])
+
+    first = by_version()
+    assert cache.encoded == 2 and by_version() == first and cache.encoded == 2
+    rows[0] = {"id": 1, "v": 2}
+    assert orjson.loads(by_version()[0]) == {"id": 1, "v": 2} and cache.encoded == 3
+    same = rows[1]
+    cache.fragments("q", [same], lambda r: r["id"], dict)
+    cache.fragments("q", [same], lambda r: r["id"], dict)
+    assert cache.encoded == 4  # the same object: reused
+    cache.fragments("q", [dict(same)], lambda r: r["id"], dict)
+    assert cache.encoded == 5  # an equal but new object (a replaced row): encoded again
+    cache.fragments("r", rows, lambda r: r["id"], dict)
+    by_version()  # "p" was the least recent of three projections: dropped
+    assert cache.encoded == 5 + 2 + 2
+
+
+def _sf_rows(box: VendorClient, soql: str) -> list[dict[str, Any]]:
+    answer = box.call("GET", f"{SF_DATA}/query", params={"q": soql})
+    assert answer.status_code == 200
+    return list(answer.json()["records"])
+
+
+def test_salesforce_pages_follow_record_and_parent_changes(start_sandbox: SandboxStarter) -> None:
+    box = start_sandbox("salesforce")
+    cache = box.app.engine.fragments
+    plain = "SELECT Id, Name FROM Account ORDER BY Name"
+    before = _sf_rows(box, plain)
+    encoded = cache.encoded
+    assert _sf_rows(box, plain) == before and cache.encoded == encoded
+    acme1 = next(r["Id"] for r in before if r["Name"] == "Acme 1 GmbH")
+    assert box.call("PATCH", f"{SF_DATA}/sobjects/Account/{acme1}",
+                    json={"Name": "Acme One AG"}).status_code == 204
+    assert "Acme One AG" in [r["Name"] for r in _sf_rows(box, plain)]
+    assert cache.encoded == encoded + 1  # only the changed row
+    with_parent = f"SELECT Id, Name, Account.Name FROM Opportunity WHERE AccountId = '{acme1}'"
+    assert _sf_rows(box, with_parent)[0]["Account"] == {
+        "attributes": {"type": "Account", "url": f"/services/data/v66.0/sobjects/Account/{acme1}"},
+        "Name": "Acme One AG"}
+    box.app.org.update("Account", acme1, {"Name": "Acme Uno SpA"})  # as a CRM user
+    assert _sf_rows(box, with_parent)[0]["Account"]["Name"] == "Acme Uno SpA"
+
+
+def test_hubspot_pages_follow_record_and_schema_changes(start_sandbox: SandboxStarter) -> None:
+    box = start_sandbox("hubspot")
+    cache = box.app.fragments
+    path = "/crm/v3/objects/companies?limit=10&properties=name,country"
+    first = box.call("GET", path).json()
+    encoded = cache.encoded
+    assert box.call("GET", path).json() == first and cache.encoded == encoded
+    target = first["results"][0]["id"]
+    assert box.call("PATCH", f"/crm/v3/objects/companies/{target}",
+                    json={"properties": {"name": "Acme One AG"}}).status_code == 200
+    after = box.call("GET", path).json()["results"]
+    assert after[0]["properties"]["name"] == "Acme One AG"
+    assert after[0]["updatedAt"] > first["results"][0]["updatedAt"]
+    assert cache.encoded == encoded + 1
+    search = box.call("POST", "/crm/v3/objects/companies/search",
+                      json={"properties": ["name", "country"], "limit": 10}).json()
+    assert {r["properties"]["name"] for r in search["results"]} == {
+        r["properties"]["name"] for r in after}
+    box.app.account.archive_property("companies", "country")
+    assert all("country" not in r["properties"] for r in box.call("GET", path).json()["results"])
+
+
+def test_dataverse_pages_follow_row_and_lookup_changes(start_sandbox: SandboxStarter) -> None:
+    box = start_sandbox("dynamics")
+    cache = box.app.fragments
+    accounts = f"{DV_API}/accounts?$select=name&$orderby=name"
+    first = box.call("GET", accounts).json()["value"]
+    encoded = cache.encoded
+    assert box.call("GET", accounts).json()["value"] == first and cache.encoded == encoded
+    target = first[0]["accountid"]
+    assert box.call("PATCH", f"{DV_API}/accounts({target})", json={"name": "Acme One AG"},
+                    headers={"If-Match": "*"}).status_code == 204
+    renamed = box.call("GET", accounts).json()["value"]
+    assert [r["name"] for r in renamed][-1] == "Acme One AG"
+    assert renamed[-1]["@odata.etag"] != first[0]["@odata.etag"]
+    assert cache.encoded == encoded + 1
+    annotated = {"Prefer": 'odata.include-annotations="*"'}
+    deals = f"{DV_API}/opportunities?$select=name,_parentaccountid_value"
+    label = "_parentaccountid_value@OData.Community.Display.V1.FormattedValue"
+    rows = box.call("GET", deals, headers=annotated).json()["value"]
+    assert {r[label] for r in rows} == {"Acme One AG", first[1]["name"]}
+    box.call("PATCH", f"{DV_API}/accounts({target})", json={"name": "Acme Uno SpA"})
+    rows = box.call("GET", deals, headers=annotated).json()["value"]
+    assert "Acme Uno SpA" in {r[label] for r in rows}  # the deal row itself did not change
+    box.app.corrupt_record("account", target, "name", "raw edit")
+    assert "raw edit" in [r["name"] for r in box.call("GET", accounts).json()["value"]]
