@@ -180,7 +180,7 @@ def test_sigterm_mid_push_keeps_every_queued_write(tmp_path: Path) -> None:
         store = Store.from_url(wiring.settings.store.url)
         try:
             queued = outbox_snapshot(store)
-            set_latency(sandboxes, 50)
+            set_latency(sandboxes, 100)
             daemon = spawn(config, "run", directory=tmp_path, name="daemon")
             try:
                 wait_for(lambda: mid_push(store), what="the daemon to push part of the outbox")
