@@ -26,9 +26,11 @@ class FragmentCache:
     version number, or the row object itself for stores that replace rows on write.
     """
 
-    def __init__(self, *, projections: int = 3) -> None:
+    def __init__(self, *, projections: int = 3, pages: int = 64) -> None:
         self.projections = projections
+        self.pages = pages
         self._by_projection: OrderedDict[Hashable, Entries] = OrderedDict()
+        self._pages: OrderedDict[Hashable, list[bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self.encoded = 0  # records encoded (misses), for tests and benchmarks
 
@@ -46,6 +48,23 @@ class FragmentCache:
     def clear(self) -> None:
         with self._lock:
             self._by_projection.clear()
+            self._pages.clear()
+
+    def page(self, key: Hashable, build: Callable[[], list[bytes]]) -> list[bytes]:
+        """A whole page's fragments, for a key that names exactly its records' versions
+        (e.g. a query slice at one data version): skips checking each record again. Only
+        references are kept, so a page costs a list, not its bytes."""
+        with self._lock:
+            hit = self._pages.get(key)
+            if hit is not None:
+                self._pages.move_to_end(key)
+                return hit
+        fragments = build()
+        with self._lock:
+            self._pages[key] = fragments
+            while len(self._pages) > self.pages:
+                self._pages.popitem(last=False)
+        return fragments
 
     def fragments(self, projection: Hashable, records: Iterable[Any],
                   key: Callable[[Any], Hashable], render: Callable[[Any], Any],

@@ -170,32 +170,36 @@ class ReadEndpoints:
             page_no = cookie.page + 1
             baseline = cookie.baseline if cookie.baseline is not None else baseline
         ids = result.ids[start:start + size]
-        rows = [table.rows[i] for i in ids]
         head = {"@odata.context": self._context(request, table, select)}
         tail: dict[str, str] = {}
         more = start + size < len(result.ids) and top is None
         if more:
-            cookie_text = encode_skiptoken(order, rows[-1], rows[0], page_no, tracking,
-                                           baseline if tracking else None)
+            cookie_text = encode_skiptoken(order, table.rows[ids[-1]], table.rows[ids[0]],
+                                           page_no, tracking, baseline if tracking else None)
             tail["@odata.nextLink"] = self._link(request, {"$skiptoken": cookie_text})
         elif tracking:
             delta = encode_deltatoken(baseline, self.clock())
             tail["@odata.deltaLink"] = self._link(request, {"$deltatoken": delta},
                                                   keep=("$select",))
-        body = self._page_body(table, head, rows, select, annotations, tail)
+        # the same slice of the same query over unchanged data: the same rows
+        slice_key = (filter_text, order_text, start, len(ids))
+        body = self._page_body(table, head, ids, slice_key, select, annotations, tail)
         headers = {"Preference-Applied": ",".join(applied)} if applied else None
         return self._raw_reply(body, headers)
 
-    def _page_body(self, table: Table, head: dict[str, Any], rows: list[Row],
-                   select: list[str], annotations: str | None, tail: dict[str, Any]) -> bytes:
+    def _page_body(self, table: Table, head: dict[str, Any], ids: list[str],
+                   slice_key: tuple[Any, ...], select: list[str], annotations: str | None,
+                   tail: dict[str, Any]) -> bytes:
         """Rows are encoded once per version and projection; a page joins the bytes.
         Annotated pages also depend on other rows (lookup names): any change re-renders."""
-        store, pk = self.store, table.definition.pk
+        store, pk, rows = self.store, table.definition.pk, table.rows
         projection = (table.definition.logical, tuple(select), annotations or "", store.pokes,
                       store.data_version if annotations else 0)
-        fragments = self.fragments.fragments(
-            projection, rows, itemgetter(pk),
-            lambda row: self.render(table, row, select, annotations), _VERSION)
+        fragments = self.fragments.page(
+            (projection, store.data_version, *slice_key),
+            lambda: self.fragments.fragments(
+                projection, [rows[i] for i in ids], itemgetter(pk),
+                lambda row: self.render(table, row, select, annotations), _VERSION))
         return page_body(head, "value", fragments, tail)
 
     def _raw_reply(self, body: bytes, headers: dict[str, str] | None = None) -> Response:

@@ -211,3 +211,26 @@ def test_faults_set_at_start(vendor: str, start_sandbox: SandboxStarter) -> None
     assert client.read().status_code == 200
     assert time.monotonic() - started >= 0.05
     REJECTED[vendor](client.rename_deal("D1", "Renamed"))
+
+
+READ_ROUTE = {"salesforce": "GET /services/data/v<version>/query",
+              "hubspot": "GET /crm/v3/objects/<obj>",
+              "pipedrive": "GET /api/v2/organizations",
+              "dynamics": "GET /api/data/v9.2/<set_name>"}
+
+
+def test_request_log_counts_per_endpoint_and_method(box: VendorClient) -> None:
+    """The log tests and benchmarks read to assert API-call counts: admin calls and the
+    calls before a reset are not in it; failed and faulted calls are."""
+    assert box.admin("DELETE", "requests").json() == {}
+    for _ in range(3):
+        assert box.read().status_code == 200
+    _patch(box, error_next=1)
+    SERVER_ERROR[box.vendor](box.read())
+    box.rename_deal("D1", "Logged")
+    snapshot = box.admin("GET", "requests").json()
+    assert snapshot[READ_ROUTE[box.vendor]] == 4
+    writes = {k: n for k, n in snapshot.items() if k.startswith("PATCH ")}
+    assert list(writes.values()) == [1], snapshot
+    assert sum(snapshot.values()) == 5 and not any("__sandbox" in k for k in snapshot)
+    assert box.app.requests.count("GET") == 4 and box.app.requests.count("PATCH") == 1

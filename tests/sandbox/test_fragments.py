@@ -115,3 +115,20 @@ def test_dataverse_pages_follow_row_and_lookup_changes(start_sandbox: SandboxSta
     assert "Acme Uno SpA" in {r[label] for r in rows}  # the deal row itself did not change
     box.app.corrupt_record("account", target, "name", "raw edit")
     assert "raw edit" in [r["name"] for r in box.call("GET", accounts).json()["value"]]
+
+
+def test_page_memo_builds_once_per_key_and_forgets_the_oldest() -> None:
+    cache = FragmentCache(pages=2)
+    built: list[str] = []
+
+    def page(key: str) -> list[bytes]:
+        def build() -> list[bytes]:
+            built.append(key)
+            return [key.encode()]
+        return cache.page(key, build)
+
+    assert page("a") == [b"a"] and page("a") == [b"a"] and built == ["a"]
+    page("b")
+    page("c")  # "a" is the least recent of three: dropped
+    page("a")
+    assert built == ["a", "b", "c", "a"]
