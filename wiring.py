@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,8 @@ class Wiring:
     sleep: Sleep = time.sleep
     _store: Store | None = None
     _runtimes: list[Runtime] | None = field(default=None)
+    # when each connection was last pulled in this process (per-connection pull intervals)
+    last_pulled: dict[str, datetime] = field(default_factory=dict)
 
     def store(self) -> Store:
         if self._store is None:

@@ -63,7 +63,12 @@ def one_cycle(
         stop=stop,
         trigger=trigger,
         progress=progress,
+        # only the daemon spaces pulls out; a manual cycle always reads every CRM
+        last_pulled=wiring.last_pulled if trigger == "schedule" else None,
     )
+    for name, conn in report.connections.items():
+        if conn.pulled_this_cycle and conn.status == "ok":
+            wiring.last_pulled[name] = now()
     _deliver(wiring, now())
     _observe(report, runtimes, store, metrics, health, now())
     return report
@@ -224,7 +229,10 @@ def _close_orphaned_runs(store: Any) -> None:
         for part in store.connection_runs(run.id):
             if part.status == "running":
                 store.finish_connection_run(
-                    part.id, status="interrupted", counts=part.counts, budget=part.budget,
+                    part.id,
+                    status="interrupted",
+                    counts=part.counts,
+                    budget=part.budget,
                     error=error,
                 )
         store.finish_run(run.id, status="interrupted", counts=run.counts, error=error)

@@ -210,7 +210,8 @@ def run_cycle(
 def _not_due(rt: Runtime, last_pulled: Mapping[str, datetime] | None, now: datetime) -> bool:
     if not last_pulled or rt.name not in last_pulled or not rt.pull_interval:
         return False
-    return now - last_pulled[rt.name] < rt.pull_interval
+    # a tick a little early (scheduler jitter) still counts as due: 10% slack
+    return now - last_pulled[rt.name] < rt.pull_interval * 0.9
 
 
 def _current_lookup(store: Any, connection: str) -> Any:

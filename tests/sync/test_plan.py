@@ -127,3 +127,24 @@ def test_partner_sees_no_owner_when_nobody_owns_the_customer() -> None:
     key = ("hs-a", "account", "9")
     writes, _ = plan({key: {"channel_owner": None}}, {key: {"channel_owner": "dist-a"}})
     assert [(w.field, w.value) for w in writes] == [("channel_owner", None)]
+
+
+def test_pull_intervals_space_out_pulls_with_a_little_slack() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sync.cycle import Runtime, _not_due
+
+    rt = Runtime(
+        name="hs",
+        vendor="hubspot",
+        role="distributor",
+        distributor_id="d",
+        channel_manager=None,
+        connector=None,  # type: ignore[arg-type]  # unused here
+        mapping=None,  # type: ignore[arg-type]  # unused here
+        pull_interval=timedelta(minutes=10),
+    )
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    assert not _not_due(rt, None, now)  # never pulled: due
+    assert _not_due(rt, {"hs": now - timedelta(minutes=5)}, now)
+    assert not _not_due(rt, {"hs": now - timedelta(minutes=9, seconds=30)}, now)
