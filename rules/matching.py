@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
@@ -24,6 +25,8 @@ from rules.names import RecordFeatures, fuzzy_blocks, unrelated_domains
 
 RecordKey = tuple[str, str]  # (connection, external_id)
 METHODS = ("single", "human", "duns", "vat", "domain", "name", "name_no_country", "name_fuzzy")
+_METHOD_CODE = {method: code for code, method in enumerate(METHODS)}
+Evidence = tuple[str, ...] | Callable[[], tuple[str, ...]]
 # Last cycle's links: (connection, "account", external_id) or (connection, external_id) -> id
 PreviousLinks = Mapping[tuple[str, str, str], str] | Mapping[tuple[str, str], str]
 
@@ -173,16 +176,24 @@ class _Matcher:
             self._join(i, j, 1.0, "human", force=True)
 
     def _join(self, i: int, j: int, score: float, method: str, *, force: bool = False,
-              evidence: tuple[str, ...] = ()) -> bool:
+              evidence: Evidence = ()) -> bool:
+        """Merge; a refusal (other than a person's "never") becomes a review item.
+
+        ``evidence`` may be a function, so hot loops only format text for refusals.
+        """
         reason = self.clusters.union(i, j, force=force)
         if reason:
             if "never" not in reason:
-                self.reviews.append((i, j, score, method, (*evidence, f"not merged: {reason}")))
+                said = evidence() if callable(evidence) else evidence
+                self.reviews.append((i, j, score, method, (*said, f"not merged: {reason}")))
             return False
-        for k in (i, j):
-            if self.best_score[k] < score:
-                self.best_score[k] = score
-                self.best_method[k] = METHODS.index(method)
+        best_score = self.best_score
+        if best_score[i] < score:
+            best_score[i] = score
+            self.best_method[i] = _METHOD_CODE[method]
+        if best_score[j] < score:
+            best_score[j] = score
+            self.best_method[j] = _METHOD_CODE[method]
         return True
 
     def _similarity(self, i: int, j: int) -> float:
@@ -206,7 +217,8 @@ class _Matcher:
                 groups[value].append(i)
         for value, members in groups.items():
             for j in members[1:]:
-                self._join(members[0], j, score, method, evidence=(f"same {method} {value}",))
+                self._join(members[0], j, score, method,
+                           evidence=partial(_text, "same {} {}", method, value))
 
     def _domains(self) -> None:
         f, s = self.f, self.s
@@ -242,7 +254,7 @@ class _Matcher:
                 countries_of[compact].append(country)
                 for j in members[1:]:
                     self._join(members[0], j, 0.97, "name",
-                               evidence=(f"same name {f.name[j]!r} in {country}",))
+                               evidence=partial(_text, "same name {!r} in {}", f.name[j], country))
         for (country, compact), members in by_name.items():
             if not country:
                 self._no_country(members, countries_of.get(compact, []), by_name)
@@ -339,25 +351,26 @@ class _Matcher:
     def result(self, previous: PreviousLinks,
                reserved: Container[str] = frozenset()) -> MatchResult:
         f, clusters = self.f, self.clusters
-        members: dict[int, list[int]] = defaultdict(list)
-        for i in range(len(f.keys)):
-            members[clusters.find(i)].append(i)
-        ids = _stable_ids(members, f.keys, previous, self.s.id_prefix, reserved)
-        links = {}
-        shared: dict[tuple[str, str, float], Link] = {}  # equal links share one object
-        for root, group in members.items():
-            cid = ids[root]
-            for i in group:
-                score, method = self.best_score[i], METHODS[self.best_method[i]]
-                score = round(score, 3) if score >= 0 else 1.0
-                link = shared.get((cid, method, score))
-                if link is None:
-                    link = shared[(cid, method, score)] = Link(cid, method, score)
-                links[f.keys[i]] = link
+        find = clusters.find
+        roots = [find(i) for i in range(len(f.keys))]
+        ids = _stable_ids(roots, f.keys, previous, self.s.id_prefix, reserved)
+        links: dict[RecordKey, Link] = {}
+        shared: dict[tuple[str, int, float], Link] = {}  # a cluster's equal links: one object
+        best_score, best_method = self.best_score, self.best_method
+        for i, key in enumerate(f.keys):
+            code = best_method[i]
+            if not code:  # never joined anything: alone in its cluster
+                links[key] = Link(ids[roots[i]], "single", 1.0)
+                continue
+            token = (ids[roots[i]], code, round(best_score[i], 3))
+            link = shared.get(token)
+            if link is None:
+                link = shared[token] = Link(token[0], METHODS[code], token[2])
+            links[key] = link
         review: dict[tuple[int, int], ReviewItem] = {}
         for i, j, score, method, evidence in self.reviews:
             pair = (i, j) if i < j else (j, i)
-            if pair in self.decided or clusters.find(i) == clusters.find(j):
+            if pair in self.decided or roots[i] == roots[j]:
                 continue
             if pair not in review or review[pair].score < score:
                 review[pair] = ReviewItem(a=f.keys[pair[0]], b=f.keys[pair[1]], score=score,
@@ -366,36 +379,43 @@ class _Matcher:
         return MatchResult(links=links, review=tuple(ordered), skipped_blocks=tuple(self.skipped))
 
 
+def _text(template: str, *parts: object) -> tuple[str, ...]:
+    return (template.format(*parts),)
+
+
 def _previous_id(previous: PreviousLinks, key: RecordKey) -> str | None:
     lookup: Mapping[object, str] = previous  # type: ignore[assignment]  # either key shape
     found = lookup.get((key[0], "account", key[1]))
     return found if found is not None else lookup.get(key)
 
 
-def _stable_ids(members: Mapping[int, list[int]], keys: list[RecordKey],
-                previous: PreviousLinks, prefix: str,
+def _stable_ids(roots: list[int], keys: list[RecordKey], previous: PreviousLinks, prefix: str,
                 reserved: Container[str] = frozenset()) -> dict[int, str]:
     """A cluster keeps the id most of its members had; an id goes to one cluster only
-    (``reserved``: ids that clusters outside this run hold)."""
-    claims: list[tuple[int, str, RecordKey, int]] = []
+    (``reserved``: ids that clusters outside this run hold). ``roots[i]`` is record i's
+    cluster; records are sorted by key."""
+    first: dict[int, int] = {}  # cluster -> its first record, in record order
+    claim_first = first.setdefault
+    for i, root in enumerate(roots):
+        claim_first(root, i)
+    votes: dict[tuple[int, str], int] = {}
     if previous:
-        for root, group in members.items():
-            votes: dict[str, int] = {}
-            for i in group:
-                old = _previous_id(previous, keys[i])
-                if old is not None:
-                    votes[old] = votes.get(old, 0) + 1
-            claims.extend((-count, old, keys[group[0]], root) for old, count in votes.items())
+        for i, key in enumerate(keys):
+            old = _previous_id(previous, key)
+            if old is not None:
+                vote = (roots[i], old)
+                votes[vote] = votes.get(vote, 0) + 1
+    claims = sorted((-count, old, keys[first[root]], root) for (root, old), count in votes.items())
     ids: dict[int, str] = {}
     taken: set[str] = set()
-    for _, old, _, root in sorted(claims):
+    for _, old, _, root in claims:
         if root not in ids and old not in taken and old not in reserved:
             ids[root] = old
             taken.add(old)
-    # members lists roots in the order of their first record, and records are sorted by key
-    for root in [r for r in members if r not in ids]:
-        first = keys[members[root][0]]
-        digest = hashlib.sha1(f"{first[0]}\x1f{first[1]}".encode()).hexdigest()[:12]
+    for root, i in first.items():
+        if root in ids:
+            continue
+        digest = hashlib.sha1(f"{keys[i][0]}\x1f{keys[i][1]}".encode()).hexdigest()[:12]
         new, n = f"{prefix}{digest}", 1
         while new in taken or new in reserved:
             n += 1
