@@ -31,6 +31,7 @@ from state.rows import (
     OutboxItemIn,
     ReviewItemIn,
 )
+from state.tables import OPEN_OUTBOX_STATES
 from sync.cycle import Runtime
 from sync.plan import HeldBack, PlannedWrite, Target, plan_writes, same_value
 from sync.visibility import Audience, Secrets
@@ -109,13 +110,19 @@ def build_snapshot(
     links: Mapping[tuple[str, str], str],
     runtimes: Mapping[str, Runtime],
     ledgers: Mapping[str, Mapping[tuple[str, str, str], Any]],
+    in_flight: Mapping[str, Mapping[tuple[str, str, str], Any]] | None = None,
 ) -> Snapshot:
+    """The rules' view of the store. ``ledgers`` holds what we last wrote per connection and
+    ``in_flight`` what open outbox items are writing (a write that reached the CRM but whose
+    booking was lost in a crash is still open): an owner value equal to either is ours."""
     account_facts = []
     for a in accounts:
         rt = runtimes.get(a.connection)
         if rt is None:
             continue
-        ours = _owner_is_ours(rt, ledgers.get(a.connection, {}), a)
+        ours = _owner_is_ours(rt, ledgers.get(a.connection, {}), a) or (
+            in_flight is not None and _owner_is_ours(rt, in_flight.get(a.connection, {}), a)
+        )
         account_facts.append(
             AccountFact(
                 key=RecordKey(a.connection, "account", a.external_id),
@@ -351,12 +358,14 @@ def evaluate_store(
         save_match(store, match, accounts)
     links = {key: link.customer_id for key, link in match.links.items()}
     ledgers = {rt.name: store.ledger(rt.name) for rt in runtimes}
+    writing = in_flight(store, by_name)
     snapshot = build_snapshot(
         accounts=accounts,
         opportunities=opportunities,
         links=links,
         runtimes=by_name,
         ledgers=ledgers,
+        in_flight=writing,
     )
     evaluation = evaluate(snapshot, policy, now)
     desired = {(k.connection, k.entity, k.external_id): v for k, v in evaluation.desired.items()}
@@ -386,6 +395,7 @@ def evaluate_store(
         current=current,
         ledger=ledgers,
         secrets=secrets_for(runtimes, accounts, opportunities),
+        in_flight=writing,
     )
     stats = {
         "customers": len({link.customer_id for link in match.links.values()}),
@@ -418,6 +428,25 @@ def evaluate_store(
         )
     log.info("evaluated", **{k: v for k, v in stats.items() if not isinstance(v, dict)})
     return Outcome(match, evaluation, planned, held, stats)
+
+
+def in_flight(
+    store: Any, runtimes: Mapping[str, Runtime]
+) -> dict[str, dict[tuple[str, str, str], Any]]:
+    """connection -> (entity, external id, field) -> value of its open outbox item.
+
+    Open items (pending, failed) may already be in the CRM: a crash between the vendor's
+    answer and the booking, or a timeout after the vendor applied the write. There is at
+    most one open item per field (``enqueue`` replaces an older value)."""
+    out: dict[str, dict[tuple[str, str, str], Any]] = {}
+    for name in runtimes:
+        for state in OPEN_OUTBOX_STATES:
+            for item in store.outbox_items(connection=name, state=state, limit=_ALL):
+                out.setdefault(name, {})[(item.entity, item.external_id, item.field)] = item.value
+    return out
+
+
+_ALL = 2**62  # outbox_items takes a limit; open items are few, and all of them count
 
 
 def _rules_by_record(findings: Iterable[Finding]) -> dict[tuple[str, str, str], str]:

@@ -75,8 +75,12 @@ def plan_writes(
     current: Mapping[Key, Mapping[str, Any]],
     ledger: Mapping[str, Mapping[tuple[str, str, str], Any]],
     secrets: Secrets,
+    in_flight: Mapping[str, Mapping[tuple[str, str, str], Any]] | None = None,
 ) -> tuple[list[PlannedWrite], list[HeldBack]]:
-    """Every write needed to make the CRMs show ``desired``; nothing else."""
+    """Every write needed to make the CRMs show ``desired``; nothing else.
+
+    ``in_flight`` holds the values open outbox items are writing: a CRM value equal to one
+    of them is ours (its booking may have been lost), never a person's edit."""
     writes: list[PlannedWrite] = []
     held: list[HeldBack] = []
     for key, outputs in desired.items():
@@ -87,6 +91,7 @@ def plan_writes(
         specs = target.writes.get(entity, {})
         fields_now = current[key]
         last_written = ledger.get(connection, {})
+        writing = in_flight.get(connection, {}) if in_flight else {}
         for output, raw_value in outputs.items():
             spec = specs.get(output)
             if spec is None:
@@ -100,7 +105,9 @@ def plan_writes(
                 continue
             last = last_written.get((entity, external_id, spec.field), _MISSING)
             if spec.policy == "human_wins":
-                why = _human_edit(now_value, last)
+                field_key = (entity, external_id, spec.field)
+                ours = field_key in writing and same_value(now_value, writing[field_key])
+                why = None if ours else _human_edit(now_value, last)
                 if why:
                     held.append(
                         HeldBack(

@@ -11,19 +11,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+import config
 from cli.cycles import one_cycle
 from cli.democonfig import write_config
 from config.loader import load_settings
+from config.mapping_compiler import compile_mapping
+from config.yamlsource import parse_yaml
 from connectors.base import Entity
 from rules.model import PARTNER_TEXT_YOURS
 from sandbox.launch import SandboxSet, start_world
 from sandbox.scenario import generate
 from sandbox.world import World
-from sync.cycle import CycleReport
+from state.rows import AccountRow
+from sync.cycle import CycleReport, Runtime
+from sync.evaluate import build_snapshot
+from sync.plan import Target, plan_writes
+from sync.visibility import Audience, Secrets
 from wiring import Wiring
 
 CHANNEL_MANAGER = "sf-u-cm"
@@ -198,3 +206,86 @@ def test_write_calls_ignores_reads(running: Running) -> None:
     assert write_calls(running.sandboxes)[hubspot.connection] == {
         "POST /crm/v3/objects/<obj>/batch/update": 1}
     hubspot.app.requests.reset()
+
+
+# -- whose owner value is it: the pieces behind the property, without sandboxes ---------------
+
+def salesforce_runtime(owner_values: dict[str, str] | None = None) -> Runtime:
+    """The default Salesforce mapping; ``owner_values`` adds a value map to the owner field
+    (vendor label -> distributor id on read, the reverse on write)."""
+    path = Path(config.__file__).parent / "mappings" / "salesforce.yaml"
+    doc = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    if owner_values:
+        account = doc.data["entities"]["account"]
+        account["fields"]["channel_owner"] = {"field": "Channel_Owner__c",
+                                              "values": owner_values}
+        account["writes"]["channel_owner"] = {
+            "field": "Channel_Owner__c", "policy": "human_wins",
+            "values": {v: k for k, v in owner_values.items()}}
+    mapping = compile_mapping(doc, doc.data, (), "salesforce", source=str(path))
+    assert mapping is not None, doc.problems
+    return Runtime(name="sf-direct", vendor="salesforce", role="internal", distributor_id=None,
+                   channel_manager=None, connector=cast(Any, None), mapping=mapping)
+
+
+def account_row(owner: str | None) -> AccountRow:
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    return AccountRow(
+        connection="sf-direct", external_id="001A", name="Acme", domain=None, country=None,
+        duns=None, vat_id=None, channel_owner=owner, owner_user=None, partner_id=None,
+        created_at=at, modified_at=at, deleted=False, deleted_at=None, vendor_modified_at=at,
+        etag=None, changed_generation=1, updated_at=at,
+    )
+
+
+def owner_is_ours(runtime: Runtime, owner: str | None, *, ledger: Any = None,
+                  writing: Any = None) -> bool:
+    snapshot = build_snapshot(
+        accounts=[account_row(owner)], opportunities=[], links={},
+        runtimes={"sf-direct": runtime},
+        ledgers={"sf-direct": {("account", "001A", "Channel_Owner__c"): ledger}}
+        if ledger is not None else {},
+        in_flight={"sf-direct": {("account", "001A", "Channel_Owner__c"): writing}}
+        if writing is not None else None,
+    )
+    return snapshot.accounts[0].channel_owner_is_ours
+
+
+def test_an_owner_we_wrote_is_ours_even_through_a_value_map() -> None:
+    plain = salesforce_runtime()
+    assert owner_is_ours(plain, "dist-n", ledger="dist-n")
+    assert not owner_is_ours(plain, "dist-n", ledger="dist-b")  # a person changed it since
+    assert not owner_is_ours(plain, "dist-n")  # never written by us: a person's choice
+    assert not owner_is_ours(plain, None, ledger=None)
+    labelled = salesforce_runtime({"Northwind Ltd": "dist-n"})
+    # the ledger holds the vendor label we sent, the row the id it reads back as
+    assert owner_is_ours(labelled, "dist-n", ledger="Northwind Ltd")
+    assert not owner_is_ours(labelled, "dist-n", ledger="Someone Else")
+
+
+def test_an_owner_written_but_never_booked_is_ours() -> None:
+    """A crash between the vendor's answer and the booking leaves the item open and the
+    ledger without it: the value in the CRM is still ours, not an owner set by hand."""
+    plain = salesforce_runtime()
+    assert owner_is_ours(plain, "dist-n", writing="dist-n")
+    assert owner_is_ours(plain, "dist-n", ledger="direct", writing="dist-n")
+    assert not owner_is_ours(plain, "dist-n", writing="dist-b")
+
+
+def test_planning_over_an_unbooked_owner_write_is_not_held_back() -> None:
+    spec = salesforce_runtime().mapping.writes(Entity.ACCOUNT)["channel_owner"]
+    target = Target(audience=Audience("internal"), writes={"account": {"channel_owner": spec}})
+    key = ("sf-direct", "account", "001A")
+
+    def plan(in_flight: Any) -> tuple[list[Any], list[Any]]:
+        return plan_writes(
+            desired={key: {"channel_owner": "dist-b"}}, rules={}, targets={"sf-direct": target},
+            current={key: {"Channel_Owner__c": "dist-n"}}, ledger={},
+            secrets=Secrets.of([], []), in_flight=in_flight,
+        )
+
+    writes, held = plan({"sf-direct": {("account", "001A", "Channel_Owner__c"): "dist-n"}})
+    assert [(w.field, w.value) for w in writes] == [("Channel_Owner__c", "dist-b")] and not held
+    writes, held = plan(None)  # without the open item it looks like a person's value
+    assert not writes and [h.why for h in held] == [
+        "set by a person before Channel Sync wrote it (human_wins)"]
