@@ -11,6 +11,9 @@ from typing import Any
 import orjson
 
 Entries = dict[Hashable, tuple[Any, bytes]]
+# what one cached record costs besides its JSON: dict slot, tuple, bytes header (measured ~)
+ENTRY_OVERHEAD = 150
+DEFAULT_BUDGET = 256 * 2**20  # keeps 250,000 records per sandbox well under 1 GB in all
 
 
 def encode(value: Any) -> bytes:
@@ -19,52 +22,69 @@ def encode(value: Any) -> bytes:
 
 
 class FragmentCache:
-    """Record JSON per projection (what a query selects), the few most recent projections.
+    """Record JSON per projection (what a query selects), for the most recent projections
+    and within a memory budget (beyond it, records are encoded per request as before).
 
     Each entry remembers the *stamp* of the record version it encodes; a record whose stamp
     differs is encoded again. A stamp must change whenever the record's JSON would: a
     version number, or the row object itself for stores that replace rows on write.
     """
 
-    def __init__(self, *, projections: int = 3, pages: int = 64) -> None:
+    def __init__(self, *, projections: int = 3, pages: int = 64,
+                 budget_bytes: int = DEFAULT_BUDGET) -> None:
         self.projections = projections
         self.pages = pages
+        self.budget_bytes = budget_bytes
         self._by_projection: OrderedDict[Hashable, Entries] = OrderedDict()
-        self._pages: OrderedDict[Hashable, list[bytes]] = OrderedDict()
+        self._bytes: dict[Hashable, int] = {}
+        # projection -> (data generation, {slice key: fragments}), most recent last
+        self._pages: OrderedDict[Hashable, tuple[Hashable, dict[Hashable, list[bytes]]]] = \
+            OrderedDict()
+        self._overflowed: set[Hashable] = set()  # projections that hit the budget
         self._lock = threading.Lock()
         self.encoded = 0  # records encoded (misses), for tests and benchmarks
+
+    @property
+    def cached_bytes(self) -> int:
+        with self._lock:
+            return sum(self._bytes.values())
 
     def entries(self, projection: Hashable) -> Entries:
         with self._lock:
             entries = self._by_projection.get(projection)
             if entries is None:
                 entries = self._by_projection[projection] = {}
+                self._bytes[projection] = 0
                 while len(self._by_projection) > self.projections:
-                    self._by_projection.popitem(last=False)
+                    self._evict_oldest()
             else:
                 self._by_projection.move_to_end(projection)
             return entries
 
+    def _evict_oldest(self) -> None:
+        old, _ = self._by_projection.popitem(last=False)
+        self._bytes.pop(old, None)
+        self._pages.pop(old, None)
+        self._overflowed.discard(old)
+
     def clear(self) -> None:
         with self._lock:
             self._by_projection.clear()
+            self._bytes.clear()
             self._pages.clear()
+            self._overflowed.clear()
 
-    def page(self, key: Hashable, build: Callable[[], list[bytes]]) -> list[bytes]:
-        """A whole page's fragments, for a key that names exactly its records' versions
-        (e.g. a query slice at one data version): skips checking each record again. Only
-        references are kept, so a page costs a list, not its bytes."""
+    def _room(self, projection: Hashable, size: int) -> bool:
+        """Whether ``size`` more bytes fit, dropping older projections to make room."""
         with self._lock:
-            hit = self._pages.get(key)
-            if hit is not None:
-                self._pages.move_to_end(key)
-                return hit
-        fragments = build()
-        with self._lock:
-            self._pages[key] = fragments
-            while len(self._pages) > self.pages:
-                self._pages.popitem(last=False)
-        return fragments
+            while sum(self._bytes.values()) + size > self.budget_bytes:
+                if len(self._by_projection) <= 1 or \
+                        next(iter(self._by_projection)) == projection:
+                    return False
+                self._evict_oldest()
+            if projection in self._bytes:
+                self._bytes[projection] += size
+            return True
 
     def fragments(self, projection: Hashable, records: Iterable[Any],
                   key: Callable[[Any], Hashable], render: Callable[[Any], Any],
@@ -76,6 +96,7 @@ class FragmentCache:
         out: list[bytes] = []
         append = out.append
         misses = 0
+        full = False
         for record in records:
             ident = key(record)
             version = record if stamp is None else stamp(record)
@@ -84,11 +105,44 @@ class FragmentCache:
                 append(hit[1])
                 continue
             blob = encode(render(record))
-            entries[ident] = (version, blob)
-            append(blob)
             misses += 1
+            append(blob)
+            if full:
+                continue
+            grown = len(blob) + (ENTRY_OVERHEAD if hit is None else -len(hit[1]))
+            if self._room(projection, grown):
+                entries[ident] = (version, blob)
+            else:
+                full = True
+                with self._lock:
+                    self._overflowed.add(projection)
+                if hit is not None:  # a stale entry must not stay
+                    entries.pop(ident, None)
         self.encoded += misses
         return out
+
+    def page(self, projection: Hashable, generation: Hashable, slice_key: Hashable,
+             build: Callable[[], list[bytes]]) -> list[bytes]:
+        """A whole page's fragments for one slice of a projection at one data
+        ``generation`` (a version that changes whenever any record does): skips checking
+        each record again. Only the current generation is kept, whose fragments the
+        entries hold anyway, so a page costs a list of references."""
+        with self._lock:
+            held = self._pages.get(projection)
+            if held is not None and held[0] == generation:
+                hit = held[1].get(slice_key)
+                if hit is not None:
+                    return hit
+        fragments = build()
+        with self._lock:
+            if projection not in self._by_projection or projection in self._overflowed:
+                return fragments  # evicted, or its pages would hold uncached bytes
+            held = self._pages.get(projection)
+            if held is None or held[0] != generation:
+                held = self._pages[projection] = (generation, {})
+            if len(held[1]) < self.pages:
+                held[1][slice_key] = fragments
+        return fragments
 
 
 def json_array(fragments: list[bytes]) -> bytes:

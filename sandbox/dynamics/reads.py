@@ -196,7 +196,7 @@ class ReadEndpoints:
         projection = (table.definition.logical, tuple(select), annotations or "", store.pokes,
                       store.data_version if annotations else 0)
         fragments = self.fragments.page(
-            (projection, store.data_version, *slice_key),
+            projection, store.data_version, slice_key,
             lambda: self.fragments.fragments(
                 projection, [rows[i] for i in ids], itemgetter(pk),
                 lambda row: self.render(table, row, select, annotations), _VERSION))

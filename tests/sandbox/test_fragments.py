@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from sandbox.fragments import FragmentCache, page_body
+from sandbox.fragments import ENTRY_OVERHEAD, FragmentCache, page_body
 from tests.sandbox.conftest import DV_API, SF_DATA, SandboxStarter, VendorClient
 
 
@@ -117,18 +117,38 @@ def test_dataverse_pages_follow_row_and_lookup_changes(start_sandbox: SandboxSta
     assert "raw edit" in [r["name"] for r in box.call("GET", accounts).json()["value"]]
 
 
-def test_page_memo_builds_once_per_key_and_forgets_the_oldest() -> None:
+def test_page_memo_builds_once_per_slice_and_generation() -> None:
     cache = FragmentCache(pages=2)
-    built: list[str] = []
+    cache.entries("p")
+    built: list[tuple[int, str]] = []
 
-    def page(key: str) -> list[bytes]:
+    def page(generation: int, key: str) -> list[bytes]:
         def build() -> list[bytes]:
-            built.append(key)
+            built.append((generation, key))
             return [key.encode()]
-        return cache.page(key, build)
+        return cache.page("p", generation, key, build)
 
-    assert page("a") == [b"a"] and page("a") == [b"a"] and built == ["a"]
-    page("b")
-    page("c")  # "a" is the least recent of three: dropped
-    page("a")
-    assert built == ["a", "b", "c", "a"]
+    assert page(1, "a") == [b"a"] and page(1, "a") == [b"a"] and built == [(1, "a")]
+    page(1, "b")
+    page(1, "c")  # over the page limit: served, not kept
+    page(1, "c")
+    page(2, "a")  # a new generation forgets the old pages
+    page(1, "b")
+    assert built == [(1, "a"), (1, "b"), (1, "c"), (1, "c"), (2, "a"), (1, "b")]
+
+
+def test_budget_caps_the_cache_and_evicts_older_projections_first() -> None:
+    rows = [{"id": i, "text": "x" * 100} for i in range(10)]
+    one_row = len(orjson.dumps(rows[0])) + ENTRY_OVERHEAD
+    cache = FragmentCache(budget_bytes=one_row * 6)
+
+    def read(projection: str) -> list[bytes]:
+        return cache.fragments(projection, rows, lambda r: r["id"], dict, lambda r: 1)
+
+    assert [orjson.loads(b) for b in read("p")] == rows
+    assert cache.encoded == 10 and cache.cached_bytes <= one_row * 6
+    assert [orjson.loads(b) for b in read("p")] == rows
+    assert cache.encoded == 14  # six cached, four encoded again
+    read("q")  # a newer projection takes the room of the older one
+    assert cache.cached_bytes <= one_row * 6
+    assert cache.encoded == 24 and len(cache.entries("q")) == 6
