@@ -55,7 +55,10 @@ class AccountFact:
 @dataclass(frozen=True, slots=True)
 class OpportunityFact:
     """An opportunity as read. ``party`` is who pursues it: ``"direct"`` for an internal deal
-    without ``registered_by``, else a distributor id. Datetimes are timezone-aware (UTC)."""
+    without ``registered_by``, else a distributor id. Datetimes are timezone-aware (UTC).
+    ``registration_expiry_is_ours`` is false when the expiry date read is not the one the
+    middleware last wrote (from the write ledger): a date a person typed in never counts as
+    an extension in force."""
 
     key: RecordKey
     customer_id: str | None
@@ -75,6 +78,7 @@ class OpportunityFact:
     registered_by: str | None = None
     registered_at: datetime | None = None
     registration_expires_at: date | None = None
+    registration_expiry_is_ours: bool = True
     registration_status: str | None = None
     registration_decision: str | None = None
     reassign_to: str | None = None

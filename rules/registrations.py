@@ -11,9 +11,11 @@ So the cycle after ours, reading our own write back, reaches the same verdict.
 - extend: ``registration_expires_at`` = the extension's term end, the date of (decision
   time + term); the inactivity limit counts from the later of the decision and the last
   activity, so the status may say expiring or expired before that date. A later read
-  whose expiry date lies after the plain term, with a status we write for a registration
-  (extended, expiring, expired, won, lost), is an extension in force. An ``active`` status
-  with a later date and no reassignment is a hand edit, not trusted.
+  whose expiry date lies after the plain term, is the date we wrote (the sync layer checks
+  its ledger: ``registration_expiry_is_ours``) and comes with a status we write for a
+  registration (extended, expiring, expired, won, lost), is an extension in force. A date
+  a person typed in, or an ``active`` status with a later date and no reassignment, is a
+  hand edit, not trusted: nobody extends a registration but through the decision field.
 - reassign: as extend, for the term of ``reassign_to``, who then holds the registration
   (``reassign_to`` stays set, which is how later cycles know the holder; the term end is
   at least the day after the plain term, so the reassignment stays recognisable).
@@ -109,6 +111,7 @@ def assess(opp: OpportunityFact, policy: Policy, now: datetime) -> Registration 
     if (
         opp.registration_status in trusted
         and read_expiry is not None
+        and opp.registration_expiry_is_ours
         and midnight(read_expiry) > base_expiry
     ):
         # a decision carried out earlier (extend or reassign) is in force
@@ -172,7 +175,7 @@ def _carry_out(
     if decision == "release":
         written = replace(
             opp, registration_decision=None, registration_status="released",
-            registration_expires_at=decided_at.date(),
+            registration_expires_at=decided_at.date(), registration_expiry_is_ours=True,
         )
     else:
         reassigning = decision == "reassign"
@@ -187,6 +190,7 @@ def _carry_out(
             term_end = max(term_end, base_expiry.date() + timedelta(days=1))
         written = replace(
             opp, registration_decision=None, registration_expires_at=term_end,
+            registration_expiry_is_ours=True,
             registration_status="active" if reassigning else "extended",
         )
     found = assess(written, policy, now)

@@ -114,15 +114,26 @@ def build_snapshot(
 ) -> Snapshot:
     """The rules' view of the store. ``ledgers`` holds what we last wrote per connection and
     ``in_flight`` what open outbox items are writing (a write that reached the CRM but whose
-    booking was lost in a crash is still open): an owner value equal to either is ours."""
+    booking was lost in a crash is still open): an owner value or a registration expiry
+    date equal to either is ours; any other was set by a person."""
+    per_connection: dict[str, _Written] = {}
+
+    def _written(connection: str) -> _Written:
+        found = per_connection.get(connection)
+        if found is None:
+            found = per_connection[connection] = _Written(
+                runtimes[connection], ledgers.get(connection, {}),
+                (in_flight or {}).get(connection),
+            )
+        return found
+
     account_facts = []
     for a in accounts:
         rt = runtimes.get(a.connection)
         if rt is None:
             continue
-        ours = _owner_is_ours(rt, ledgers.get(a.connection, {}), a) or (
-            in_flight is not None and _owner_is_ours(rt, in_flight.get(a.connection, {}), a)
-        )
+        written = _written(a.connection)
+        ours = written.is_ours(Entity.ACCOUNT, a.external_id, "channel_owner", a.channel_owner)
         account_facts.append(
             AccountFact(
                 key=RecordKey(a.connection, "account", a.external_id),
@@ -144,6 +155,11 @@ def build_snapshot(
         if rt is None:
             continue
         account_key = RecordKey(o.connection, "account", o.account_ref) if o.account_ref else None
+        written = _written(o.connection)
+        expiry_is_ours = o.registration_expires_at is None or written.is_ours(
+            Entity.OPPORTUNITY, o.external_id, "registration_expires_at",
+            o.registration_expires_at,
+        )
         if rt.role == "distributor":
             party = rt.distributor_id or "unknown-distributor"
             registered_by = rt.distributor_id if o.registered_at else None
@@ -170,6 +186,7 @@ def build_snapshot(
                 registered_by=registered_by,
                 registered_at=o.registered_at,
                 registration_expires_at=o.registration_expires_at,
+                registration_expiry_is_ours=expiry_is_ours,
                 registration_status=o.registration_status,
                 registration_decision=o.registration_decision,
                 reassign_to=o.reassign_to,
@@ -187,27 +204,42 @@ def _stage(value: str | None) -> Any:
     return value if value in ("open", "won", "lost") else "open"
 
 
-def _owner_is_ours(
-    rt: Runtime, ledger: Mapping[tuple[str, str, str], Any], account: AccountRow
-) -> bool:
-    """Does the owner read equal what we last wrote there? The ledger holds the vendor value
-    we sent and the row the value read through the mapping, so compare in vendor terms, as
-    the planner does: a value map on the owner field must not make our own write look like
-    a person's choice (which would make it an explicit owner and undo the next cycle)."""
-    if account.channel_owner is None:
-        return False
-    spec = rt.mapping.writes(Entity.ACCOUNT).get("channel_owner")
-    if spec is None:
-        return False
-    written = ledger.get(("account", account.external_id, spec.field), _NOT_WRITTEN)
-    if written is _NOT_WRITTEN:
-        return False
-    if same_value(written, account.channel_owner):
-        return True
-    try:
-        return same_value(written, spec.to_vendor(account.channel_owner))
-    except ValueError:  # a value the write map does not know was not written by us
-        return False
+class _Written:
+    """What we wrote to one connection: the ledger, and the values of open outbox items."""
+
+    __slots__ = ("ledger", "open_items", "runtime")
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        ledger: Mapping[tuple[str, str, str], Any],
+        open_items: Mapping[tuple[str, str, str], Any] | None,
+    ) -> None:
+        self.runtime, self.ledger, self.open_items = runtime, ledger, open_items or {}
+
+    def is_ours(self, entity: Entity, external_id: str, output: str, value: Any) -> bool:
+        """Is ``value`` (as read, canonical) what we last wrote to ``output`` of the record?
+
+        The ledger holds the vendor value we sent, the row the value read back through the
+        mapping, so compare in vendor terms as the planner does: a value map must not make
+        our own write look like a person's (an owner set by hand wins over the rules, and a
+        later expiry date a person typed must never count as an extension)."""
+        if value is None:
+            return False
+        spec = self.runtime.mapping.writes(entity).get(output)
+        if spec is None:
+            return False
+        key = (entity.value, external_id, spec.field)
+        sent = [v for v in (self.ledger.get(key, _NOT_WRITTEN),
+                            self.open_items.get(key, _NOT_WRITTEN) if self.open_items
+                            else _NOT_WRITTEN) if v is not _NOT_WRITTEN]
+        if not sent:
+            return False
+        try:
+            vendor_value = spec.to_vendor(value)
+        except ValueError:  # a value the write map does not know was not written by us
+            vendor_value = _NOT_WRITTEN
+        return any(same_value(v, value) or same_value(v, vendor_value) for v in sent)
 
 
 _NOT_WRITTEN = object()

@@ -94,6 +94,8 @@ def registration_fields(draw: st.DrawFn, registrant: str) -> dict[str, Any]:
         "registered_at": registered_at,
         "registration_status": status,
         "registration_expires_at": read_expiry,
+        # a date we wrote, or one a person typed in (the ledger tells them apart)
+        "registration_expiry_is_ours": draw(st.booleans()),
         "registration_decision": decision,
         "reassign_to": reassign_to,
     }
@@ -209,9 +211,10 @@ def after_writes(
             update["registration_status"] = values["registration_status"]
         if values["registration_expires_at"] != opp.registration_expires_at:
             update["registration_expires_at"] = values["registration_expires_at"]
+            update["registration_expiry_is_ours"] = True  # the ledger now holds it
         if "registration_decision" in values and opp.registration_decision is not None:
             update["registration_decision"] = None
-        changes += len(update)
+        changes += len(update) - ("registration_expiry_is_ours" in update)
         if update or bump_all:  # a flag or reason write bumps the record too
             update["modified_at"] = written_at
         opps_after.append(replace(opp, **update))
@@ -344,3 +347,15 @@ def test_an_extended_deal_that_closes_keeps_its_dates(stage: str) -> None:
     first, second = round_trip(opp)
     assert (first.state, first.recorded_expiry) == (stage, (NOW + 60 * DAY).date())
     same_verdict(first, second)
+
+
+def test_a_later_expiry_date_a_person_typed_in_is_no_extension() -> None:
+    """A distributor cannot extend its own registration by editing the date in its CRM."""
+    typed = deal(registered_at=NOW - 100 * DAY, last_activity_at=NOW - 2 * DAY,
+                 registration_status="expired", registration_expires_at=(NOW + 60 * DAY).date(),
+                 registration_expiry_is_ours=False)
+    reg = assess(typed, POLICY, NOW)
+    assert reg is not None
+    assert (reg.state, reg.recorded_expiry) == ("expired", (NOW - 10 * DAY).date())
+    ours = assess(replace(typed, registration_expiry_is_ours=True), POLICY, NOW)
+    assert ours is not None and ours.state == "extended"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,7 +27,7 @@ from rules.model import PARTNER_TEXT_YOURS
 from sandbox.launch import SandboxSet, start_world
 from sandbox.scenario import generate
 from sandbox.world import World
-from state.rows import AccountRow
+from state.rows import AccountRow, OpportunityRow
 from sync.cycle import CycleReport, Runtime
 from sync.evaluate import build_snapshot
 from sync.plan import Target, plan_writes
@@ -289,3 +289,37 @@ def test_planning_over_an_unbooked_owner_write_is_not_held_back() -> None:
     writes, held = plan(None)  # without the open item it looks like a person's value
     assert not writes and [h.why for h in held] == [
         "set by a person before Channel Sync wrote it (human_wins)"]
+
+
+def opportunity_row(expires: date | None) -> OpportunityRow:
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    return OpportunityRow(
+        connection="sf-direct", external_id="006A", name="Deal", account_ref="001A",
+        amount=None, currency=None, stage_raw=None, stage_category="open", close_date=None,
+        created_at=at, modified_at=at, last_activity_at=at, owner_user=None,
+        channel_owner=None, registered_by="dist-n", registered_at=at - timedelta(days=100),
+        registration_expires_at=expires, registration_status="extended",
+        registration_decision=None, reassign_to=None, deleted=False, deleted_at=None,
+        vendor_modified_at=at, etag=None, changed_generation=1, updated_at=at,
+    )
+
+
+def test_an_expiry_date_counts_as_ours_only_when_we_wrote_it() -> None:
+    """A later date a person typed in must not pass for an extension we carried out."""
+
+    def ours(expires: date | None, ledger: Any = None, writing: Any = None) -> bool:
+        key = ("opportunity", "006A", "Registration_Expires__c")
+        snapshot = build_snapshot(
+            accounts=[], opportunities=[opportunity_row(expires)], links={},
+            runtimes={"sf-direct": salesforce_runtime()},
+            ledgers={"sf-direct": {key: ledger}} if ledger is not None else {},
+            in_flight={"sf-direct": {key: writing}} if writing is not None else None,
+        )
+        return snapshot.opportunities[0].registration_expiry_is_ours
+
+    later = date(2027, 2, 15)
+    assert ours(later, ledger="2027-02-15")
+    assert ours(later, writing="2027-02-15")
+    assert not ours(later)
+    assert not ours(later, ledger="2027-01-31")
+    assert ours(None)  # no date: nothing to doubt
