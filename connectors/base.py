@@ -163,6 +163,18 @@ def field_values(records: Sequence[Record], name: str) -> list[JSONValue]:
     return [r.fields.get(name) for r in records]
 
 
+def did_you_mean(name: str, candidates: Sequence[str], *, cutoff: float = 0.6) -> str:
+    """A ``" (did you mean 'X'?)"`` hint for a field name that does not exist, or ``""``.
+    A name that differs only in case is always suggested."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=cutoff)
+    if not close:
+        lowered = name.lower()
+        close = [c for c in candidates if c.lower() == lowered]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def require_fields(schema: EntitySchema, wanted: Sequence[str]) -> None:
     """Raise ``SchemaDriftError`` naming every wanted field the CRM no longer has."""
     from connectors.errors import SchemaDriftError
@@ -189,6 +201,7 @@ __all__ = [
     "RecordUpdate",
     "SkippedRecord",
     "WriteResult",
+    "did_you_mean",
     "field_values",
     "require_fields",
 ]

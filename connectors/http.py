@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -90,6 +90,26 @@ def _log_retry(state: RetryCallState, what: str) -> None:
         error=type(exc).__name__ if exc else None,
         status=getattr(exc, "status", None),
     )
+
+
+def retry_worthy(status: int) -> bool:
+    """Statuses every vendor means as "try again later" (429 is handled per vendor: it can
+    also mean a spent daily budget): request timeouts and server errors."""
+    return status == 408 or status >= 500
+
+
+def header_int(headers: Mapping[str, str] | None, name: str) -> int | None:
+    """An integer response header (rate-limit figures), ``None`` when absent or garbled.
+    Looks the name up as given, then lower-cased, for plain dicts of headers."""
+    if headers is None:
+        return None
+    value = headers.get(name)
+    if value is None:
+        value = headers.get(name.lower())
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -40,7 +40,14 @@ from connectors.errors import (
     TransientError,
     VendorError,
 )
-from connectors.http import TRANSPORT_ERRORS, QuotaGovernor, RetryPolicy, retry_after_seconds
+from connectors.http import (
+    TRANSPORT_ERRORS,
+    QuotaGovernor,
+    RetryPolicy,
+    header_int,
+    retry_after_seconds,
+    retry_worthy,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -221,7 +228,7 @@ class DynamicsConnector:
             raise RateLimitedError(f"{what}: service protection limit: {_error_text(response)}",
                                    retry_after=retry_after_seconds(
                                        response.headers.get("Retry-After")))
-        if status >= 500:
+        if retry_worthy(status):
             raise TransientError(f"{what}: HTTP {status} {_error_text(response)}", status=status)
         return response
 
@@ -252,10 +259,10 @@ class DynamicsConnector:
         self._window_total += cost
 
     def _observe(self, response: requests.Response) -> None:
-        remaining = response.headers.get(_REMAINING_HEADER)
-        if remaining is not None and remaining.isdigit() and self._quota.limit:
-            self._vendor_used = (self._clock(), self._quota.limit - int(remaining))
-            self._quota.observe(remaining=int(remaining))
+        remaining = header_int(response.headers, _REMAINING_HEADER)
+        if remaining is not None and remaining >= 0 and self._quota.limit:
+            self._vendor_used = (self._clock(), self._quota.limit - remaining)
+            self._quota.observe(remaining=remaining)
 
 
 def _error_parts(response: requests.Response) -> tuple[str, str]:

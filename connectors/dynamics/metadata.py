@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.base import Entity, EntitySchema, FieldInfo
+from connectors.base import Entity, EntitySchema, FieldInfo, did_you_mean
 
 LOOKUP_TYPES = frozenset({"Lookup", "Owner", "Customer"})
 CHOICE_TYPES = frozenset({"Picklist", "State", "Status"})
@@ -142,9 +141,7 @@ def check_mapping(
     known = list(schema.fields)
 
     def missing(name: str, usage: str) -> str:
-        guess = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f" (did you mean '{guess[0]}'?)" if guess else ""
-        return f"{meta.set_name}.{name}: no such column{hint} [{usage}]"
+        return f"{meta.set_name}.{name}: no such column{did_you_mean(name, known)} [{usage}]"
 
     for name, expected in reads.items():
         info = schema.fields.get(name)

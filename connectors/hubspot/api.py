@@ -30,7 +30,14 @@ from connectors.errors import (
     TransientError,
     VendorError,
 )
-from connectors.http import Pacer, QuotaGovernor, RetryPolicy, retry_after_seconds
+from connectors.http import (
+    Pacer,
+    QuotaGovernor,
+    RetryPolicy,
+    header_int,
+    retry_after_seconds,
+    retry_worthy,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -234,7 +241,7 @@ class HubSpotApi:
                 return BudgetExhaustedError(
                     f"HubSpot daily API limit reached for {self._connection}; resuming next cycle"
                 )
-            wait = retry_after_seconds(_header(headers, "Retry-After"))
+            wait = retry_after_seconds(headers.get("Retry-After") or headers.get("retry-after"))
             if wait is None:  # HubSpot sends none; a rolling window frees up within 10 s
                 wait = 1.0 if body.get("policyName") == "SECONDLY" else TEN_SECONDS
             return RateLimitedError(f"HubSpot {what}: {message or 'rate limited'}",
@@ -244,19 +251,19 @@ class HubSpotApi:
                 f"HubSpot refused the private-app token for {self._connection} "
                 f"({status} {body.get('category', '')}): {message}"
             )
-        if status >= 500 or status == 408:
+        if retry_worthy(status):
             return TransientError(f"HubSpot {what}: server error {status}", status=status)
         return VendorError(f"HubSpot {what} failed with {status}: {message}", status=status,
                            code=str(body.get("category") or ""))
 
     def _observe(self, headers: Mapping[str, str]) -> None:
-        daily = _int(_header(headers, "X-HubSpot-RateLimit-Daily"))
-        daily_left = _int(_header(headers, "X-HubSpot-RateLimit-Daily-Remaining"))
+        daily = header_int(headers, "X-HubSpot-RateLimit-Daily")
+        daily_left = header_int(headers, "X-HubSpot-RateLimit-Daily-Remaining")
         if daily is not None and daily_left is not None:
             self._quota.observe(used=daily - daily_left, limit=daily)
-        burst = _int(_header(headers, "X-HubSpot-RateLimit-Max"))
-        left = _int(_header(headers, "X-HubSpot-RateLimit-Remaining"))
-        interval = _int(_header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds"))
+        burst = header_int(headers, "X-HubSpot-RateLimit-Max")
+        left = header_int(headers, "X-HubSpot-RateLimit-Remaining")
+        interval = header_int(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
         if burst is not None and left is not None:
             now = time.monotonic()
             self._expire_ours(now)
@@ -279,20 +286,3 @@ class HubSpotApi:
         oldest = self._ours[0] if self._ours else now
         wait = self._interval_s + ARRIVAL_MARGIN_S - (now - oldest)
         self._pacer.observe(remaining=left, reset_in_s=max(0.0, wait))
-
-
-def _header(headers: Mapping[str, str] | Any, name: str) -> str | None:
-    getter = getattr(headers, "get", None)
-    if getter is None:
-        return None
-    value = getter(name)
-    if value is None:
-        value = getter(name.lower())
-    return None if value is None else str(value)
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except ValueError:
-        return None

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connectors.base import EntitySchema, FieldInfo
+from connectors.base import EntitySchema, FieldInfo, did_you_mean
 
 ASSOCIATED_COMPANY = "associatedcompanyid"
 # canonical type expected by the mapping -> connector field types that can carry it
@@ -61,9 +60,7 @@ def check_mapping(
     where = f"HubSpot {schema.object_name}"
 
     def missing(name: str, role: str) -> str:
-        close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"{where}: {role} field '{name}' does not exist{hint}"
+        return f"{where}: {role} field '{name}' does not exist{did_you_mean(name, list(fields))}"
 
     def fits(name: str, expected: str | None, info: FieldInfo, role: str) -> None:
         if expected and info.type not in COMPATIBLE.get(expected, frozenset({info.type})):

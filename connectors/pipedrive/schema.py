@@ -3,14 +3,13 @@ to the strict v2 input forms, and the mapping checks for ``check-config --online
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connectors.base import Entity, EntitySchema, FieldInfo
+from connectors.base import Entity, EntitySchema, FieldInfo, did_you_mean
 
 OBJECTS = {Entity.ACCOUNT: "organizations", Entity.OPPORTUNITY: "deals"}
 FIELDS_PATH = {
@@ -265,11 +264,7 @@ def patch_body(fields: EntityFields, values: Mapping[str, Any]) -> dict[str, Any
 
 # -- check-config --online --------------------------------------------------------------
 def _missing(fields: EntityFields, kind: str, name: str) -> str:
-    candidates = list(fields.by_name)
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.7) or [
-        c for c in candidates if c.lower() == name.lower()
-    ]
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    hint = did_you_mean(name, list(fields.by_name), cutoff=0.7)
     return f"{kind} field {OBJECTS[fields.entity]}.{name}: not found{hint}"
 
 

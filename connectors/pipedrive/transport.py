@@ -24,7 +24,15 @@ from connectors.errors import (
     TransientError,
     VendorError,
 )
-from connectors.http import TRANSPORT_ERRORS, Pacer, QuotaGovernor, RetryPolicy, retry_after_seconds
+from connectors.http import (
+    TRANSPORT_ERRORS,
+    Pacer,
+    QuotaGovernor,
+    RetryPolicy,
+    header_int,
+    retry_after_seconds,
+    retry_worthy,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -42,14 +50,6 @@ class Reply:
     status: int
     body: Any
     server_time: int | None
-
-
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _server_time(headers: Mapping[str, str]) -> int | None:
@@ -129,7 +129,7 @@ class PipedriveHttp:
                 f"pipedrive ({self._connection}): the API token was refused (401); regenerate "
                 "it under Personal preferences > API and update the connection's secret"
             )
-        if status >= 500:
+        if retry_worthy(status):
             raise TransientError(f"pipedrive {method} {path}: HTTP {status}", status=status)
         try:
             body = orjson.loads(content) if content else None
@@ -145,18 +145,18 @@ class PipedriveHttp:
         return Reply(status=status, body=body, server_time=_server_time(headers))
 
     def _observe(self, headers: Mapping[str, str]) -> None:
-        limit = _int_header(headers, "x-daily-ratelimit-token-limit")
-        remaining = _int_header(headers, "x-daily-ratelimit-token-remaining")
+        limit = header_int(headers, "x-daily-ratelimit-token-limit")
+        remaining = header_int(headers, "x-daily-ratelimit-token-remaining")
         if limit is not None and remaining is not None:
             self._quota.observe(used=limit - remaining, limit=limit,
-                                burst_limit=_int_header(headers, "x-ratelimit-limit"))
+                                burst_limit=header_int(headers, "x-ratelimit-limit"))
         self._pacer.observe(
-            remaining=_int_header(headers, "x-ratelimit-remaining"),
-            reset_in_s=_int_header(headers, "x-ratelimit-reset"),
+            remaining=header_int(headers, "x-ratelimit-remaining"),
+            reset_in_s=header_int(headers, "x-ratelimit-reset"),
         )
 
     def _rate_limited(self, headers: Mapping[str, str], cost: int, path: str) -> None:
-        daily_left = _int_header(headers, "x-daily-ratelimit-token-remaining")
+        daily_left = header_int(headers, "x-daily-ratelimit-token-remaining")
         if daily_left is not None and daily_left < cost:
             log.warning("pipedrive_daily_budget_exhausted", connection=self._connection,
                         remaining=daily_left, cost=cost)

@@ -17,7 +17,7 @@ from connectors.errors import (
     TransientError,
     VendorError,
 )
-from connectors.http import TRANSPORT_ERRORS
+from connectors.http import TRANSPORT_ERRORS, retry_worthy
 
 # errorCode -> error class for whole-request failures (status decides the rest).
 ERROR_CODES: dict[str, type[ConnectorError]] = {
@@ -78,6 +78,6 @@ def translate(exc: BaseException, *, what: str, entity: str = "") -> ConnectorEr
         return TransientError(summary, status=status)
     if mapped is AuthError or status == 401:
         return AuthError(summary)
-    if status >= 500:
+    if retry_worthy(status):
         return TransientError(summary, status=status)
     return VendorError(summary, status=status, code=code or None)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from connectors.base import Entity, EntitySchema, FieldInfo
+from connectors.base import Entity, EntitySchema, FieldInfo, did_you_mean
 
 # Salesforce field type -> the connector's type vocabulary (connectors.base.FieldInfo).
 TYPE_NAMES: dict[str, str] = {
@@ -77,10 +76,7 @@ class PathResolver:
 
 
 def _did_you_mean(name: str, candidates: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
-    if not close:
-        close = [c for c in candidates if c.lower() == name.lower()]
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return did_you_mean(name, candidates, cutoff=0.75)
 
 
 def check_mapping(
