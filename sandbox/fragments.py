@@ -74,17 +74,16 @@ class FragmentCache:
             self._pages.clear()
             self._overflowed.clear()
 
-    def _room(self, projection: Hashable, size: int) -> bool:
-        """Whether ``size`` more bytes fit, dropping older projections to make room."""
+    def _room(self, projection: Hashable, size: int) -> int:
+        """Bytes left in the budget once ``size`` more are wanted, dropping older
+        projections to make room; negative when it cannot be made."""
         with self._lock:
-            while sum(self._bytes.values()) + size > self.budget_bytes:
-                if len(self._by_projection) <= 1 or \
-                        next(iter(self._by_projection)) == projection:
-                    return False
+            left = self.budget_bytes - sum(self._bytes.values())
+            while left < size and len(self._by_projection) > 1 and \
+                    next(iter(self._by_projection)) != projection:
                 self._evict_oldest()
-            if projection in self._bytes:
-                self._bytes[projection] += size
-            return True
+                left = self.budget_bytes - sum(self._bytes.values())
+            return left
 
     def fragments(self, projection: Hashable, records: Iterable[Any],
                   key: Callable[[Any], Hashable], render: Callable[[Any], Any],
@@ -95,8 +94,8 @@ class FragmentCache:
         entries = self.entries(projection)
         out: list[bytes] = []
         append = out.append
-        misses = 0
-        full = False
+        misses = used = 0
+        left: int | None = None  # budget left besides ``used`` (not yet charged)
         for record in records:
             ident = key(record)
             version = record if stamp is None else stamp(record)
@@ -107,19 +106,29 @@ class FragmentCache:
             blob = encode(render(record))
             misses += 1
             append(blob)
-            if full:
-                continue
             grown = len(blob) + (ENTRY_OVERHEAD if hit is None else -len(hit[1]))
-            if self._room(projection, grown):
+            if left is None or grown > left:  # charge what is pending, then ask again
+                self._charge(projection, used)
+                used = 0
+                left = self._room(projection, grown)
+            if grown <= left:
                 entries[ident] = (version, blob)
+                used += grown
+                left -= grown
             else:
-                full = True
                 with self._lock:
                     self._overflowed.add(projection)
                 if hit is not None:  # a stale entry must not stay
                     entries.pop(ident, None)
+        self._charge(projection, used)
         self.encoded += misses
         return out
+
+    def _charge(self, projection: Hashable, size: int) -> None:
+        if size:
+            with self._lock:
+                if projection in self._bytes:
+                    self._bytes[projection] += size
 
     def page(self, projection: Hashable, generation: Hashable, slice_key: Hashable,
              build: Callable[[], list[bytes]]) -> list[bytes]:
