@@ -5,7 +5,8 @@ Every search page is a fresh query ``hs_lastmodifieddate >= T`` sorted ascending
 is the newest timestamp already delivered. Records at T that were delivered are skipped by
 id, so a window never approaches the 10,000-result cap and a record modified while we page
 only moves later (it is read again, never skipped). When a whole page shares one timestamp,
-the same query continues with ``after`` offsets until the timestamp changes.
+the records at T are swept in id order (``hs_lastmodifieddate = T AND hs_object_id > last``,
+sorted by id), then the windows go on with ``> T``: ties never need offsets, so never the cap.
 
 Cursor (JSON)::
 
@@ -25,6 +26,7 @@ from connectors.base import Cursor, JSONValue, Page, Record, SkippedRecord
 from connectors.hubspot.api import HubSpotApi
 
 MODIFIED = "hs_lastmodifieddate"
+OBJECT_ID = "hs_object_id"
 ASSOCIATED_COMPANY = "associatedcompanyid"
 ASSOCIATION_BATCH_MAX = 1000
 ARCHIVE_PAGE_MAX = 100
@@ -128,24 +130,20 @@ class HubSpotReader:
         known = dict(position.recent)  # id -> ms already delivered
         reported: set[str] = set()
         offset = 0
+        strictly_after = False  # every record at ``start`` has been read (after a tie sweep)
+        tie_after: int | None = None  # sweeping the records at ``start`` by id, past this one
         while True:
-            request: dict[str, Any] = {
-                "filterGroups": [{"filters": [
-                    {"propertyName": MODIFIED, "operator": "GTE", "value": str(start)}]}],
-                "sorts": [{"propertyName": MODIFIED, "direction": "ASCENDING"}],
-                "properties": self.properties,
-                "limit": self.page_size,
-            }
-            if offset:
-                request["after"] = str(offset)
+            request = self._window_request(start, strictly_after, tie_after, offset)
             answer = self.api.search(self.object_type, request)
             results = answer.get("results") or []
             records: list[Record] = []
             skipped: list[SkippedRecord] = []
             newest = start
+            all_tied = True
             for row in results:
                 decoded = self._decode(row)
                 if decoded.__class__ is SkippedRecord:
+                    all_tied = False
                     if decoded.id not in reported:
                         reported.add(str(decoded.id))
                         skipped.append(decoded)
@@ -154,23 +152,58 @@ class HubSpotReader:
                 ms = to_ms(record.modified_at)
                 if ms > newest:
                     newest = ms
+                if ms != start:
+                    all_tied = False
                 if known.get(record.id) == ms:
                     continue
                 known[record.id] = ms
                 position.delivered(record.id, ms)
                 records.append(record)
             more = bool((answer.get("paging") or {}).get("next"))
-            if newest > start:
-                start, offset = newest, 0
+            finished = not more or not results
+            if tie_after is not None:  # id order within the tied timestamp
+                ids = [int(r["id"]) for r in results if str(r.get("id", "")).isdigit()]
+                if more and ids:
+                    tie_after = max(ids)
+                else:  # the tie is swept: go on with what comes strictly after it
+                    tie_after, strictly_after, finished = None, True, False
+            elif newest > start:
+                start, offset, strictly_after = newest, 0, False
                 known = {k: v for k, v in known.items() if v >= start}
+            elif more and all_tied and results:
+                # A whole page at one timestamp: paging on with offsets could run into the
+                # 10,000-result cap and relies on an order HubSpot does not promise for ties.
+                tie_after = 0
             else:
                 offset += len(results)
             position.prune(self.lookback_ms)
-            if records or skipped or not more:
+            if records or skipped or finished:
                 yield Page(records=records, cursor=position.cursor(), skipped=skipped,
                            full_refresh=full)
-            if not more or not results:
+            if finished:
                 return
+
+    def _window_request(self, start: int, strictly_after: bool, tie_after: int | None,
+                        offset: int) -> dict[str, Any]:
+        """One keyset query: records modified from ``start`` on, or the records tied at
+        ``start`` in id order (HubSpot search sorts on one property only)."""
+        if tie_after is not None:
+            filters = [{"propertyName": MODIFIED, "operator": "EQ", "value": str(start)},
+                       {"propertyName": OBJECT_ID, "operator": "GT", "value": str(tie_after)}]
+            sort = OBJECT_ID
+        else:
+            filters = [{"propertyName": MODIFIED, "operator": "GT" if strictly_after else "GTE",
+                        "value": str(start)}]
+            sort = MODIFIED
+        request: dict[str, Any] = {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+            "properties": self.properties,
+            "limit": self.page_size,
+        }
+        if offset and tie_after is None:
+            request["after"] = str(offset)
+        return request
 
     def _decode(self, row: Any) -> Record | SkippedRecord:
         if not isinstance(row, dict) or not row.get("id"):

@@ -77,6 +77,23 @@ def test_more_ties_than_a_page_in_a_full_pull(h: HubSpotHarness) -> None:
     assert set(tied + after) <= set(seen) and len(seen) == len(set(seen))
 
 
+def test_ties_beyond_the_search_cap_are_swept_by_id() -> None:
+    h = make_harness(search_result_cap=25)  # HubSpot's cap is 10,000; a bulk import can tie
+    try:
+        stamp = datetime(2026, 5, 1, tzinfo=UTC)
+        tied = h.create(Entity.ACCOUNT, 62, modified_at=stamp)
+        after = h.create(Entity.ACCOUNT, 5)
+        h.app.requests.reset()
+        pages = pull(h, Entity.ACCOUNT, page_size=10)
+        seen = ids_of(pages)
+        assert set(tied + after) <= set(seen) and len(seen) == len(set(seen))
+        searches = h.app.requests.count("POST", "/search")
+        # + the page that finds the tie, + the sweep re-reading what that page held
+        assert searches <= -(-(len(seen)) // 10) + 3
+    finally:
+        h.stop()
+
+
 def test_primary_company_becomes_associatedcompanyid(h: HubSpotHarness) -> None:
     other = h.account.create("companies", {"name": "Second"})
     [deal] = h.create(Entity.OPPORTUNITY, 1)
