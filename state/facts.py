@@ -1,0 +1,318 @@
+"""What incremental evaluation keeps between cycles, and record lookups by customer or key.
+
+Three small tables (revision 0003): ``engine_state`` (named JSON documents: the last
+evaluated generation, the configuration hash, the decisions seen), ``engine_threshold``
+(per customer or unmatched group, the next instant time alone changes its state) and
+``engine_opportunity`` (the account an opportunity belonged to when it was last
+evaluated: a deal moved to another company must re-evaluate the customer it left).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from state.base import StoreBase, chunked, utcnow
+from state.pagewrite import record_table
+from state.rows import AccountRow, OpportunityRow, RecordKey
+from state.tables import CustomerLink, Finding, LedgerEntry, SyncRun, table
+from state.types import UtcDateTime, json_type
+
+
+class EngineState(SQLModel, table=True):
+    __tablename__ = "engine_state"
+
+    name: str = Field(primary_key=True)
+    value: Any = Field(default=None, sa_type=json_type(), nullable=True)
+    updated_at: datetime = Field(default=None, sa_type=UtcDateTime, nullable=False)
+
+
+class EngineThreshold(SQLModel, table=True):
+    __tablename__ = "engine_threshold"
+
+    group_key: str = Field(primary_key=True)
+    due_at: datetime = Field(default=None, sa_type=UtcDateTime, nullable=False, index=True)
+
+
+class EngineOpportunity(SQLModel, table=True):
+    __tablename__ = "engine_opportunity"
+
+    connection: str = Field(primary_key=True)
+    external_id: str = Field(primary_key=True)
+    account_ref: str | None = None
+
+
+_ACCOUNT_COLUMNS = tuple(f.name for f in fields(AccountRow))
+_OPPORTUNITY_COLUMNS = tuple(f.name for f in fields(OpportunityRow))
+
+
+class FactsMixin(StoreBase):
+    # -- engine bookkeeping -------------------------------------------------------------
+    def engine_state(self, name: str) -> dict[str, Any] | None:
+        tbl = table(EngineState)
+        with self._read() as conn:
+            value = conn.execute(
+                sa.select(tbl.c.value).where(tbl.c.name == name)
+            ).scalar_one_or_none()
+        return dict(value) if isinstance(value, Mapping) else None
+
+    def save_engine_state(self, name: str, value: Mapping[str, Any]) -> None:
+        tbl = table(EngineState)
+        statement = self._insert(tbl).values(name=name, value=dict(value), updated_at=utcnow())
+        statement = statement.on_conflict_do_update(
+            index_elements=[tbl.c.name],
+            set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+        )
+        with self._write() as conn:
+            conn.execute(statement)
+
+    def forget_engine_state(self, name: str) -> None:
+        """Drop a state document: the next evaluation starts from scratch (full)."""
+        tbl = table(EngineState)
+        with self._write() as conn:
+            conn.execute(sa.delete(tbl).where(tbl.c.name == name))
+
+    def safe_generation(self, run_id: int, *, window: timedelta = timedelta(hours=6)) -> int:
+        """The generation below which every change is visible now: ``run_id``, or less
+        while another run that started recently (a ``plan`` pulling) may still commit."""
+        tbl = table(SyncRun)
+        since = utcnow() - window
+        with self._read() as conn:
+            other = conn.execute(
+                sa.select(sa.func.min(tbl.c.id)).where(
+                    tbl.c.status == "running", tbl.c.id != run_id, tbl.c.started_at > since
+                )
+            ).scalar()
+        return run_id if other is None else min(run_id, int(other) - 1)
+
+    def due_groups(self, now: datetime) -> set[str]:
+        tbl = table(EngineThreshold)
+        with self._read() as conn:
+            return set(conn.execute(sa.select(tbl.c.group_key).where(tbl.c.due_at <= now))
+                       .scalars())
+
+    def save_thresholds(
+        self, thresholds: Mapping[str, datetime], *, replacing: Iterable[str] | None = None
+    ) -> None:
+        """Set next thresholds; ``replacing`` (None: all) are the groups re-evaluated,
+        whose old thresholds go first."""
+        tbl = table(EngineThreshold)
+        rows = [{"group_key": k, "due_at": v} for k, v in thresholds.items()]
+        with self._write() as conn:
+            if replacing is None:
+                conn.execute(sa.delete(tbl))
+            else:
+                for chunk in chunked(sorted(set(replacing) | set(thresholds))):
+                    conn.execute(sa.delete(tbl).where(tbl.c.group_key.in_(chunk)))
+            if rows:
+                conn.execute(sa.insert(tbl), rows)
+
+    def snapshot_opportunity_refs(self) -> None:
+        """Remember every live opportunity's account as evaluated (after a full evaluation)."""
+        refs, opp = table(EngineOpportunity), record_table("opportunity")
+        with self._write() as conn:
+            conn.execute(sa.delete(refs))
+            conn.execute(sa.insert(refs).from_select(
+                ["connection", "external_id", "account_ref"],
+                sa.select(opp.c.connection, opp.c.external_id, opp.c.account_ref)
+                .where(sa.not_(opp.c.deleted)),
+            ))
+
+    def evaluated_refs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+        """(connection, opportunity id) -> account ref when last evaluated (known ones)."""
+        refs = table(EngineOpportunity)
+        out: dict[tuple[str, str], str | None] = {}
+        with self._read() as conn:
+            for connection, ids in _by_connection(keys).items():
+                for chunk in chunked(ids):
+                    query = sa.select(refs.c.external_id, refs.c.account_ref).where(
+                        refs.c.connection == connection, refs.c.external_id.in_(chunk))
+                    out.update(((connection, e), r) for e, r in conn.execute(query))
+        return out
+
+    def save_evaluated_refs(self, refs: Mapping[tuple[str, str], str | None],
+                            gone: Iterable[tuple[str, str]] = ()) -> None:
+        tbl = table(EngineOpportunity)
+        with self._write() as conn:
+            for connection, ids in _by_connection([*refs, *gone]).items():
+                for chunk in chunked(ids):
+                    conn.execute(sa.delete(tbl).where(
+                        tbl.c.connection == connection, tbl.c.external_id.in_(chunk)))
+            rows = [{"connection": c, "external_id": e, "account_ref": r}
+                    for (c, e), r in refs.items()]
+            if rows:
+                conn.execute(sa.insert(tbl), rows)
+
+    # -- records by key or customer -----------------------------------------------------
+    def accounts_by_keys(self, keys: Iterable[tuple[str, str]]) -> list[AccountRow]:
+        """Accounts (deleted ones too) by (connection, external id)."""
+        tbl = record_table("account")
+        cols = [tbl.c[n] for n in _ACCOUNT_COLUMNS]
+        out: list[AccountRow] = []
+        with self._read() as conn:
+            for connection, ids in _by_connection(keys).items():
+                for chunk in chunked(ids):
+                    query = sa.select(*cols).where(
+                        tbl.c.connection == connection, tbl.c.external_id.in_(chunk))
+                    out.extend(AccountRow(*row) for row in conn.execute(query))
+        return out
+
+    def opportunities_by_keys(self, keys: Iterable[tuple[str, str]]) -> list[OpportunityRow]:
+        """Opportunities (deleted ones too) by (connection, external id)."""
+        tbl = record_table("opportunity")
+        cols = [tbl.c[n] for n in _OPPORTUNITY_COLUMNS]
+        out: list[OpportunityRow] = []
+        with self._read() as conn:
+            for connection, ids in _by_connection(keys).items():
+                for chunk in chunked(ids):
+                    query = sa.select(*cols).where(
+                        tbl.c.connection == connection, tbl.c.external_id.in_(chunk))
+                    out.extend(OpportunityRow(*row) for row in conn.execute(query))
+        return out
+
+    def records_of_customers(
+        self, customer_ids: Iterable[str]
+    ) -> tuple[list[AccountRow], list[OpportunityRow]]:
+        """Live accounts linked to the customers, and the live opportunities of those
+        accounts (ordered by id, as a full load is)."""
+        acc, opp, link = record_table("account"), record_table("opportunity"), table(CustomerLink)
+        accounts: list[AccountRow] = []
+        opportunities: list[OpportunityRow] = []
+        ids = sorted(set(customer_ids))
+        with self._read() as conn:
+            for chunk in chunked(ids, 900):
+                linked = sa.select(link.c.connection, link.c.external_id).where(
+                    link.c.entity == "account", link.c.customer_id.in_(chunk)).subquery()
+                query = (
+                    sa.select(*[acc.c[n] for n in _ACCOUNT_COLUMNS])
+                    .join(linked, sa.and_(acc.c.connection == linked.c.connection,
+                                          acc.c.external_id == linked.c.external_id))
+                    .where(sa.not_(acc.c.deleted))
+                )
+                accounts.extend(AccountRow(*row) for row in conn.execute(query))
+                query = (
+                    sa.select(*[opp.c[n] for n in _OPPORTUNITY_COLUMNS])
+                    .join(linked, sa.and_(opp.c.connection == linked.c.connection,
+                                          opp.c.account_ref == linked.c.external_id))
+                    .where(sa.not_(opp.c.deleted))
+                )
+                opportunities.extend(OpportunityRow(*row) for row in conn.execute(query))
+        return accounts, opportunities
+
+    def opportunities_of_accounts(self, keys: Iterable[tuple[str, str]]) -> list[OpportunityRow]:
+        """Live opportunities whose account ref is one of ``keys`` (connection, account id)."""
+        tbl = record_table("opportunity")
+        cols = [tbl.c[n] for n in _OPPORTUNITY_COLUMNS]
+        out: list[OpportunityRow] = []
+        with self._read() as conn:
+            for connection, ids in _by_connection(keys).items():
+                for chunk in chunked(ids):
+                    query = sa.select(*cols).where(
+                        tbl.c.connection == connection, tbl.c.account_ref.in_(chunk),
+                        sa.not_(tbl.c.deleted))
+                    out.extend(OpportunityRow(*row) for row in conn.execute(query))
+        return out
+
+    def unmatched_opportunities(self) -> list[OpportunityRow]:
+        """Live opportunities without an account, or whose account has no customer link."""
+        opp, link = record_table("opportunity"), table(CustomerLink)
+        linked = sa.exists().where(
+            link.c.connection == opp.c.connection, link.c.entity == "account",
+            link.c.external_id == opp.c.account_ref)
+        query = sa.select(*[opp.c[n] for n in _OPPORTUNITY_COLUMNS]).where(
+            sa.not_(opp.c.deleted), sa.or_(opp.c.account_ref.is_(None), sa.not_(linked)))
+        with self._read() as conn:
+            return [OpportunityRow(*row) for row in conn.execute(query)]
+
+    def links_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(connection, account id) -> customer id, for the linked ones of ``keys``."""
+        tbl = table(CustomerLink)
+        out: dict[tuple[str, str], str] = {}
+        with self._read() as conn:
+            for connection, ids in _by_connection(keys).items():
+                for chunk in chunked(ids):
+                    query = sa.select(tbl.c.external_id, tbl.c.customer_id).where(
+                        tbl.c.connection == connection, tbl.c.entity == "account",
+                        tbl.c.external_id.in_(chunk))
+                    out.update(((connection, e), c) for e, c in conn.execute(query))
+        return out
+
+    def drop_customer_links(self, keys: Iterable[tuple[str, str]]) -> None:
+        tbl = table(CustomerLink)
+        with self._write() as conn:
+            for connection, ids in _by_connection(keys).items():
+                for chunk in chunked(ids):
+                    conn.execute(sa.delete(tbl).where(
+                        tbl.c.connection == connection, tbl.c.entity == "account",
+                        tbl.c.external_id.in_(chunk)))
+
+    def ledger_for(
+        self, connection: str, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str, str], Any]:
+        """The ledger of ``connection`` restricted to (entity, external id) ``keys``."""
+        tbl = table(LedgerEntry)
+        by_entity: dict[str, list[str]] = {}
+        for entity, ext_id in keys:
+            by_entity.setdefault(entity, []).append(ext_id)
+        out: dict[tuple[str, str, str], Any] = {}
+        with self._read() as conn:
+            for entity, ids in by_entity.items():
+                for chunk in chunked(sorted(set(ids))):
+                    query = sa.select(tbl.c.external_id, tbl.c.field, tbl.c.value).where(
+                        tbl.c.connection == connection, tbl.c.entity == entity,
+                        tbl.c.external_id.in_(chunk))
+                    out.update(((entity, e, f), v) for e, f, v in conn.execute(query))
+        return out
+
+    def open_finding_keys(
+        self, customer_ids: Iterable[str], subjects: Iterable[RecordKey]
+    ) -> set[str]:
+        """Keys of open findings of the customers or about the subject records."""
+        tbl = table(Finding)
+        keys: set[str] = set()
+        with self._read() as conn:
+            for chunk in chunked(sorted(set(customer_ids))):
+                keys.update(conn.execute(sa.select(tbl.c.key).where(
+                    tbl.c.resolved_at.is_(None), tbl.c.customer_id.in_(chunk))).scalars())
+            grouped: dict[tuple[str, str], list[str]] = {}
+            for c, e, x in subjects:
+                grouped.setdefault((c, e), []).append(x)
+            for (connection, entity), ids in grouped.items():
+                for chunk in chunked(sorted(set(ids))):
+                    keys.update(conn.execute(sa.select(tbl.c.key).where(
+                        tbl.c.resolved_at.is_(None), tbl.c.connection == connection,
+                        tbl.c.entity == entity, tbl.c.external_id.in_(chunk))).scalars())
+        return keys
+
+    def secret_values(self, internal: Sequence[str]) -> tuple[set[str], set[str]]:
+        """(distributor ids named in records, users of internal connections): what a
+        partner must never see, over the whole store (a partial evaluation needs all)."""
+        acc, opp = record_table("account"), record_table("opportunity")
+        distributors: set[str] = set()
+        users: set[str] = set()
+        with self._read() as conn:
+            for tbl, column in ((opp, "registered_by"), (acc, "partner_id")):
+                distributors.update(conn.execute(
+                    sa.select(tbl.c[column]).where(
+                        sa.not_(tbl.c.deleted), tbl.c[column].is_not(None)).distinct()
+                ).scalars())
+            if internal:
+                for tbl in (acc, opp):
+                    users.update(conn.execute(
+                        sa.select(tbl.c.owner_user).where(
+                            sa.not_(tbl.c.deleted), tbl.c.owner_user.is_not(None),
+                            tbl.c.connection.in_(list(internal))).distinct()
+                    ).scalars())
+        return {d for d in distributors if d}, {u for u in users if u}
+
+
+def _by_connection(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, set[str]] = {}
+    for connection, ext_id in keys:
+        grouped.setdefault(connection, set()).add(ext_id)
+    return {c: sorted(ids) for c, ids in grouped.items()}
