@@ -68,14 +68,15 @@ def child(records: int, deals: int, conn: Any) -> None:
 
     # serving one max-size search page (200 records), in-process through WSGI
     client = Client(app)
-    body = {"filterGroups": [{"filters": [{"propertyName": "hs_lastmodifieddate",
-                                           "operator": "GTE", "value": "0"}]}],
-            "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
-            "properties": ACCOUNT_FIELDS, "limit": 200}
+    window = {"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": "0"}
+    body: dict[str, Any] = {
+        "filterGroups": [{"filters": [window]}],
+        "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+        "properties": ACCOUNT_FIELDS, "limit": 200}
     headers = {"Authorization": f"Bearer {app.token}"}
     timings = []
     for i in range(30):
-        body["filterGroups"][0]["filters"][0]["value"] = str(i * 1000)
+        window["value"] = str(i * 1000)
         t0 = time.perf_counter()
         answer = client.post("/crm/v3/objects/companies/search", json=body, headers=headers)
         timings.append(time.perf_counter() - t0)
