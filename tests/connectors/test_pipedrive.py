@@ -16,8 +16,8 @@ from structlog.testing import capture_logs
 
 from config.mapping_compiler import load_mapping_file
 from connectors.base import Entity, Page, Record, RecordUpdate
-from connectors.errors import BudgetExhaustedError, SchemaDriftError, VendorError
-from connectors.http import Pacer, QuotaGovernor, RetryPolicy
+from connectors.errors import AuthError, BudgetExhaustedError, SchemaDriftError, VendorError
+from connectors.http import Pacer, QuotaGovernor, RetryPolicy, make_session
 from connectors.pipedrive import PipedriveConnector
 from sandbox.core import serve
 from sandbox.pipedrive import PipedriveSandbox
@@ -338,6 +338,21 @@ def test_the_api_token_never_reaches_the_logs(h: PipedriveHarness) -> None:
     with capture_logs() as logs:
         read(h.connector(), ORGS, None, h.fields(ORGS))
     assert logs and h.app.api_token not in repr(logs)
+
+
+def test_a_refused_api_token_fails_the_connection_at_once_and_says_why(
+    h: PipedriveHarness,
+) -> None:
+    wrong = "0" * 40
+    connector = PipedriveConnector(
+        session=make_session(ca_bundle=str(h.tls.ca_file)), base_url=h.running.base_url,
+        api_token=wrong, retry=RetryPolicy(sleep=no_sleep),
+        quota=QuotaGovernor(unit="tokens", window="day", limit=None))
+    h.app.requests.reset()
+    with pytest.raises(AuthError, match="401") as err:
+        read(connector, ORGS, None, h.fields(ORGS))
+    assert "API token was refused" in str(err.value) and wrong not in str(err.value)
+    assert h.app.requests.count() == 1  # refused once, never retried
 
 
 def _mapping_checks(entity: str) -> tuple[dict[str, str | None], dict[str, Any]]:
