@@ -1,0 +1,382 @@
+"""Incremental evaluation: re-match and re-evaluate only the customers something touched.
+
+A customer is re-evaluated when one of its records changed since the last evaluated
+generation (before or after re-matching: a record that moves re-evaluates both
+customers), when its next time threshold passed, or when a person's match decision
+touched its accounts. Customers are independent (:mod:`rules.engine`), so the findings
+and writes of the others stand. The first cycle, a changed configuration (mapping,
+policy, matching; hashed), a forced run and every ``full_every`` run a full evaluation
+(:func:`sync.evaluate.evaluate_store`); distributor scorecards, aggregates over all
+customers, are refreshed by those full runs only.
+
+A daemon keeps the :class:`rules.match_index.MatchIndex` in memory between cycles (per
+Store object); a fresh process rebuilds it, then evaluates only the changed customers.
+Changes only to vendor fields outside the canonical ones (a person flipping a flag we
+own) are not seen as changes: the next full run corrects them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import structlog
+
+from connectors.base import Entity
+from rules.engine import Evaluation, evaluate, next_threshold
+from rules.match_index import MatchIndex
+from rules.matching import AccountRecord, Decision, MatchResult, MatchSettings
+from rules.model import Policy, Snapshot
+from rules.scorecards import ScorecardConfig
+from state.rows import AccountRow, OpportunityRow, OutboxItemIn, ReviewItemIn
+from state.rows import RecordKey as StoreKey
+from sync.cycle import Runtime
+from sync.evaluate import (
+    Outcome,
+    _account_key,
+    _count_kinds,
+    _plain,
+    _rules_by_record,
+    build_snapshot,
+    evaluate_store,
+    finding_rows,
+    in_flight,
+    notifications_for,
+    targets_for,
+)
+from sync.plan import plan_writes
+from sync.visibility import Secrets
+
+log = structlog.get_logger(__name__)
+
+STATE = "incremental"
+FULL_EVERY = timedelta(days=1)
+AccountKey = tuple[str, str]  # (connection, external id)
+
+
+@dataclass(slots=True)
+class Engine:
+    """What a long-running process keeps between cycles."""
+
+    index: MatchIndex | None = None
+    settings: MatchSettings | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_ENGINES: WeakKeyDictionary[Any, Engine] = WeakKeyDictionary()
+
+
+def engine_for(store: Any) -> Engine:
+    """The engine kept for ``store`` in this process (a fresh one the first time)."""
+    found = _ENGINES.get(store)
+    if found is None:
+        found = _ENGINES[store] = Engine()
+    return found
+
+
+def config_hash(
+    runtimes: Sequence[Runtime], policy: Policy, settings: MatchSettings,
+    scorecards: ScorecardConfig | None,
+) -> str:
+    """What evaluation depends on besides the records: a change forces a full run."""
+    parts = [repr(policy), repr(settings), repr(scorecards)]
+    for rt in sorted(runtimes, key=lambda r: r.name):
+        parts.append(repr((rt.name, rt.vendor, rt.role, rt.distributor_id,
+                           rt.channel_manager, rt.mapping)))
+    return hashlib.sha256("\x1e".join(parts).encode()).hexdigest()
+
+
+def evaluate_incremental(
+    store: Any,
+    runtimes: Sequence[Runtime],
+    *,
+    policy: Policy,
+    match_settings: MatchSettings,
+    now: datetime,
+    run_id: int,
+    scorecards: ScorecardConfig | None = None,
+    full_every: timedelta = FULL_EVERY,
+    force_full: bool = False,
+    engine: Engine | None = None,
+) -> Outcome:
+    """Evaluate what changed since the last evaluation (or everything when due)."""
+    engine = engine if engine is not None else engine_for(store)
+    state = store.engine_state(STATE) or {}
+    digest = config_hash(runtimes, policy, match_settings, scorecards)
+    watermark = store.safe_generation(run_id)
+    decisions = store.match_decisions()
+    seen = {_decision_id(d): d.verdict for d in decisions}
+    full_at = state.get("full_at")
+    if (force_full or state.get("config") != digest or full_at is None
+            or now - datetime.fromisoformat(full_at) >= full_every
+            or engine.settings not in (None, match_settings)):
+        outcome = evaluate_store(store, runtimes, policy=policy, match_settings=match_settings,
+                                 now=now, scorecards=scorecards)
+        _after_full(store, runtimes, outcome.evaluation, policy, now)
+        engine.index, engine.settings = None, match_settings
+        store.save_engine_state(STATE, {"generation": watermark, "config": digest,
+                                        "full_at": now.isoformat(), "decisions": seen})
+        outcome.stats["evaluation"] = "full"
+        return outcome
+    outcome = _partial(store, runtimes, engine, policy=policy, settings=match_settings,
+                       now=now, since=int(state.get("generation", 0)), decisions=decisions,
+                       new_decisions=[d for d in decisions
+                                      if state.get("decisions", {}).get(_decision_id(d))
+                                      != d.verdict])
+    store.save_engine_state(STATE, {**state, "generation": watermark, "decisions": seen})
+    return outcome
+
+
+def _decision_id(d: Any) -> str:
+    return "\x1f".join((*d.a, *d.b))
+
+
+def _as_decision(d: Any) -> Decision:
+    return Decision((d.a.connection, d.a.external_id), (d.b.connection, d.b.external_id),
+                    d.verdict)
+
+
+def _account_record(a: AccountRow) -> AccountRecord:
+    return AccountRecord(a.connection, a.external_id, a.name, a.domain, a.country, a.duns,
+                         a.vat_id)
+
+
+def _token(connection: str, opportunity: str, account_ref: str | None) -> str:
+    """The group of an opportunity without a customer (as :mod:`rules.engine` groups it)."""
+    if account_ref is None:
+        return f"~opp|{connection}|{opportunity}"
+    return f"~acct|{connection}|{account_ref}"
+
+
+def _partial(
+    store: Any, runtimes: Sequence[Runtime], engine: Engine, *, policy: Policy,
+    settings: MatchSettings, now: datetime, since: int, decisions: Sequence[Any],
+    new_decisions: Sequence[Any],
+) -> Outcome:
+    by_name = {rt.name: rt for rt in runtimes}
+    changed = [k for k in store.changed_since(since) if k.connection in by_name]
+    changed_accounts = [(k.connection, k.external_id) for k in changed if k.entity == "account"]
+    changed_opps = [(k.connection, k.external_id) for k in changed if k.entity == "opportunity"]
+
+    # 1. matching: update the index (or rebuild it in a fresh process)
+    match, area, removed = _rematch(store, engine, by_name, settings, changed_accounts,
+                                    decisions, new_decisions)
+    index = engine.index
+    assert index is not None  # _rematch leaves a built index
+    opp_rows = [o for o in store.opportunities_by_keys(changed_opps) if o.connection in by_name]
+    previous_refs = store.evaluated_refs(changed_opps)
+    wanted_old = {*area, *removed, *changed_accounts}
+    wanted_old |= {(c, r) for (c, _), r in previous_refs.items() if r is not None}
+    old_links = store.links_of(wanted_old)
+    new_link = index.links.get
+
+    customers: set[str] = set()
+    tokens: set[str] = set()
+    for key in {*changed_accounts, *removed, *area}:
+        old = old_links.get(key)
+        link = new_link(key)
+        new = link.customer_id if link is not None else None
+        if key in area and old == new and key not in changed_accounts:
+            continue  # re-matched but not moved, and unchanged itself
+        customers.update(c for c in (old, new) if c is not None)
+        tokens.add(_token(key[0], "", key[1]))  # deals of an account that came or went
+    for (connection, ext_id), ref in previous_refs.items():
+        old = old_links.get((connection, ref)) if ref is not None else None
+        if old is not None:
+            customers.add(old)
+        else:
+            tokens.add(_token(connection, ext_id, ref))
+    for o in opp_rows:
+        link = new_link((o.connection, o.account_ref)) if o.account_ref else None
+        if link is not None:
+            customers.add(link.customer_id)
+        else:
+            tokens.add(_token(o.connection, o.external_id, o.account_ref))
+    for group in store.due_groups(now):
+        (tokens if group.startswith("~") else customers).add(group)
+
+    # 2. persist the moved links, then load exactly the affected groups
+    _save_area(store, index, match, area, removed)
+    accounts, opportunities = store.records_of_customers(customers)
+    opportunities += _token_groups(store, tokens, index)
+    accounts = [a for a in accounts if a.connection in by_name]
+    opportunities = [o for o in opportunities if o.connection in by_name]
+    links = {(a.connection, a.external_id): index.links[(a.connection, a.external_id)]
+             .customer_id for a in accounts if (a.connection, a.external_id) in index.links}
+    for o in opportunities:
+        ref = (o.connection, o.account_ref or "")
+        if ref in index.links:
+            links[ref] = index.links[ref].customer_id
+    keys_of: dict[str, list[tuple[str, str]]] = {}
+    for a in accounts:
+        keys_of.setdefault(a.connection, []).append(("account", a.external_id))
+    for o in opportunities:
+        keys_of.setdefault(o.connection, []).append(("opportunity", o.external_id))
+    ledgers = {rt.name: store.ledger_for(rt.name, keys_of.get(rt.name, [])) for rt in runtimes}
+    writing = in_flight(store, by_name)
+    snapshot = build_snapshot(accounts=accounts, opportunities=opportunities, links=links,
+                              runtimes=by_name, ledgers=ledgers, in_flight=writing)
+    evaluation = evaluate(snapshot, policy, now)
+
+    # 3. plan only these records
+    desired = {(k.connection, k.entity, k.external_id): v for k, v in evaluation.desired.items()}
+    current: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+    for rt in runtimes:
+        for entity in Entity:
+            ids = [k[2] for k in desired if k[0] == rt.name and k[1] == entity.value]
+            for ext_id, (_etag, raw) in store.current_values(rt.name, entity.value, ids).items():
+                current[(rt.name, entity.value, ext_id)] = raw
+    planned, held = plan_writes(
+        desired=desired, rules=_rules_by_record(evaluation.findings),
+        targets=targets_for(runtimes), current=current, ledger=ledgers,
+        secrets=_secrets(store, runtimes), in_flight=writing,
+    )
+
+    # 4. findings of the affected groups: upsert the new, resolve the vanished
+    rows = finding_rows(evaluation.findings)
+    delta = store.upsert_findings(rows, now=now, complete=False)
+    subjects = {StoreKey(a.connection, "account", a.external_id) for a in accounts}
+    subjects |= {StoreKey(o.connection, "opportunity", o.external_id) for o in opportunities}
+    subjects |= {StoreKey(*k) for k in changed}
+    vanished = store.open_finding_keys(customers, subjects) - {r.key for r in rows}
+    resolved = store.resolve_findings(sorted(vanished), now=now) if vanished else 0
+    notifications = store.add_notifications(notifications_for(evaluation.findings))
+    queued = store.enqueue([
+        OutboxItemIn(connection=w.connection, entity=w.entity, external_id=w.external_id,
+                     field=w.field, value=_plain(w.value), previous=_plain(w.previous),
+                     rule=w.rule, reason=w.reason)
+        for w in planned
+    ])
+
+    # 5. what the next cycle needs
+    thresholds = {c: t for c, t in evaluation.next_thresholds.items()}
+    thresholds.update(_unmatched_thresholds(snapshot, policy, now))
+    store.save_thresholds(thresholds, replacing=customers | tokens)
+    store.save_evaluated_refs(
+        {(o.connection, o.external_id): o.account_ref for o in opp_rows if not o.deleted},
+        gone=[(o.connection, o.external_id) for o in opp_rows if o.deleted],
+    )
+    stats = {
+        "evaluation": "incremental",
+        "changed_records": len(changed),
+        "rematched_accounts": len(area),
+        "customers": len(customers),
+        "accounts": len(accounts),
+        "opportunities": len(opportunities),
+        "review_items": len(index.review),
+        "findings": _count_kinds(evaluation.findings),
+        "planned_writes": len(planned),
+        "held_back": len(held),
+        "findings_opened": len(delta.opened),
+        "findings_resolved": resolved,
+        "notifications_new": notifications,
+        "queued": queued,
+    }
+    log.info("evaluated", **{k: v for k, v in stats.items() if not isinstance(v, dict)})
+    return Outcome(match, evaluation, planned, held, stats)
+
+
+def _rematch(
+    store: Any, engine: Engine, by_name: Mapping[str, Runtime], settings: MatchSettings,
+    changed_accounts: list[AccountKey], decisions: Sequence[Any], new_decisions: Sequence[Any],
+) -> tuple[MatchResult, set[AccountKey], set[AccountKey]]:
+    """(result of the re-matched area, the area's accounts, accounts gone)."""
+    if engine.index is None:
+        index = MatchIndex(settings=settings)
+        accounts = [a for a in store.load_accounts() if a.connection in by_name]
+        stored = {(k.connection, k.external_id): cid
+                  for k, cid in store.customer_links().items() if k.entity == "account"}
+        result = index.rebuild((_account_record(a) for a in accounts),
+                               decisions=[_as_decision(d) for d in decisions], previous=stored)
+        engine.index, engine.settings = index, settings
+        moved = {k for k, link in result.links.items() if stored.get(k) != link.customer_id}
+        gone = {k for k in stored if k not in result.links}
+        return MatchResult(links={k: result.links[k] for k in moved}, review=result.review), \
+            moved, gone
+    index = engine.index
+    rows = store.accounts_by_keys(changed_accounts)
+    live = [_account_record(a) for a in rows if not a.deleted and a.connection in by_name]
+    present = {(a.connection, a.external_id) for a in live}
+    removed = {k for k in changed_accounts if k not in present and k in index.records}
+    result = index.update(changed=live, removed=removed,
+                          decisions=[_as_decision(d) for d in new_decisions])
+    return result, set(result.links), removed
+
+
+def _save_area(store: Any, index: MatchIndex, match: MatchResult, area: set[AccountKey],
+               removed: set[AccountKey]) -> None:
+    if removed:
+        store.drop_customer_links(removed)
+    links = [(k[0], "account", k[1], index.links[k].customer_id, index.links[k].method,
+              index.links[k].score) for k in sorted(area) if k in index.links]
+    if links:
+        names: dict[str, str] = {}
+        for k in sorted(area):
+            if k in index.links:
+                record = index.records[k]
+                names.setdefault(index.links[k].customer_id, record.name or record.external_id)
+        store.ensure_customers(sorted(names.items()))
+        store.save_customer_links(links)
+    if area or removed:
+        store.replace_review_items([
+            ReviewItemIn(a=_account_key(item.a), b=_account_key(item.b), score=item.score,
+                         evidence={"method": item.method, "evidence": list(item.evidence)})
+            for item in index.result().review
+        ])
+
+
+def _token_groups(store: Any, tokens: Iterable[str], index: MatchIndex) -> list[OpportunityRow]:
+    """The live deals of customer-less groups (a deal without an account, or whose account
+    is gone or unmatched)."""
+    by_account: list[AccountKey] = []
+    lone: list[AccountKey] = []
+    for token in tokens:
+        kind, connection, ext_id = token.split("|", 2)
+        (by_account if kind == "~acct" else lone).append((connection, ext_id))
+    found = [o for o in store.opportunities_of_accounts(by_account)
+             if (o.connection, o.account_ref) not in index.links]
+    found += [o for o in store.opportunities_by_keys(lone)
+              if not o.deleted and o.account_ref is None]
+    return found
+
+
+def _unmatched_thresholds(snapshot: Snapshot, policy: Policy, now: datetime
+                          ) -> dict[str, datetime]:
+    groups: dict[str, list[Any]] = {}
+    for opp in snapshot.opportunities:
+        if opp.customer_id is None:
+            ref = opp.account_key.external_id if opp.account_key else None
+            groups.setdefault(_token(opp.key.connection, opp.key.external_id, ref), []).append(opp)
+    out: dict[str, datetime] = {}
+    for token, opps in groups.items():
+        instant = next_threshold(Snapshot(accounts=(), opportunities=tuple(opps)), policy, now)
+        if instant is not None:
+            out[token] = instant
+    return out
+
+
+def _after_full(store: Any, runtimes: Sequence[Runtime], evaluation: Evaluation,
+                policy: Policy, now: datetime) -> None:
+    """Persist what the next incremental cycle needs after a full evaluation."""
+    by_name = {rt.name: rt for rt in runtimes}
+    lonely = [o for o in store.unmatched_opportunities() if o.connection in by_name]
+    snapshot = build_snapshot(accounts=[], opportunities=lonely, links={}, runtimes=by_name,
+                              ledgers={rt.name: store.ledger_for(rt.name, [
+                                  ("opportunity", o.external_id) for o in lonely
+                                  if o.connection == rt.name]) for rt in runtimes},
+                              in_flight=in_flight(store, by_name))
+    thresholds = {c: t for c, t in evaluation.next_thresholds.items()}
+    thresholds.update(_unmatched_thresholds(snapshot, policy, now))
+    store.save_thresholds(thresholds)
+    store.snapshot_opportunity_refs()
+
+
+def _secrets(store: Any, runtimes: Sequence[Runtime]) -> Secrets:
+    internal = [rt.name for rt in runtimes if rt.role != "distributor"]
+    distributors, users = store.secret_values(internal)
+    distributors |= {rt.distributor_id for rt in runtimes if rt.distributor_id}
+    return Secrets.of(distributors, users)
