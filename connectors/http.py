@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 import structlog
@@ -34,16 +34,37 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class _TimedSession(requests.Session):
+    """A session that gives every request a timeout unless the caller chose one:
+    simple-salesforce and msal send none, and a server that stops answering must not
+    hang a cycle (the timeout becomes a ``TransientError`` the policy retries)."""
+
+    default_timeout_s: float = DEFAULT_TIMEOUT_S
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any,
+                **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout_s
+        return super().request(method, url, *args, **kwargs)
+
+
 def make_session(
-    *, ca_bundle: str | None = None, user_agent: str = "channelsync"
+    *,
+    ca_bundle: str | None = None,
+    user_agent: str = "channelsync",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> requests.Session:
-    """A session whose TLS trust the environment cannot override.
+    """A session whose TLS trust the environment cannot override, with a default timeout.
 
     ``requests`` lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace ``Session.verify``
     for calls that do not pass ``verify=`` (simple-salesforce and msal do not), so a
     per-connection CA is only honoured with ``trust_env`` off.
     """
-    session = requests.Session()
+    session = _TimedSession()
+    session.default_timeout_s = timeout_s
     if ca_bundle:
         session.trust_env = False
         session.verify = ca_bundle

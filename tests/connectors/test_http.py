@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from connectors.base import did_you_mean
 from connectors.errors import BudgetExhaustedError
-from connectors.http import QuotaGovernor, header_int, retry_worthy
+from connectors.http import QuotaGovernor, header_int, make_session, retry_worthy
 
 
 def test_a_spent_share_is_rechecked_once_per_interval_after_the_vendor_figure_ages() -> None:
@@ -57,3 +58,21 @@ def test_did_you_mean_offers_close_and_case_only_matches() -> None:
     assert did_you_mean("ACCOUNTID", ["accountid"], cutoff=0.99) == (
         " (did you mean 'accountid'?)")
     assert did_you_mean("zzz", ["dealname"]) == ""
+
+
+def test_sessions_time_out_requests_that_set_no_timeout() -> None:
+    from tests.connectors.harness_pipedrive import PipedriveHarness
+
+    h = PipedriveHarness()
+    try:
+        session = make_session(ca_bundle=str(h.tls.ca_file), timeout_s=0.2)
+        url = f"{h.running.base_url}/api/v2/organizations"
+        headers = {"x-api-token": h.app.api_token}
+        assert session.get(url, headers=headers).status_code == 200
+        h.app.faults.latency_ms = 1000  # the server stops answering in time
+        with pytest.raises(requests.Timeout):
+            session.get(url, headers=headers)  # as simple-salesforce and msal call it
+        assert session.get(url, headers=headers, timeout=5).status_code == 200  # caller's own
+    finally:
+        h.app.faults.latency_ms = 0
+        h.stop()
