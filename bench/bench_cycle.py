@@ -1,0 +1,160 @@
+"""Benchmark: whole cycles over the default scenario against the sandboxes.
+
+Four cycles in one process (as the daemon runs them): the first (full evaluation), the
+second (reads back our own writes), the third with no change, then a cycle after people
+edited ``--change`` of the records (1% by default: deal amounts and account names, through
+each sandbox's Python API). Per cycle: wall and CPU seconds per stage (pull per
+connection, match, rules, plan, push per connection), API calls per CRM, writes.
+CPU time is the whole process's, so it includes the in-process sandboxes serving the
+requests. The target: the 1% cycle costs at most 5% of the full one.
+
+    PYTHONPATH=. python bench/bench_cycle.py [--customers 400] [--change 0.01] [--once]
+
+``--once`` drops the in-memory match index before the 1% cycle (a fresh ``sync --once``
+process rebuilds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+import sync.evaluate
+import sync.incremental
+from cli.cycles import one_cycle
+from cli.democonfig import write_config
+from config.loader import load_settings
+from sandbox.edits import edit_record
+from sandbox.launch import SandboxSet, start_world
+from sandbox.scenario import generate
+from sync.incremental import engine_for
+from wiring import Wiring
+
+
+class Clock:
+    """Wall and CPU seconds per stage of the current cycle."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, list[float]] = {}
+        self.mark = (time.perf_counter(), time.process_time())
+
+    def add(self, stage: str, wall: float, cpu: float) -> None:
+        entry = self.stages.setdefault(stage, [0.0, 0.0])
+        entry[0] += wall
+        entry[1] += cpu
+
+    def progress(self, step: str, connection: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        name = f"{step} {connection}".strip()
+        self.add(name, wall - self.mark[0], cpu - self.mark[1])
+        self.mark = (wall, cpu)
+
+    def wrap(self, module: Any, name: str, stage: str) -> None:
+        original: Callable[..., Any] = getattr(module, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.add(stage, time.perf_counter() - wall, time.process_time() - cpu)
+
+        setattr(module, name, timed)
+
+
+def api_calls(sandboxes: SandboxSet) -> dict[str, int]:
+    return {sb.connection: sum(sb.app.requests.snapshot().values()) for sb in sandboxes}
+
+
+def edit_share(wiring: Wiring, sandboxes: SandboxSet, share: float, rng: random.Random) -> int:
+    store = wiring.store()
+    accounts = store.load_accounts()
+    deals = store.load_opportunities()
+    count = 0
+    for a in rng.sample(accounts, max(1, round(len(accounts) * share))):
+        edit_record(sandboxes[a.connection], "account", a.external_id,
+                    name=f"{a.name or a.external_id} {rng.choice('QXZ')}")
+        count += 1
+    for o in rng.sample(deals, max(1, round(len(deals) * share))):
+        edit_record(sandboxes[o.connection], "opportunity", o.external_id,
+                    amount=Decimal(rng.randrange(1000, 90000)))
+        count += 1
+    return count
+
+
+def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock) -> dict[str, Any]:
+    for sb in sandboxes:
+        sb.app.requests.reset()
+    clock.stages = {}
+    wall, cpu = time.perf_counter(), time.process_time()
+    clock.mark = (wall, cpu)
+    report = one_cycle(wiring, progress=clock.progress)
+    total = (time.perf_counter() - wall, time.process_time() - cpu)
+    calls = api_calls(sandboxes)
+    sent = sum(c.push.sent for c in report.connections.values() if c.push)
+    print(f"\n== {label}: wall {total[0]:.2f}s, cpu {total[1]:.2f}s, "
+          f"evaluation {report.stats.get('evaluation')}, queued {report.stats.get('queued')}, "
+          f"writes sent {sent}, customers evaluated {report.stats.get('customers')}")
+    for stage, (w, c) in clock.stages.items():
+        print(f"   {stage:<34} wall {w:7.3f}s  cpu {c:7.3f}s")
+    print("   API calls: " + ", ".join(f"{n} {k}" for n, k in calls.items()))
+    return {"wall": total[0], "cpu": total[1], "calls": sum(calls.values())}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--change", type=float, default=0.01)
+    parser.add_argument("--once", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+    clock = Clock()
+    # "evaluate" (between pull and push) split into its parts, full and incremental paths
+    clock.wrap(sync.evaluate, "match_customers", "  (match)")
+    clock.wrap(sync.incremental, "_rematch", "  (match)")
+    for module in (sync.evaluate, sync.incremental):
+        clock.wrap(module, "evaluate", "  (rules)")
+        clock.wrap(module, "plan_writes", "  (plan)")
+    with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp:
+        directory = Path(tmp)
+        started = time.perf_counter()
+        world = generate(seed=args.seed, customers=args.customers)
+        sandboxes = start_world(world, tls_dir=directory / "tls")
+        records = sum(len(c.accounts) + len(c.deals) for c in world.crms)
+        print(f"scenario: {args.customers} customers, {records} records in "
+              f"{len(world.crms)} CRMs (set up in {time.perf_counter() - started:.1f}s)")
+        try:
+            wiring = Wiring(load_settings(write_config(sandboxes, directory)))
+            try:
+                full = run_one("cycle 1 (full)", wiring, sandboxes, clock)
+                run_one("cycle 2 (reads back our writes)", wiring, sandboxes, clock)
+                run_one("cycle 3 (no change)", wiring, sandboxes, clock)
+                edited = edit_share(wiring, sandboxes, args.change, random.Random(args.seed))
+                if args.once:
+                    engine_for(wiring.store()).index = None
+                label = f"cycle 4 ({edited} records edited, {args.change:.0%})"
+                partial = run_one(label, wiring, sandboxes, clock)
+                print(f"\nthe {args.change:.0%} cycle costs {partial['wall'] / full['wall']:.1%} "
+                      f"of the full one in wall time, {partial['cpu'] / full['cpu']:.1%} in CPU")
+            finally:
+                wiring.close()
+        finally:
+            sandboxes.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""A sandbox scenario written straight into a store (no HTTP), for large-store benchmarks.
+
+Accounts and deals come from :func:`sandbox.scenario.generate` (realistic names for
+matching); ``deal_copies`` adds copies of every deal (``<key>~<n>``) to reach two deals
+per account; ``max_deals`` cuts the total. Rows go through ``Store.apply_page`` in big
+pages, so they are stored exactly as a pull stores them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sandbox.world import CrmSeed, SeedAccount, SeedDeal, World
+
+PAGE = 50_000
+
+
+def account_row(a: SeedAccount) -> dict[str, Any]:
+    return {"external_id": a.key, "name": a.name, "domain": a.website, "country": a.country,
+            "duns": a.duns, "vat_id": a.vat_id, "owner_user": a.owner_user,
+            "channel_owner": a.channel_owner, "partner_id": a.partner_id,
+            "created_at": a.created_at, "modified_at": a.modified_at}
+
+
+def deal_row(d: SeedDeal, suffix: str = "") -> dict[str, Any]:
+    return {"external_id": d.key + suffix, "name": d.name, "account_ref": d.account_key,
+            "amount": d.amount, "currency": d.currency, "stage_category": d.stage,
+            "close_date": d.close_date, "created_at": d.created_at,
+            "modified_at": d.modified_at, "last_activity_at": d.last_activity_at,
+            "owner_user": d.owner_user, "registered_by": d.registered_by,
+            "registered_at": d.registered_at, "registration_status": d.registration_status,
+            "registration_expires_at": d.registration_expires_at,
+            "registration_decision": d.registration_decision, "reassign_to": d.reassign_to}
+
+
+def _deals(crm: CrmSeed, copies: int) -> Iterator[dict[str, Any]]:
+    for d in crm.deals:
+        yield deal_row(d)
+    for n in range(1, copies + 1):
+        for d in crm.deals:
+            yield deal_row(d, f"~{n}")
+
+
+def fill_store(store: Any, world: World, *, deal_copies: int = 0,
+               max_deals: int | None = None) -> tuple[int, int]:
+    """Write the world's records into ``store``; returns (accounts, deals) written."""
+    run_id = store.start_run(trigger="bench-fill")
+    accounts = deals = 0
+    budget = max_deals
+    for crm in world.crms:
+        rows = [account_row(a) for a in crm.accounts]
+        for start in range(0, len(rows), PAGE):
+            _page(store, crm.connection, "account", rows[start:start + PAGE], run_id)
+        accounts += len(rows)
+        page: list[dict[str, Any]] = []
+        for row in _deals(crm, deal_copies):
+            if budget is not None and budget <= 0:
+                break
+            page.append(row)
+            if budget is not None:
+                budget -= 1
+            if len(page) >= PAGE:
+                _page(store, crm.connection, "opportunity", page, run_id)
+                deals += len(page)
+                page = []
+        if page:
+            _page(store, crm.connection, "opportunity", page, run_id)
+            deals += len(page)
+    store.finish_run(run_id, status="ok", counts={"accounts": accounts, "deals": deals},
+                     error=None)
+    return accounts, deals
+
+
+def _page(store: Any, connection: str, entity: str, rows: list[dict[str, Any]],
+          run_id: int) -> None:
+    result = store.apply_page(connection=connection, entity=entity, rows=rows, deleted_ids=[],
+                              skipped=[], cursor={"bench": True}, run_id=run_id,
+                              full_refresh=False)
+    if result.skipped:
+        raise RuntimeError(f"{connection}/{entity}: {result.skipped} rows rejected")
