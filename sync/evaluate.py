@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import structlog
@@ -133,7 +133,7 @@ def build_snapshot(
         if rt is None:
             continue
         written = _written(a.connection)
-        ours = written.is_ours(Entity.ACCOUNT, a.external_id, "channel_owner", a.channel_owner)
+        ours = written.is_ours("account", a.external_id, "channel_owner", a.channel_owner)
         account_facts.append(
             AccountFact(
                 key=RecordKey(a.connection, "account", a.external_id),
@@ -157,7 +157,7 @@ def build_snapshot(
         account_key = RecordKey(o.connection, "account", o.account_ref) if o.account_ref else None
         written = _written(o.connection)
         expiry_is_ours = o.registration_expires_at is None or written.is_ours(
-            Entity.OPPORTUNITY, o.external_id, "registration_expires_at",
+            "opportunity", o.external_id, "registration_expires_at",
             o.registration_expires_at,
         )
         if rt.role == "distributor":
@@ -207,7 +207,7 @@ def _stage(value: str | None) -> Any:
 class _Written:
     """What we wrote to one connection: the ledger, and the values of open outbox items."""
 
-    __slots__ = ("ledger", "open_items", "runtime")
+    __slots__ = ("fields", "ledger", "open_items", "runtime")
 
     def __init__(
         self,
@@ -216,8 +216,10 @@ class _Written:
         open_items: Mapping[tuple[str, str, str], Any] | None,
     ) -> None:
         self.runtime, self.ledger, self.open_items = runtime, ledger, open_items or {}
+        # entity -> output -> write spec; plain strings, as enum lookups cost at scale
+        self.fields = {e.value: dict(runtime.mapping.writes(e)) for e in Entity}
 
-    def is_ours(self, entity: Entity, external_id: str, output: str, value: Any) -> bool:
+    def is_ours(self, entity: str, external_id: str, output: str, value: Any) -> bool:
         """Is ``value`` (as read, canonical) what we last wrote to ``output`` of the record?
 
         The ledger holds the vendor value we sent, the row the value read back through the
@@ -226,20 +228,23 @@ class _Written:
         later expiry date a person typed must never count as an extension)."""
         if value is None:
             return False
-        spec = self.runtime.mapping.writes(entity).get(output)
+        spec = self.fields[entity].get(output)
         if spec is None:
             return False
-        key = (entity.value, external_id, spec.field)
-        sent = [v for v in (self.ledger.get(key, _NOT_WRITTEN),
-                            self.open_items.get(key, _NOT_WRITTEN) if self.open_items
-                            else _NOT_WRITTEN) if v is not _NOT_WRITTEN]
-        if not sent:
-            return False
+        key = (entity, external_id, spec.field)
+        sent = self.ledger.get(key, _NOT_WRITTEN)
+        writing = self.open_items.get(key, _NOT_WRITTEN) if self.open_items else _NOT_WRITTEN
+        if sent is _NOT_WRITTEN and writing is _NOT_WRITTEN:
+            return False  # the common case at scale: never written, no lookup beyond this
+        text = value.isoformat() if value.__class__ is date else value
+        if sent == text or writing == text:  # as we sent it, most of the time: no conversion
+            return True
+        candidates = [v for v in (sent, writing) if v is not _NOT_WRITTEN]
         try:
             vendor_value = spec.to_vendor(value)
         except ValueError:  # a value the write map does not know was not written by us
             vendor_value = _NOT_WRITTEN
-        return any(same_value(v, value) or same_value(v, vendor_value) for v in sent)
+        return any(same_value(v, value) or same_value(v, vendor_value) for v in candidates)
 
 
 _NOT_WRITTEN = object()
