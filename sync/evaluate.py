@@ -216,8 +216,7 @@ class _Written:
         open_items: Mapping[tuple[str, str, str], Any] | None,
     ) -> None:
         self.runtime, self.ledger, self.open_items = runtime, ledger, open_items or {}
-        # entity -> output -> write spec; plain strings, as enum lookups cost at scale
-        self.fields = {e.value: dict(runtime.mapping.writes(e)) for e in Entity}
+        self.fields = _write_specs(runtime.mapping)
 
     def is_ours(self, entity: str, external_id: str, output: str, value: Any) -> bool:
         """Is ``value`` (as read, canonical) what we last wrote to ``output`` of the record?
@@ -248,6 +247,17 @@ class _Written:
 
 
 _NOT_WRITTEN = object()
+# id(mapping) -> (mapping, entity -> output -> write spec): build_snapshot also runs once per
+# customer (sync.scale), and the mapping (kept here so its id stays its own) never changes
+_SPECS: dict[int, tuple[Any, dict[str, dict[str, Any]]]] = {}
+
+
+def _write_specs(mapping: Any) -> dict[str, dict[str, Any]]:
+    found = _SPECS.get(id(mapping))
+    if found is None or found[0] is not mapping:
+        found = _SPECS[id(mapping)] = (
+            mapping, {e.value: dict(mapping.writes(e)) for e in Entity})
+    return found[1]
 
 
 def targets_for(runtimes: Iterable[Runtime]) -> dict[str, Target]:
