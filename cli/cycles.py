@@ -14,6 +14,7 @@ import structlog
 from sync.cycle import CycleReport, Runtime, run_cycle
 from sync.daemon import Daemon
 from sync.evaluate import Outcome, evaluate_store
+from sync.incremental import evaluate_incremental
 from sync.leader import leadership_for
 from sync.metrics import Health, Metrics, serve_http
 from sync.notify import Webhook, connection_failure_events, deliver_due
@@ -43,13 +44,15 @@ def one_cycle(
     match_settings = wiring.match_settings()
     scorecards = wiring.scorecards()
 
-    def evaluate(store_: Any, at: datetime, _run_id: int) -> tuple[list[Any], dict[str, Any]]:
-        outcome = evaluate_store(
+    def evaluate(store_: Any, at: datetime, run_id: int) -> tuple[list[Any], dict[str, Any]]:
+        # only what changed since the last cycle; a full run when first, configured or due
+        outcome = evaluate_incremental(
             store_,
             runtimes,
             policy=policy,
             match_settings=match_settings,
             now=at,
+            run_id=run_id,
             scorecards=scorecards,
         )
         return outcome.planned, outcome.stats

@@ -148,7 +148,9 @@ class MatchIndex:
         area = self._whole_clusters(neighbours | touched)
         if not area:
             return MatchResult(links={}, review=())
-        subset = [self.records[k] for k in sorted(area)]
+        # in the order the records came (the store's order, as a full match sees them):
+        # where constraints compete (a "never" between two members), the order decides
+        subset = [r for k, r in self.records.items() if k in area]
         relevant = [d for pair, d in self.decisions.items() if pair <= area]
         features = RecordFeatures(subset)
         matcher = _Matcher(features, self.settings, relevant)

@@ -48,3 +48,26 @@ def edit_record(sandbox: Any, entity: str, external_id: str, *, name: str | None
         app.update_record(obj, external_id, values)
     else:
         raise ValueError(f"unknown vendor {vendor!r}")
+
+
+def move_deal(sandbox: Any, deal_id: str, account_id: str) -> None:
+    """Put a deal on another account of the same CRM (Salesforce and Pipedrive)."""
+    if sandbox.vendor == "salesforce":
+        sandbox.app.org.update("Opportunity", deal_id, {"AccountId": account_id})
+    elif sandbox.vendor == "pipedrive":
+        sandbox.app.user_update("deals", int(deal_id), {"org_id": int(account_id)})
+    else:
+        raise NotImplementedError(f"moving a deal in {sandbox.vendor}")
+
+
+def delete_record(sandbox: Any, entity: str, external_id: str) -> None:
+    """Delete a record as a user would (Salesforce, Pipedrive, Dynamics)."""
+    obj = _OBJECTS[sandbox.vendor][entity][0]
+    if sandbox.vendor == "salesforce":
+        sandbox.app.org.delete(obj, external_id)
+    elif sandbox.vendor == "pipedrive":
+        sandbox.app.user_delete(obj, int(external_id))
+    elif sandbox.vendor == "dynamics":
+        sandbox.app.delete_record(obj, external_id)
+    else:
+        raise NotImplementedError(f"deleting in {sandbox.vendor}")

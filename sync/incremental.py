@@ -18,8 +18,9 @@ own) are not seen as changes: the next full run corrects them.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -64,7 +65,7 @@ class Engine:
 
     index: MatchIndex | None = None
     settings: MatchSettings | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    token: str | None = None  # written with the state: tells whether another process ran
 
 
 _ENGINES: WeakKeyDictionary[Any, Engine] = WeakKeyDictionary()
@@ -111,6 +112,9 @@ def evaluate_incremental(
     decisions = store.match_decisions()
     seen = {_decision_id(d): d.verdict for d in decisions}
     full_at = state.get("full_at")
+    if state.get("token") != engine.token:
+        engine.index = None  # another process evaluated since: the index in memory is stale
+    engine.token = uuid.uuid4().hex
     if (force_full or state.get("config") != digest or full_at is None
             or now - datetime.fromisoformat(full_at) >= full_every
             or engine.settings not in (None, match_settings)):
@@ -119,15 +123,17 @@ def evaluate_incremental(
         _after_full(store, runtimes, outcome.evaluation, policy, now)
         engine.index, engine.settings = None, match_settings
         store.save_engine_state(STATE, {"generation": watermark, "config": digest,
-                                        "full_at": now.isoformat(), "decisions": seen})
+                                        "full_at": now.isoformat(), "decisions": seen,
+                                        "token": engine.token})
         outcome.stats["evaluation"] = "full"
         return outcome
     outcome = _partial(store, runtimes, engine, policy=policy, settings=match_settings,
-                       now=now, since=int(state.get("generation", 0)), decisions=decisions,
+                       now=now, state=state, decisions=decisions,
                        new_decisions=[d for d in decisions
                                       if state.get("decisions", {}).get(_decision_id(d))
                                       != d.verdict])
-    store.save_engine_state(STATE, {**state, "generation": watermark, "decisions": seen})
+    store.save_engine_state(STATE, {**state, "generation": watermark, "decisions": seen,
+                                    "token": engine.token, "pending": []})
     return outcome
 
 
@@ -154,10 +160,11 @@ def _token(connection: str, opportunity: str, account_ref: str | None) -> str:
 
 def _partial(
     store: Any, runtimes: Sequence[Runtime], engine: Engine, *, policy: Policy,
-    settings: MatchSettings, now: datetime, since: int, decisions: Sequence[Any],
+    settings: MatchSettings, now: datetime, state: Mapping[str, Any], decisions: Sequence[Any],
     new_decisions: Sequence[Any],
 ) -> Outcome:
     by_name = {rt.name: rt for rt in runtimes}
+    since = int(state.get("generation", 0))
     changed = [k for k in store.changed_since(since) if k.connection in by_name]
     changed_accounts = [(k.connection, k.external_id) for k in changed if k.entity == "account"]
     changed_opps = [(k.connection, k.external_id) for k in changed if k.entity == "opportunity"]
@@ -196,8 +203,10 @@ def _partial(
             customers.add(link.customer_id)
         else:
             tokens.add(_token(o.connection, o.external_id, o.account_ref))
-    for group in store.due_groups(now):
+    # groups of an evaluation that stopped half-way (its links may already be saved)
+    for group in [*store.due_groups(now), *state.get("pending", [])]:
         (tokens if group.startswith("~") else customers).add(group)
+    store.save_engine_state(STATE, {**state, "pending": sorted(customers | tokens)})
 
     # 2. persist the moved links, then load exactly the affected groups
     _save_area(store, index, match, area, removed)
