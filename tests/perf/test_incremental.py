@@ -105,8 +105,8 @@ def edit_randomly(lab: Lab, rng: random.Random, share: float) -> int:
                    and a.external_id != o.account_ref]
         move_deal(lab.sandboxes[o.connection], o.external_id, rng.choice(targets).external_id)
         edits += 1
-    deletable = [r for r in [*accounts, *deals]
-                 if lab.sandboxes[r.connection].vendor in DELETABLE]
+    deletable: list[Any] = [r for r in [*accounts, *deals]
+                            if lab.sandboxes[r.connection].vendor in DELETABLE]
     for r in rng.sample(deletable, 1):
         delete_record(lab.sandboxes[r.connection], r.key.entity, r.external_id)
         edits += 1
@@ -120,9 +120,9 @@ def edit_randomly(lab: Lab, rng: random.Random, share: float) -> int:
     if shared:
         pair = rng.choice(shared)[:2]
         store.record_match_decision(pair[0], pair[1], "never", "bench")
-    a, b = rng.sample(sorted(links), 2)
-    if links[a] != links[b]:
-        store.record_match_decision(a, b, "same", "bench")
+    first, second = rng.sample(sorted(links), 2)
+    if links[first] != links[second]:
+        store.record_match_decision(first, second, "same", "bench")
     return edits
 
 
