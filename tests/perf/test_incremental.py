@@ -105,8 +105,8 @@ def edit_randomly(lab: Lab, rng: random.Random, share: float) -> int:
                    and a.external_id != o.account_ref]
         move_deal(lab.sandboxes[o.connection], o.external_id, rng.choice(targets).external_id)
         edits += 1
-    deletable: list[Any] = [r for r in [*accounts, *deals]
-                            if lab.sandboxes[r.connection].vendor in DELETABLE]
+    records: list[Any] = [*accounts, *deals]
+    deletable = [r for r in records if lab.sandboxes[r.connection].vendor in DELETABLE]
     for r in rng.sample(deletable, 1):
         delete_record(lab.sandboxes[r.connection], r.key.entity, r.external_id)
         edits += 1
