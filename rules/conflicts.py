@@ -56,37 +56,81 @@ def find_conflicts(
     decision: OwnerDecision,
     policy: Policy,
 ) -> list[Conflict]:
-    """Every conflict on the customer, given its live opportunities and owner decision."""
+    """Every conflict on the customer, given its live opportunities and owner decision.
+
+    A conflict's evidence is what the owner decision rests on plus the holder's own open
+    deals, so every record on both sides of a conflict is flagged in its own CRM, whatever
+    the basis of ownership (a hand-set owner included)."""
     owner = decision.owner
     found: list[Conflict] = []
     open_opps = [o for o in opportunities if o.stage_category == "open"]
 
-    def add(kind: str, opp_key: RecordKey, subject: str, holder: str | None) -> None:
-        reason = Reason(kind, subject, holder, decision.since)
-        found.append(Conflict(reason, opp_key, decision.evidence))
-
     if decision.basis == RELEASED_HOLD and decision.released is not None:
         for opp in open_opps:
             if opp.party == DIRECT:
-                add(DIRECT_ON_RELEASED_CUSTOMER, opp.key, DIRECT, decision.released.holder)
+                reason = Reason(DIRECT_ON_RELEASED_CUSTOMER, DIRECT, decision.released.holder,
+                                decision.since)
+                found.append(Conflict(reason, opp.key, decision.evidence))
         return found
-    if owner == DIRECT and decision.basis == EXPLICIT:
+    if owner is None or (owner == DIRECT and decision.basis != EXPLICIT):
+        return found
+    held = holder_deals(owner, open_opps, registrations)
+    evidence = decision.evidence + tuple(k for k in held if k not in decision.evidence)
+
+    def add(kind: str, opp_key: RecordKey, subject: str, holder: str | None) -> None:
+        reason = Reason(kind, subject, holder, decision.since)
+        found.append(Conflict(reason, opp_key, evidence))
+
+    if owner == DIRECT:  # a channel manager assigned the customer to direct sales
         for reg in decision.ranked:
             add(REGISTRATION_ON_DIRECT_CUSTOMER, reg.opportunity, reg.holder, DIRECT)
         return found
-    if owner is None or owner == DIRECT:
-        return found
-    keep_current = decision.basis == EXPLICIT and policy.mid_sale_switch == "keep_current"
+    kept = kept_by_mid_sale_switch(decision, policy)
     for opp in open_opps:
         registration = registrations.get(opp.key)
-        if opp.party == DIRECT and (registration is None or not registration.valid):
+        valid = registration is not None and registration.valid
+        if opp.party == DIRECT and not valid:
             add(DIRECT_VS_CHANNEL, opp.key, DIRECT, owner)
-        elif registration is not None and registration.valid:
-            if registration.holder != owner and not keep_current:
+        elif registration is not None and valid:
+            if registration.holder not in (owner, kept):
                 add(CHANNEL_VS_CHANNEL, opp.key, registration.holder, owner)
         elif opp.party not in (owner, DIRECT):
             add(UNREGISTERED_DEAL, opp.key, opp.party, owner)
     return found
+
+
+def holder_deals(
+    holder: str,
+    open_opps: Sequence[OpportunityFact],
+    registrations: Mapping[RecordKey, Registration],
+) -> tuple[RecordKey, ...]:
+    """The holder's open deals on the customer: those carrying a valid registration it
+    holds, and those it pursues without one (direct sales' unregistered deals included)."""
+    keys = []
+    for opp in open_opps:
+        registration = registrations.get(opp.key)
+        party = registration.holder if registration is not None and registration.valid \
+            else opp.party
+        if party == holder:
+            keys.append(opp.key)
+    return tuple(sorted(keys))
+
+
+def kept_by_mid_sale_switch(decision: OwnerDecision, policy: Policy) -> str | None:
+    """The distributor whose registrations ``keep_current`` lets run unflagged, if any.
+
+    Only a mid-sale switch protects anyone: a channel manager named an owner other than
+    the holder of the registration that prevails under the policy, the claim the customer
+    was held by before the switch. When the named owner holds that registration itself,
+    nothing was switched and the other registrations lose to it as usual. (The engine keeps
+    no record of when the owner was set, so the prevailing registration stands for the
+    claim the switch interrupted.)"""
+    if decision.basis != EXPLICIT or policy.mid_sale_switch != "keep_current":
+        return None
+    if not decision.ranked:
+        return None
+    current = decision.ranked[0].holder
+    return None if current == decision.owner else current
 
 
 def find_routings(

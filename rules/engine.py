@@ -272,7 +272,7 @@ def _desired_values(
         reg = registrations.get(key) if registrations else None
         manager = routed.get(key) if routed else None
         state, expires_on, clear = (
-            (reg.state, reg.recorded_expiry, reg.clear_decision) if reg is not None
+            (reg.recorded_status, reg.recorded_expiry, reg.clear_decision) if reg is not None
             else (None, None, False)
         )
         signature: tuple[Any, ...]

@@ -108,9 +108,11 @@ class TermOverride:
 class Policy:
     """The channel policy. ``direct_after_release``: how long after a release direct sales
     may own the customer (None: never by itself, a channel manager decides).
-    ``mid_sale_switch``: when a channel manager names a new owner while another
-    distributor holds a valid registration, ``keep_current`` lets that registration run
-    unflagged, ``new_owner`` flags it. ``channel_managers``: internal connection -> user."""
+    ``mid_sale_switch``: when a channel manager names an owner other than the holder of
+    the registration that prevails under the policy (a switch mid-sale),
+    ``keep_current`` lets that holder's registration run unflagged, ``new_owner`` flags
+    it; other distributors' registrations lose to the owner either way.
+    ``channel_managers``: internal connection -> user."""
 
     registration_term: timedelta = timedelta(days=90)
     inactivity_limit: timedelta = timedelta(days=30)

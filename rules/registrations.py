@@ -16,11 +16,19 @@ So the cycle after ours, reading our own write back, reaches the same verdict.
   registration (extended, expiring, expired, won, lost), is an extension in force. A date
   a person typed in, or an ``active`` status with a later date and no reassignment, is a
   hand edit, not trusted: nobody extends a registration but through the decision field.
-- reassign: as extend, for the term of ``reassign_to``, who then holds the registration
-  (``reassign_to`` stays set, which is how later cycles know the holder; the term end is
-  at least the day after the plain term, so the reassignment stays recognisable).
-- release: status ``released`` (terminal until the deal closes); ``registration_expires_at``
-  = the release date, which is when ``direct_after_release`` starts counting.
+- reassign: ``reassign_to`` holds the registration from the day of the decision, for its
+  own term. The claim is no longer the original registrant's, so its record shows status
+  ``released`` dated on the reassignment day (when the new term starts); ``reassign_to``
+  stays set, and a ``released`` status with a ``reassign_to`` naming another distributor
+  is how later cycles recognise it (whoever set it: it must read the same before and
+  after we write its date). The new holder's own state (active, expiring, expired) shows
+  in findings and ownership, not on the record. A later extend or reassign on it
+  restarts the term from its decision day; a release while ``reassign_to`` names another
+  distributor is refused (it would read back as a reassignment): clear ``reassign_to``
+  in the same edit. A deal that closes shows won or lost like any other.
+- release: status ``released`` (terminal until the deal closes; releasing it again only
+  moves the date); ``registration_expires_at`` = the release date, which is when
+  ``direct_after_release`` starts counting.
 
 The decision time is the record's ``modified_at`` (the manager's edit), capped at ``now``;
 it is read only while the decision is set, so our own write bumping ``modified_at`` never
@@ -30,7 +38,7 @@ moves it. Won and lost close every registration, whatever else happened.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 
 from config.canonical import DECISIONS
 from rules.model import OpportunityFact, Policy, RecordKey
@@ -38,9 +46,8 @@ from rules.model import OpportunityFact, Policy, RecordKey
 VALID_STATES = frozenset({"active", "expiring", "extended"})
 # read statuses under which a later expiry date is one we wrote for a carried-out decision:
 # every state an extension in force can be in (it lapses and closes like any registration);
-# an 'active' status with a later date and no reassignment is a hand edit, not trusted
+# an 'active' status with a later date is a hand edit, not trusted
 _PERSISTED_EXTENDED = frozenset({"extended", "expiring", "expired", "won", "lost"})
-_PERSISTED_REASSIGNED = _PERSISTED_EXTENDED | {"active"}
 _TIMELESS = frozenset({"pending", "released", "won", "lost"})  # time alone changes nothing
 
 
@@ -63,10 +70,18 @@ class Registration:
     # an extension or reassignment in force: its term end, the date the CRM must keep
     # showing (inactivity may end it sooner; the status says so)
     term_end: datetime | None = None
+    # reassigned away from ``registered_by`` on this day: the record shows it released
+    reassigned_on: date | None = None
 
     @property
     def valid(self) -> bool:
         return self.state in VALID_STATES
+
+    @property
+    def recorded_status(self) -> str:
+        """The status to write back: ``released`` on a record whose registration was
+        reassigned to another distributor (its registrant's claim ended), else the state."""
+        return "released" if self.reassigned_on is not None else self.state
 
     @property
     def expires_on(self) -> date | None:
@@ -74,8 +89,11 @@ class Registration:
 
     @property
     def recorded_expiry(self) -> date | None:
-        """The expiry date to write back: the extension's term end while one is in force
-        (which is how the next cycle recognises it), else the date it ends."""
+        """The expiry date to write back: the reassignment day on a reassigned record, the
+        extension's term end while one is in force (both are how the next cycle recognises
+        them), else the date it ends."""
+        if self.reassigned_on is not None:
+            return self.reassigned_on
         if self.term_end is not None:
             return self.term_end.date()
         return self.expires_on
@@ -99,31 +117,40 @@ def assess(opp: OpportunityFact, policy: Policy, now: datetime) -> Registration 
         )
     terms = policy.terms_for(registered_by)
     base_expiry = registered_at + terms.registration_term
+    read_expiry = opp.registration_expires_at
+    names_other = bool(opp.reassign_to) and opp.reassign_to != registered_by
+    # a released record naming another distributor carries a reassignment; it must read
+    # the same before and after we write its date, so a hand-set one counts too
+    reassigned = closed is None and names_other and opp.registration_status == "released"
     decision = opp.registration_decision
-    if decision and closed is None and opp.registration_status != "released":
-        return _carry_out(opp, policy, now, base_expiry)
+    released = opp.registration_status == "released" and not reassigned
+    if decision and closed is None and (not released or decision == "release"):
+        # a release stays terminal; releasing it again only re-dates it
+        return _carry_out(opp, policy, now, reassigned)
 
     holder = registered_by
     extension_start: datetime | None = None
-    read_expiry = opp.registration_expires_at
-    reassigned = bool(opp.reassign_to) and opp.reassign_to != registered_by
-    trusted = _PERSISTED_REASSIGNED if reassigned else _PERSISTED_EXTENDED
-    if (
-        opp.registration_status in trusted
+    term_expiry = base_expiry
+    reassigned_on: date | None = None
+    if reassigned and opp.reassign_to:
+        # carried out earlier: the named distributor holds it from the reassignment day
+        # (without a date, the last edit capped at the term: the date we then write)
+        reassigned_on = read_expiry or min((opp.modified_at or now).date(), base_expiry.date())
+        holder = opp.reassign_to
+        terms = policy.terms_for(holder)
+        extension_start = midnight(reassigned_on)
+        term_expiry = extension_start + terms.registration_term
+    elif (
+        opp.registration_status in _PERSISTED_EXTENDED
         and read_expiry is not None
         and opp.registration_expiry_is_ours
         and midnight(read_expiry) > base_expiry
     ):
-        # a decision carried out earlier (extend or reassign) is in force
-        if reassigned and opp.reassign_to:
-            holder = opp.reassign_to
-        terms = policy.terms_for(holder)
+        # an extension carried out earlier is in force
         term_expiry = midnight(read_expiry)
         extension_start = term_expiry - terms.registration_term
-    else:
-        term_expiry = base_expiry
 
-    if opp.registration_status == "released" and closed is None:
+    if released and closed is None:
         # the date we wrote when carrying out the release; without one (a status set by
         # hand) the last edit, capped at the term; either way the value we write back.
         # A released deal that closes is dated like any closed one: once we write won or
@@ -152,46 +179,52 @@ def assess(opp: OpportunityFact, policy: Policy, now: datetime) -> Registration 
         state = "expired"
     elif now >= warning_at:
         state = "expiring"
-    elif extension_start is not None and holder == registered_by:
+    elif extension_start is not None and not reassigned:
         state = "extended"
     else:
         state = "active"
     return Registration(
         opp.key, opp.customer_id, holder, registered_by, state, registered_at, expires_at,
         warning_at, lapsed_by_inactivity=expires_at < term_expiry,
-        term_end=term_expiry if extension_start is not None else None,
+        term_end=term_expiry if extension_start is not None and not reassigned else None,
+        reassigned_on=reassigned_on,
     )
 
 
 def _carry_out(
-    opp: OpportunityFact, policy: Policy, now: datetime, base_expiry: datetime
+    opp: OpportunityFact, policy: Policy, now: datetime, reassigned: bool
 ) -> Registration:
-    """Carry out the decision: assess the record as it reads once our write lands."""
+    """Carry out the decision: assess the record as it reads once our write lands.
+    ``reassigned``: the record already carries a reassignment in force."""
     registered_by = opp.registered_by or ""
     decided_at = min(opp.modified_at or now, now)
     decision = opp.registration_decision or ""
     if decision not in DECISIONS:
         return _unchanged(opp, policy, now, f"unknown decision {decision!r}")
+    names_other = bool(opp.reassign_to) and opp.reassign_to != registered_by
     if decision == "release":
+        if names_other:
+            return _unchanged(opp, policy, now, "release while reassign_to names "
+                              f"{opp.reassign_to!r}: clear reassign_to first")
+        written = replace(
+            opp, registration_decision=None, registration_status="released",
+            registration_expires_at=decided_at.date(), registration_expiry_is_ours=True,
+        )
+    elif decision == "reassign" or (decision == "extend" and reassigned):
+        if not names_other:
+            return _unchanged(opp, policy, now, "reassign needs reassign_to naming another "
+                              "distributor")
+        # the new holder's term starts on the decision day, the date later cycles read back
         written = replace(
             opp, registration_decision=None, registration_status="released",
             registration_expires_at=decided_at.date(), registration_expiry_is_ours=True,
         )
     else:
-        reassigning = decision == "reassign"
-        holder = opp.reassign_to if opp.reassign_to and opp.reassign_to != registered_by \
-            else registered_by
-        if reassigning and holder == registered_by:
-            return _unchanged(opp, policy, now, "reassign needs reassign_to naming another "
-                              "distributor")
         # a date, because that is what later cycles read back
-        term_end = (decided_at + policy.terms_for(holder).registration_term).date()
-        if reassigning:
-            term_end = max(term_end, base_expiry.date() + timedelta(days=1))
+        term_end = (decided_at + policy.terms_for(registered_by).registration_term).date()
         written = replace(
             opp, registration_decision=None, registration_expires_at=term_end,
-            registration_expiry_is_ours=True,
-            registration_status="active" if reassigning else "extended",
+            registration_expiry_is_ours=True, registration_status="extended",
         )
     found = assess(written, policy, now)
     assert found is not None  # same registration, decision carried out

@@ -136,15 +136,16 @@ def test_unregistered_deal_on_another_distributors_customer() -> None:
         partner_opp("D1", "o1", registered_days_ago=10),
         partner_opp("D2", "o2", registered_days_ago=None),
         partner_opp("D2", "o3", registered_days_ago=None, stage_category="lost"),
-        partner_opp("D1", "o4", registered_days_ago=None),  # the holder's own: fine
+        # the holder's own: no conflict of its own, but on the holder's side of this one
+        partner_opp("D1", "o4", registered_days_ago=None),
     )
     result = evaluate(snap, POLICY, NOW)
     assert [f for f in result.findings if f.kind in CONFLICT_KINDS] == [
-        conflict("unregistered_deal", okey("D2", "o2"), (okey("D1", "o1"),), "D2", "D1",
-                 "registration", REGISTERED_10_DAYS),
+        conflict("unregistered_deal", okey("D2", "o2"), (okey("D1", "o1"), okey("D1", "o4")),
+                 "D2", "D1", "registration", REGISTERED_10_DAYS),
     ]
     assert [k.external_id for k, v in result.desired.items() if v["conflict_flag"]] == [
-        "o1", "o2"]
+        "o1", "o2", "o4"]
 
 
 def test_explicit_owner_wins_and_mid_sale_switch_policy() -> None:

@@ -281,7 +281,8 @@ def round_trip(opp: OpportunityFact, now: datetime = NOW) -> tuple[Any, Any]:
     first = assess(opp, POLICY, now)
     assert first is not None
     read_back = replace(
-        opp, registration_status=first.state, registration_expires_at=first.recorded_expiry,
+        opp, registration_status=first.recorded_status,
+        registration_expires_at=first.recorded_expiry, registration_expiry_is_ours=True,
         registration_decision=None, modified_at=now,
     )
     second = assess(read_back, POLICY, now)
@@ -323,7 +324,8 @@ def test_a_reassignment_keeps_its_new_holder_after_the_echo() -> None:
                modified_at=NOW - 3 * DAY, registration_status="expired",
                registration_decision="reassign", reassign_to="D2")
     first, second = round_trip(opp)
-    assert (first.holder, first.state) == ("D2", "active")
+    assert (first.holder, first.state, first.recorded_status) == ("D2", "active", "released")
+    assert first.recorded_expiry == (NOW - 3 * DAY).date()  # the reassignment day
     same_verdict(first, second)
 
 

@@ -122,12 +122,62 @@ def test_reassign_moves_the_registration_to_the_named_distributor() -> None:
     opp = partner_opp("D1", "o1", registered_days_ago=95, registration_decision="reassign",
                       reassign_to="D2", modified_at=NOW - 2 * DAY)
     reg = state_of(opp, policy)
+    # D2 holds it for its own term from the decision day; D1's record shows its claim
+    # released on that day
     assert (reg.state, reg.holder, reg.registered_by, reg.expires_on, reg.clear_decision) == (
         "active", "D2", "D1", day("2026-07-29"), True)
-    read_back = replace(opp, registration_decision=None, registration_status="active",
-                        registration_expires_at=reg.expires_on)
-    again = state_of(read_back, policy)
-    assert (again.state, again.holder, again.expires_on) == ("active", "D2", day("2026-07-29"))
+    assert (reg.recorded_status, reg.recorded_expiry, reg.valid) == (
+        "released", day("2026-05-30"), True)
+    read_back = replace(opp, registration_decision=None, registration_status="released",
+                        registration_expires_at=reg.recorded_expiry, modified_at=NOW)
+    for later in (NOW, NOW + 30 * DAY):  # stable, and the new holder's term runs on
+        again = state_of(read_back, policy, later)
+        assert (again.holder, again.expires_on, again.recorded_status,
+                again.recorded_expiry, again.clear_decision) == (
+            "D2", day("2026-07-29"), "released", day("2026-05-30"), False)
+    assert state_of(read_back, policy, NOW + 47 * DAY).state == "expiring"
+    assert state_of(read_back, policy, midnight(day("2026-07-29"))).state == "expired"
+
+
+def test_decisions_on_a_reassigned_registration() -> None:
+    reassigned = partner_opp("D1", "o1", registered_days_ago=200, reassign_to="D2",
+                             registration_status="released",
+                             registration_expires_at=day("2026-02-20"))
+    assert state_of(reassigned).state == "expired"  # D2's term from 02-20 has ended
+    # extend: D2's term restarts on the decision day
+    extended = state_of(replace(reassigned, registration_decision="extend",
+                                modified_at=NOW - DAY))
+    assert (extended.state, extended.holder, extended.recorded_status,
+            extended.recorded_expiry, extended.expires_on, extended.clear_decision) == (
+        "active", "D2", "released", day("2026-05-31"), day("2026-08-29"), True)
+    # reassign again, to D3
+    moved = state_of(replace(reassigned, registration_decision="reassign", reassign_to="D3",
+                             modified_at=NOW - DAY))
+    assert (moved.holder, moved.state, moved.recorded_expiry) == ("D3", "active",
+                                                                  day("2026-05-31"))
+    # release while reassign_to still names D2 would read back as a reassignment: refused
+    refused = state_of(replace(reassigned, registration_decision="release"))
+    assert (refused.holder, refused.clear_decision, refused.recorded_status) == (
+        "D2", False, "released")
+    assert refused.invalid_decision is not None and "reassign_to" in refused.invalid_decision
+    # once reassign_to is cleared, the release is carried out
+    released = state_of(replace(reassigned, registration_decision="release", reassign_to=None,
+                                modified_at=NOW - DAY))
+    assert (released.state, released.recorded_expiry, released.clear_decision) == (
+        "released", day("2026-05-31"), True)
+    # a reassigned deal that closes shows won, like any closed registration
+    won = state_of(replace(reassigned, stage_category="won"))
+    assert (won.state, won.recorded_status, won.holder) == ("won", "won", "D1")
+
+
+def test_an_extension_ignores_a_reassign_to_left_over() -> None:
+    opp = partner_opp("D1", "o1", registered_days_ago=100, registration_decision="extend",
+                      registration_status="expired", reassign_to="D2", modified_at=NOW - DAY)
+    reg = state_of(opp)
+    assert (reg.state, reg.holder, reg.recorded_status) == ("extended", "D1", "extended")
+    read_back = replace(opp, registration_decision=None, registration_status="extended",
+                        registration_expires_at=reg.recorded_expiry)
+    assert (state_of(read_back).state, state_of(read_back).holder) == ("extended", "D1")
 
 
 def test_invalid_decisions_are_reported_not_carried_out() -> None:
