@@ -13,9 +13,8 @@ few distinct instants.
 from __future__ import annotations
 
 import gc
-import heapq
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -120,11 +119,14 @@ def _rows(conn: Any, sql: str, make: Callable[[tuple[Any, ...]], Any], size: int
 
 
 def stream_groups(
-    store: Any, runtimes: Sequence[Runtime], links: Mapping[tuple[str, str], str],
-    ledgers: Mapping[str, Mapping[tuple[str, str, str], Any]] | None = None,
+    store: Any, runtimes: Sequence[Runtime], links: dict[tuple[str, str], str],
+    ledgers: Mapping[str, Mapping[tuple[str, str, str], Any]] | None = None, *,
+    release: bool = False, batch: int = 4000,
 ) -> Iterator[Group]:
     """Each matched customer's facts, one customer at a time (customers without a link
-    are left out: the caller evaluates the few unmatched deals the normal way)."""
+    are left out: the caller evaluates the few unmatched deals the normal way). With
+    ``release`` the ``links`` dict is emptied once the database holds it. Facts are built
+    ``batch`` customers at a time (one ``build_snapshot`` call each: a call has a cost)."""
     by_name = {rt.name: rt for rt in runtimes}
     decoder = _Decoder()
     conn = _raw(store)
@@ -136,8 +138,8 @@ def stream_groups(
         conn.executemany("INSERT INTO scale_link VALUES (?, ?, ?)",
                          ((c, e, cid) for (c, e), cid in links.items()))
         conn.execute("COMMIT")
-        conn.execute("CREATE INDEX IF NOT EXISTS temp.scale_link_key "
-                     "ON scale_link (connection, external_id)")
+        if release:
+            links.clear()
         conn.execute("CREATE INDEX IF NOT EXISTS temp.scale_link_customer "
                      "ON scale_link (customer_id)")
         account_sql = (
@@ -153,52 +155,117 @@ def stream_groups(
         accounts = _rows(conn, account_sql, decoder.row_maker(_ACCOUNT, AccountRow))
         opportunities = _rows(conn, opportunity_sql,
                               decoder.row_maker(_OPPORTUNITY, OpportunityRow))
-        tagged = heapq.merge(((cid, 0, row) for cid, row in accounts),
-                             ((cid, 1, row) for cid, row in opportunities),
-                             key=lambda item: (item[0], item[1]))
-        current: str | None = None
-        group_accounts: list[AccountRow] = []
-        group_opps: list[OpportunityRow] = []
-        for cid, kind, row in tagged:
-            if cid != current:
-                if current is not None:
-                    yield _facts(current, group_accounts, group_opps, links, by_name, ledgers)
-                current, group_accounts, group_opps = cid, [], []
-            (group_accounts if kind == 0 else group_opps).append(row)
-        if current is not None:
-            yield _facts(current, group_accounts, group_opps, links, by_name, ledgers)
+        pending: list[tuple[str, list[AccountRow], list[OpportunityRow]]] = []
+        for group in _merged(accounts, opportunities):
+            pending.append(group)
+            if len(pending) >= batch:
+                yield from _facts(pending, by_name, ledgers)
+                pending = []
+        if pending:
+            yield from _facts(pending, by_name, ledgers)
         conn.execute("DROP TABLE IF EXISTS temp.scale_link")
     finally:
         conn.close()
 
 
-def _facts(customer: str, accounts: list[AccountRow], opportunities: list[OpportunityRow],
-           links: Mapping[tuple[str, str], str], runtimes: Mapping[str, Runtime],
-           ledgers: Mapping[str, Mapping[tuple[str, str, str], Any]] | None) -> Group:
-    local = {(a.connection, a.external_id): customer for a in accounts}
-    for o in opportunities:
-        local[(o.connection, o.account_ref or "")] = customer
-    snapshot = build_snapshot(accounts=accounts, opportunities=opportunities, links=local,
+def _merged(accounts: Iterator[tuple[str, AccountRow]],
+            opportunities: Iterator[tuple[str, OpportunityRow]]
+            ) -> Iterator[tuple[str, list[AccountRow], list[OpportunityRow]]]:
+    """Join two streams ordered by customer id into (customer, accounts, deals)."""
+    next_opp = next(opportunities, None)
+    current: str | None = None
+    group_accounts: list[AccountRow] = []
+    group_opps: list[OpportunityRow] = []
+    for cid, row in accounts:
+        if cid != current:
+            if current is not None:
+                while next_opp is not None and next_opp[0] < current:
+                    next_opp = next(opportunities, None)  # cannot be: links are accounts'
+                while next_opp is not None and next_opp[0] == current:
+                    group_opps.append(next_opp[1])
+                    next_opp = next(opportunities, None)
+                yield current, group_accounts, group_opps
+            current, group_accounts, group_opps = cid, [], []
+        group_accounts.append(row)
+    if current is not None:
+        while next_opp is not None and next_opp[0] == current:
+            group_opps.append(next_opp[1])
+            next_opp = next(opportunities, None)
+        yield current, group_accounts, group_opps
+
+
+def _facts(pending: list[tuple[str, list[AccountRow], list[OpportunityRow]]],
+           runtimes: Mapping[str, Runtime],
+           ledgers: Mapping[str, Mapping[tuple[str, str, str], Any]] | None) -> Iterator[Group]:
+    local: dict[tuple[str, str], str] = {}
+    all_accounts: list[AccountRow] = []
+    all_opps: list[OpportunityRow] = []
+    for customer, accounts, opportunities in pending:
+        for a in accounts:
+            local[(a.connection, a.external_id)] = customer
+        all_accounts.extend(accounts)
+        all_opps.extend(opportunities)
+    snapshot = build_snapshot(accounts=all_accounts, opportunities=all_opps, links=local,
                               runtimes=runtimes, ledgers=ledgers or {})
-    return customer, list(snapshot.accounts), list(snapshot.opportunities)
+    del all_accounts, all_opps
+    groups: dict[str, Group] = {c: (c, [], []) for c, _, _ in pending}
+    for fact in snapshot.accounts:
+        groups[fact.customer_id or ""][1].append(fact)
+    for opp in snapshot.opportunities:
+        groups[opp.customer_id or ""][2].append(opp)
+    yield from groups.values()
+
+
+@dataclass(slots=True)
+class ScaleRun:
+    """What :func:`evaluate_at_scale` did; ``match`` and ``evaluation`` only when kept."""
+
+    accounts: int
+    customers: int
+    review_items: int
+    match: MatchResult | None
+    evaluation: Evaluation | None
 
 
 def evaluate_at_scale(
     store: Any, runtimes: Sequence[Runtime], *, policy: Policy, settings: MatchSettings,
     now: datetime, previous: Mapping[Any, str] | None = None,
     progress: Callable[[str], None] | None = None,
-) -> tuple[MatchResult, Evaluation]:
-    """Match every account, then evaluate every matched customer, streaming."""
+    consume: Callable[[Evaluation], None] | None = None, batch: int = 4000,
+) -> ScaleRun:
+    """Match every account, then evaluate every matched customer, streaming.
+
+    Without ``consume`` everything is kept and returned (small stores, tests). With it,
+    each ``batch`` of customers is evaluated into a fresh :class:`Evaluation` handed to
+    ``consume`` (which plans and writes, or counts) and dropped, and the match result is
+    not kept: memory stays flat whatever the store holds."""
     tell = progress or (lambda _stage: None)
     records = account_records(store, [rt.name for rt in runtimes])
     tell("loaded_accounts")
-    match = match_accounts(records, previous=previous or {}, settings=settings)
+    match: MatchResult | None = match_accounts(records, previous=previous or {},
+                                               settings=settings)
     del records
+    assert match is not None
+    links = {key: link.customer_id for key, link in match.links.items()}
+    run = ScaleRun(accounts=len(links), customers=len(set(links.values())),
+                   review_items=len(match.review), match=match, evaluation=None)
+    if consume is not None:
+        run.match = match = None
     gc.collect()
     tell("matched")
-    links = {key: link.customer_id for key, link in match.links.items()}
     result = Evaluation()
-    for customer, accounts, opportunities in stream_groups(store, runtimes, links):
+    in_batch = 0
+    for customer, accounts, opportunities in stream_groups(store, runtimes, links,
+                                                           release=consume is not None,
+                                                           batch=batch):
         evaluate_customer(customer, accounts, opportunities, policy, now, into=result)
+        in_batch += 1
+        if consume is not None and in_batch >= batch:
+            consume(result)
+            result, in_batch = Evaluation(), 0
+    if consume is not None:
+        consume(result)
+    else:
+        run.evaluation = result
     tell("evaluated")
-    return match, result
+    return run

@@ -72,7 +72,7 @@ def test_the_lean_path_agrees_with_the_normal_one(filled: tuple[Store, Any]) -> 
     normal = evaluate(snapshot, policy, now)
     assert all(o.customer_id is not None for o in snapshot.opportunities)
 
-    streamed = list(stream_groups(store, runtimes, links))
+    streamed = list(stream_groups(store, runtimes, dict(links), batch=7))
     assert sorted(f.key for _, accs, _ in streamed for f in accs) == sorted(
         f.key for f in snapshot.accounts)
     facts: dict[Any, Any] = {f.key: f for _, accs, _ in streamed for f in accs}
@@ -81,14 +81,24 @@ def test_the_lean_path_agrees_with_the_normal_one(filled: tuple[Store, Any]) -> 
     expected.update((f.key, f) for f in snapshot.opportunities)
     assert facts == expected
 
-    lean_match, lean = evaluate_at_scale(store, runtimes, policy=policy, settings=settings,
-                                         now=now)
-    assert {k: link.customer_id for k, link in lean_match.links.items()} == links
+    run = evaluate_at_scale(store, runtimes, policy=policy, settings=settings, now=now)
+    assert run.match is not None and run.evaluation is not None
+    lean = run.evaluation
+    assert {k: link.customer_id for k, link in run.match.links.items()} == links
     assert {k: dict(v) for k, v in lean.desired.items()} == {
         k: dict(v) for k, v in normal.desired.items()}
     assert sorted(map(repr, lean.findings)) == sorted(map(repr, normal.findings))
     assert lean.next_thresholds == normal.next_thresholds
     assert len(normal.findings) > 0 and len(normal.desired) == len(facts)
+
+    # consumed batch by batch, the same verdicts arrive in pieces
+    pieces: list[Any] = []
+    streamed_run = evaluate_at_scale(store, runtimes, policy=policy, settings=settings,
+                                     now=now, consume=pieces.append, batch=9)
+    assert streamed_run.match is None and streamed_run.evaluation is None
+    assert len(pieces) > 3
+    assert sorted(repr(f) for p in pieces for f in p.findings) == sorted(map(repr, normal.findings))
+    assert sum(len(p.desired) for p in pieces) == len(normal.desired)
 
 
 def test_a_store_other_than_sqlite_is_refused(tmp_path: Path) -> None:
