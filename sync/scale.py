@@ -13,6 +13,7 @@ few distinct instants.
 from __future__ import annotations
 
 import gc
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
@@ -28,6 +29,10 @@ from sync.evaluate import build_snapshot
 
 _ACCOUNT = tuple(f.name for f in fields(AccountRow))
 _OPPORTUNITY = tuple(f.name for f in fields(OpportunityRow))
+# The rows' fields as named tuples: build_snapshot reads them by attribute name, and a
+# tuple is built in C, where a frozen dataclass of 26 fields sets each field in Python.
+_AccountTuple = namedtuple("_AccountTuple", _ACCOUNT)  # type: ignore[misc]  # dynamic fields
+_OpportunityTuple = namedtuple("_OpportunityTuple", _OPPORTUNITY)  # type: ignore[misc]  # same
 _DATETIMES = {"created_at", "modified_at", "deleted_at", "vendor_modified_at", "updated_at",
               "last_activity_at", "registered_at"}
 _DATES = {"close_date", "registration_expires_at"}
@@ -80,12 +85,13 @@ class _Decoder:
             else:
                 converters.append(None)
         plan = [(i, c) for i, c in enumerate(converters) if c is not None]
+        build = row_type._make if hasattr(row_type, "_make") else (lambda v: row_type(*v))
 
         def make(raw: tuple[Any, ...]) -> Any:
             values = list(raw)
             for i, convert in plan:
                 values[i] = convert(values[i])
-            return row_type(*values)
+            return build(values)
 
         return make
 
@@ -152,9 +158,9 @@ def stream_groups(
             " FROM scale_link l JOIN opportunity o"
             " ON o.connection = l.connection AND o.account_ref = l.external_id"
             " WHERE NOT o.deleted ORDER BY l.customer_id, o.id")
-        accounts = _rows(conn, account_sql, decoder.row_maker(_ACCOUNT, AccountRow))
+        accounts = _rows(conn, account_sql, decoder.row_maker(_ACCOUNT, _AccountTuple))
         opportunities = _rows(conn, opportunity_sql,
-                              decoder.row_maker(_OPPORTUNITY, OpportunityRow))
+                              decoder.row_maker(_OPPORTUNITY, _OpportunityTuple))
         pending: list[tuple[str, list[AccountRow], list[OpportunityRow]]] = []
         for group in _merged(accounts, opportunities):
             pending.append(group)
