@@ -109,7 +109,8 @@ def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock,
     report = one_cycle(wiring, progress=clock.progress)
     if profiler is not None:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        stats = pstats.Stats(profiler).sort_stats("cumulative")
+        stats.print_stats(r"sync/incremental|state/|sync/evaluate|rules/", 40)
     total = (time.perf_counter() - wall, time.process_time() - cpu)
     calls = api_calls(sandboxes)
     sent = sum(c.push.sent for c in report.connections.values() if c.push)
