@@ -55,7 +55,8 @@ def config_for(sandboxes: SandboxSet, directory: Path) -> Path:
 
 
 def wiring_for(config: Path) -> Wiring:
-    return Wiring(load_settings(config), sleep=lambda _seconds: None)
+    # real sleeps: the HubSpot sandbox enforces its per-second search limit, as HubSpot does
+    return Wiring(load_settings(config))
 
 
 # -- running the real command ----------------------------------------------------------
