@@ -253,6 +253,12 @@ def channel_custom_fields() -> dict[str, list[FieldDef]]:
                      custom=True, length=255),
             FieldDef("Channel_Customer_Id__c", "string", "Channel Customer Id", custom=True,
                      length=64, external_id=True),
+            # a distributor's scorecard headline, on its partner account
+            FieldDef("Scorecard_Win_Rate__c", "double", "Registered Win Rate", custom=True),
+            FieldDef("Scorecard_Active_Registrations__c", "double", "Active Registrations",
+                     custom=True),
+            FieldDef("Scorecard_Verdict__c", "picklist", "Scorecard Verdict", custom=True,
+                     picklist=("Healthy", "Paper partner", "Insufficient data")),
         ],
         "Opportunity": [
             FieldDef("Partner_Account__c", "reference", "Partner Account", custom=True,
