@@ -87,6 +87,7 @@ class SalesforceConnector:
         name: str = "salesforce",
         timeout_s: float = 120.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        schema_ttl: timedelta = timedelta(hours=1),
     ) -> None:
         if not MIN_BATCH <= page_size <= MAX_BATCH:
             raise ValueError(f"page_size must be within {MIN_BATCH}..{MAX_BATCH} (Salesforce "
@@ -105,6 +106,9 @@ class SalesforceConnector:
         self._clock = clock
         self._client: Salesforce | None = None
         self._log = log.bind(connector=name, vendor=self.vendor)
+        self.schema_ttl = schema_ttl
+        # object name -> (fetched at, describe body); shared by describe, checks and reads
+        self._described: dict[str, tuple[datetime, Mapping[str, Any]]] = {}
 
     # -- plumbing ---------------------------------------------------------------------
     def _connect(self, token: SalesforceToken) -> Salesforce:
@@ -160,15 +164,25 @@ class SalesforceConnector:
     def _object(self, entity: Entity) -> str:
         return self.objects[entity]
 
-    def _resolver(self) -> PathResolver:
-        def describe(obj: str) -> Mapping[str, Any]:
-            body = self._call(lambda c: c.restful(f"sobjects/{obj}/describe"),
-                              what=f"describe {obj}")
-            if not isinstance(body, Mapping):
-                raise VendorError(f"{self.name}: describe {obj} returned no fields")
-            return body
+    def _describe(self, obj: str) -> Mapping[str, Any]:
+        """The object's describe, fetched at most once per ``schema_ttl``."""
+        now = self._clock()
+        cached = self._described.get(obj)
+        if cached is not None and now - cached[0] < self.schema_ttl:
+            return cached[1]
+        body = self._call(lambda c: c.restful(f"sobjects/{obj}/describe"),
+                          what=f"describe {obj}")
+        if not isinstance(body, Mapping):
+            raise VendorError(f"{self.name}: describe {obj} returned no fields")
+        self._described[obj] = (now, body)
+        return body
 
-        return PathResolver(describe)
+    def forget_schema(self) -> None:
+        """Drop cached describes: the next use fetches them again."""
+        self._described.clear()
+
+    def _resolver(self) -> PathResolver:
+        return PathResolver(self._describe)
 
     # -- schema -----------------------------------------------------------------------
     def describe(self, entity: Entity) -> EntitySchema:
@@ -186,14 +200,20 @@ class SalesforceConnector:
         (canonical type, vendor values we may write)."""
         return check_mapping(self._resolver(), self._object(entity), reads, writes)
 
-    def _require(self, entity: Entity, obj: str, fields: Sequence[str]) -> dict[str, str]:
+    def _require(self, entity: Entity, obj: str, fields: Sequence[str], *,
+                 parents: bool) -> dict[str, str]:
         """Raise SchemaDriftError for fields Salesforce no longer has; return the fields
-        asked for in another case than the API name (requested -> API name)."""
+        asked for in another case than the API name (requested -> API name). Without
+        ``parents``, paths through relationships are left to the query: SOQL rejects a
+        missing one with INVALID_FIELD before any record, which saves a describe per
+        referenced object on every read."""
         resolver = self._resolver()
         missing: list[str] = []
         reasons: list[str] = []
         renames: dict[str, str] = {}
         for name in fields:
+            if "." in name and not parents:
+                continue
             found, problem = resolver.resolve(obj, name)
             if found is None:
                 missing.append(name)
@@ -207,11 +227,22 @@ class SalesforceConnector:
                 entity=entity.value, fields=tuple(missing))
         return renames
 
+    def _drifted(self, entity: Entity, obj: str, fields: Sequence[str],
+                 error: SchemaDriftError) -> SchemaDriftError:
+        """The query named a field that does not exist: the cached describes are stale.
+        Describe again (once) so the error names the mapped field, not SOQL's fragment."""
+        self.forget_schema()
+        try:
+            self._require(entity, obj, fields, parents=True)
+        except SchemaDriftError as precise:
+            return precise
+        return error
+
     # -- reading ----------------------------------------------------------------------
     def read(self, entity: Entity, cursor: Cursor | None,
              fields: Sequence[str]) -> Iterator[Page]:
         obj = self._object(entity)
-        renames = self._require(entity, obj, fields)
+        renames = self._require(entity, obj, fields, parents=False)
         select = list(SYSTEM_FIELDS)
         chosen = {f.lower() for f in select}
         for name in fields:
@@ -236,7 +267,10 @@ class SalesforceConnector:
         # Once a full read is complete, everything older than its start is known: the cursor
         # may move up to there (less the lookback) even when the newest record is older.
         floor = stamp_text(self._clock() - self.lookback) if full else None
-        yield from self._pages(entity, soql, position, reshape, full=full, floor=floor)
+        try:
+            yield from self._pages(entity, soql, position, reshape, full=full, floor=floor)
+        except SchemaDriftError as exc:
+            raise self._drifted(entity, obj, fields, exc) from None
 
     def _pages(self, entity: Entity, soql: str, position: ReadPosition,
                reshape: Reshaper | None, *, full: bool, floor: str | None) -> Iterator[Page]:

@@ -243,6 +243,25 @@ def test_schema_drift_stops_before_any_data(harness: Harness, entity: Entity) ->
     assert field in err.value.fields
 
 
+@pytest.mark.parametrize("entity", ENTITIES)
+def test_schema_drift_detected_by_a_connector_with_a_cached_schema(
+    harness: Harness, entity: Entity
+) -> None:
+    harness.create(entity, 2)
+    field = harness.writable_field(entity)
+    connector = harness.connector()
+    fields = list(harness.fields(entity))
+    first = [r for p in connector.read(entity, None, fields) for r in p.records]
+    assert len(first) >= 2  # the schema is now cached by this connector
+    harness.drop_field(entity, field)
+
+    stream = connector.read(entity, None, fields)
+    with pytest.raises(SchemaDriftError) as err:
+        next(stream)  # fails before any page: nothing reaches the store
+    assert field in str(err.value)
+    assert field in err.value.fields
+
+
 def test_malformed_record_is_skipped_with_reason(harness: Harness) -> None:
     entity = Entity.OPPORTUNITY
     ids = harness.create(entity, 3)

@@ -214,7 +214,20 @@ def test_schema_drift_on_a_parent_field_names_the_path(h: SalesforceHarness) -> 
     with pytest.raises(SchemaDriftError) as err:
         pull(h.connector(), Entity.OPPORTUNITY)
     assert err.value.fields == ("Partner_Account__r.Distributor_Id__c",)
-    assert h.app.requests.count("GET", "/query") == 0
+    # Parent paths are left to SOQL (no describe per related object on every read): the
+    # one query is rejected before any record, then the describes name the mapped path.
+    assert h.app.requests.count("GET", "/query") == 1
+
+
+def test_a_second_read_within_the_ttl_describes_nothing(h: SalesforceHarness) -> None:
+    h.app.org.create("Opportunity", {"Name": "One", "StageName": "Prospecting",
+                                     "CloseDate": "2026-07-01"})
+    connector = h.connector()
+    pull(connector, Entity.OPPORTUNITY)
+    first = h.app.requests.count("GET", "/describe")
+    pull(connector, Entity.OPPORTUNITY)
+    assert first == 1  # only the object read; related objects are checked by SOQL itself
+    assert h.app.requests.count("GET", "/describe") == first
 
 
 def test_every_soql_goes_through_format_soql(h: SalesforceHarness,
