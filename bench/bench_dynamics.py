@@ -145,15 +145,19 @@ def run(records: int, big: bool) -> dict[str, Any]:
         out["connector_process_max_page_cpu_ms"] = round(best * 1000, 1)
 
         # full pull: API calls and CPU
-        admin(creds, "DELETE", "requests")
-        pulled = sum(len(p.records) for p in connector_for(creds).read(Entity.ACCOUNT, None,
-                                                                         FIELDS))
-        snap = admin(creds, "GET", "requests")
-        list_calls = calls(snap, "/<set_name>")
-        out["full_pull"] = {"records": pulled, "list_calls": list_calls,
-                            "all_calls": sum(snap.values()),
-                            "minimum_list_calls": math.ceil(pulled / 5000),
-                            "overhead_calls": sum(snap.values()) - math.ceil(pulled / 5000)}
+        # first pull of a new connector (msal discovery + token, metadata), then a second
+        # pull with the same connector: cached token and metadata
+        puller = connector_for(creds)
+        for label in ("full_pull", "second_full_pull"):
+            admin(creds, "DELETE", "requests")
+            pulled = sum(len(p.records) for p in puller.read(Entity.ACCOUNT, None, FIELDS))
+            snap = admin(creds, "GET", "requests")
+            list_calls = calls(snap, "/<set_name>")
+            out[label] = {"records": pulled, "list_calls": list_calls,
+                          "all_calls": sum(snap.values()),
+                          "minimum_list_calls": math.ceil(pulled / 5000),
+                          "overhead_calls": sum(snap.values()) - math.ceil(pulled / 5000),
+                          "overhead": {k: v for k, v in snap.items() if "/<set_name>" not in k}}
 
         # CPU: the connector's whole pull (new session, token, schema check, pages) against a
         # plain loop over the same pages (new session, requests + json); best of three each,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -58,6 +59,9 @@ _BASE_HEADERS = {"OData-MaxVersion": "4.0", "OData-Version": "4.0",
 _REMAINING_HEADER = "x-ms-ratelimit-burst-remaining-xrm-requests"
 
 
+_MISSING_PROPERTY = re.compile(r"Could not find a property named '([^']+)'")
+
+
 class TokenSource(Protocol):
     def token(self, *, fresh: bool = False) -> str: ...
 
@@ -88,6 +92,7 @@ class DynamicsConnector:
         timeout_s: float = 120.0,
         window_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        schema_ttl: timedelta = timedelta(hours=1),
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}")
@@ -110,7 +115,9 @@ class DynamicsConnector:
         self._window: deque[tuple[float, int]] = deque()
         self._window_total = 0
         self._vendor_used: tuple[float, int] | None = None
-        self._meta: dict[Entity, TableMeta] = {}
+        # entity -> (fetched at, metadata); reused by reads, writes and checks for schema_ttl
+        self._meta: dict[Entity, tuple[float, TableMeta]] = {}
+        self.schema_ttl = schema_ttl
         self._log = log.bind(connector=connection, vendor=self.vendor)
         self._reader = Reader(self)
         self._writer = Writer(self)
@@ -121,10 +128,32 @@ class DynamicsConnector:
 
     def read(self, entity: Entity, cursor: Cursor | None, fields: Sequence[str]
              ) -> Iterator[Page]:
-        meta = self.table(entity, fresh=True)  # schema drift stops us before any data
-        require_fields(meta.schema(), fields)
+        meta = self.table(entity)
+        try:
+            require_fields(meta.schema(), fields)
+        except SchemaDriftError:  # maybe created since the cache was filled: look again
+            meta = self.table(entity, fresh=True)
+            require_fields(meta.schema(), fields)  # schema drift stops us before any data
         plan = ReadPlan.build(meta, fields)
-        yield from self._reader.read(meta, plan, dict(cursor) if cursor else None)
+        try:
+            yield from self._reader.read(meta, plan, dict(cursor) if cursor else None)
+        except VendorError as exc:
+            if exc.status != 400 or _MISSING_PROPERTY.search(str(exc)) is None:
+                raise
+            raise self._drifted(entity, fields, exc) from None
+
+    def _drifted(self, entity: Entity, fields: Sequence[str], exc: VendorError
+                 ) -> SchemaDriftError:
+        """Dataverse rejected a column the cached metadata still had: describe again
+        (once) so that the error names the mapped field."""
+        try:
+            require_fields(self.table(entity, fresh=True).schema(), fields)
+        except SchemaDriftError as drift:
+            return drift
+        match = _MISSING_PROPERTY.search(str(exc))
+        name = match.group(1) if match else "?"
+        return SchemaDriftError(f"{self.connection}: Dataverse no longer knows column "
+                                f"'{name}': {exc}", entity=entity.value, fields=(name,))
 
     def write(self, entity: Entity, updates: Sequence[RecordUpdate]) -> Sequence[WriteResult]:
         if not updates:
@@ -156,9 +185,11 @@ class DynamicsConnector:
 
     # -- metadata ------------------------------------------------------------------------------
     def table(self, entity: Entity, *, fresh: bool = False) -> TableMeta:
+        """The table's metadata, fetched at most once per ``schema_ttl`` unless ``fresh``."""
         cached = self._meta.get(entity)
-        if cached is not None and not fresh:
-            return cached
+        now = self._clock()
+        if cached is not None and not fresh and now - cached[0] < self.schema_ttl.total_seconds():
+            return cached[1]
         logical = self._tables[entity]
         base = f"{self.api_url}EntityDefinitions(LogicalName='{logical}')"
         try:
@@ -174,7 +205,7 @@ class DynamicsConnector:
             f"{base}/Attributes/Microsoft.Dynamics.CRM.EnumAttributeMetadata?$select=LogicalName"
             "&$expand=OptionSet($select=Options,TrueOption,FalseOption)", what="describe_options")
         meta = parse_table(entity, definition, enums)
-        self._meta[entity] = meta
+        self._meta[entity] = (now, meta)
         return meta
 
     # -- HTTP ------------------------------------------------------------------------------------

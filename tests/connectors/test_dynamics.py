@@ -325,3 +325,20 @@ def test_seeded_records_map_to_canonical_values() -> None:
         assert opp["close_date"] == now.date() and opp["registered_by"] == "dist-1"
     finally:
         h.stop()
+
+
+def test_repeated_reads_reuse_metadata_and_token_until_the_ttl(h: DynamicsHarness) -> None:
+    h.create(Entity.ACCOUNT, 3)
+    connector = h.connector(schema_ttl=timedelta(minutes=30))
+    fields = list(h.fields(Entity.ACCOUNT))
+    read(connector, Entity.ACCOUNT, None, fields)
+    metadata, tokens = count(h, "GET", "EntityDefinitions"), count(h, "POST", "/token")
+    assert (metadata, tokens) == (2, 1)  # the table with its attributes, then the option sets
+
+    read(connector, Entity.ACCOUNT, None, fields)
+    assert count(h, "GET", "EntityDefinitions") == metadata  # cached metadata
+    assert count(h, "POST", "/token") == tokens  # msal's cached token, still valid
+
+    h.offset += 31 * 60  # past the TTL: the schema is fetched again (drift shows up)
+    read(connector, Entity.ACCOUNT, None, fields)
+    assert count(h, "GET", "EntityDefinitions") == 2 * metadata
