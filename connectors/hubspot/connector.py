@@ -32,7 +32,7 @@ from connectors.base import (
     WriteResult,
     require_fields,
 )
-from connectors.errors import TransientError
+from connectors.errors import SchemaDriftError, TransientError
 from connectors.http import Pacer, QuotaGovernor, RetryPolicy
 from connectors.hubspot.api import HubSpotApi
 from connectors.hubspot.reading import HubSpotReader
@@ -48,6 +48,7 @@ log = structlog.get_logger(__name__)
 OBJECTS: dict[Entity, str] = {Entity.ACCOUNT: "companies", Entity.OPPORTUNITY: "deals"}
 SEARCH_PAGE_MAX = 200
 BATCH_UPDATE_MAX = 100
+_MISSING_PROPERTY = "PROPERTY_DOESNT_EXIST"  # a batch error's subCategory
 RETRYABLE_CATEGORIES = frozenset({"RATE_LIMITS", "INTERNAL_ERROR", "TIMEOUT", "LOCKED"})
 
 
@@ -70,6 +71,8 @@ class HubSpotConnector:
         connection: str = "hubspot",
         timeout_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
+        schema_ttl: timedelta = timedelta(hours=1),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= page_size <= SEARCH_PAGE_MAX:
             raise ValueError(f"page_size must be between 1 and {SEARCH_PAGE_MAX}")
@@ -86,15 +89,33 @@ class HubSpotConnector:
             timeout_s=timeout_s, connection=connection,
         )
         self.log = log.bind(connector=connection, vendor=self.vendor)
+        self.schema_ttl = schema_ttl
+        self._clock = clock
+        # entity -> (fetched at, schema): the properties API once per TTL, not once per read
+        self._schemas: dict[Entity, tuple[float, EntitySchema]] = {}
 
     # -- schema -------------------------------------------------------------------------------
     def describe(self, entity: Entity) -> EntitySchema:
+        """The live schema (always asks HubSpot); reads reuse it for ``schema_ttl``."""
+        return self._schema(entity, fresh=True)
+
+    def _schema(self, entity: Entity, *, fresh: bool = False) -> EntitySchema:
+        now = self._clock()
+        cached = self._schemas.get(entity)
+        if cached is not None and not fresh and now - cached[0] < self.schema_ttl.total_seconds():
+            return cached[1]
         object_type = OBJECTS[entity]
         fields = {p["name"]: field_info(p) for p in self.api.properties(object_type)
                   if isinstance(p, dict) and p.get("name") and not p.get("archived")}
         if entity is Entity.OPPORTUNITY:
             fields[ASSOCIATED_COMPANY] = synthetic_company_field()
-        return EntitySchema(entity=entity, object_name=object_type, fields=fields)
+        schema = EntitySchema(entity=entity, object_name=object_type, fields=fields)
+        self._schemas[entity] = (now, schema)
+        return schema
+
+    def forget_schema(self) -> None:
+        """Drop cached schemas: the next read asks the properties API again."""
+        self._schemas.clear()
 
     def check_mapping(
         self,
@@ -108,24 +129,46 @@ class HubSpotConnector:
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, entity: Entity, cursor: Cursor | None, fields: Sequence[str]) -> Iterator[Page]:
-        schema = self.describe(entity)
-        require_fields(schema, list(fields))  # schema drift stops us before any data
+        try:
+            require_fields(self._schema(entity), list(fields))
+        except SchemaDriftError:  # the cache may predate a new property: ask once more
+            require_fields(self._schema(entity, fresh=True), list(fields))
+        properties = [f for f in fields if f != ASSOCIATED_COMPANY]
         reader = HubSpotReader(
             api=self.api,
             object_type=OBJECTS[entity],
-            properties=[f for f in fields if f != ASSOCIATED_COMPANY],
+            properties=properties,
             with_company=entity is Entity.OPPORTUNITY and ASSOCIATED_COMPANY in fields,
             page_size=self.page_size,
             lookback_ms=self.lookback_ms,
         )
         pulled = 0
         for page in reader.read(cursor):
+            self._check_returned(entity, fields, properties, page)
             pulled += len(page.records)
             self.log.debug("page_pulled", entity=entity.value, records=len(page.records),
                            skipped=len(page.skipped), complete=page.complete)
             yield page
         self.log.info("read_finished", entity=entity.value, records=pulled,
                       full_refresh=cursor is None)
+
+    def _check_returned(self, entity: Entity, fields: Sequence[str], properties: list[str],
+                        page: Page) -> None:
+        """Search silently leaves out a property that no longer exists (a known one comes
+        back, as null when empty): a page whose first live record lacks a requested property
+        means the cached schema is stale. Describe again and stop before the page is
+        delivered."""
+        first = next((r for r in page.records if not r.deleted), None)
+        if first is None or not isinstance(first.fields, dict):
+            return
+        gone = [name for name in properties if name not in first.fields]
+        if not gone:
+            return
+        self.forget_schema()
+        require_fields(self._schema(entity, fresh=True), list(fields))
+        raise SchemaDriftError(  # listed by the properties API, yet not returned by search
+            f"{self.connection}: HubSpot {OBJECTS[entity]} search returned no "
+            f"{', '.join(gone)}", entity=entity.value, fields=tuple(gone))
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, entity: Entity, updates: Sequence[RecordUpdate]) -> Sequence[WriteResult]:
@@ -180,6 +223,8 @@ class HubSpotConnector:
             indexes = [int(t) for t in traces if str(t).isdigit()] or [
                 index_of_id[i] for i in context.get("ids") or [] if i in index_of_id]
             category = str(error.get("category") or "")
+            if error.get("subCategory") == _MISSING_PROPERTY:
+                self.forget_schema()  # a property is gone: the next read describes again
             for index in indexes:
                 results[index] = WriteResult(
                     id=updates[index].id, ok=False,

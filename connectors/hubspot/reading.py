@@ -17,9 +17,11 @@ Cursor (JSON)::
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from connectors.base import Cursor, JSONValue, Page, Record, SkippedRecord
@@ -223,34 +225,55 @@ class HubSpotReader:
 
     # -- deal -> company ----------------------------------------------------------------------
     def _with_companies(self, pages: Iterator[Page]) -> Iterator[Page]:
-        """Buffer pages until one association batch read (<= 1,000 ids) covers them."""
-        buffered: list[Page] = []
-        count = 0
-        for page in pages:
-            if buffered and count + len(page.records) > ASSOCIATION_BATCH_MAX:
-                yield from self._attach(buffered)
-                buffered, count = [], 0
-            buffered.append(page)
-            count += len(page.records)
-        if buffered:
-            yield from self._attach(buffered)
+        """Association batch reads of exactly 1,000 deal ids (the last one: what is left).
 
-    def _attach(self, pages: list[Page]) -> list[Page]:
-        ids = [r.id for p in pages for r in p.records]
-        primary: dict[str, str] = {}
-        if ids:
-            answer = self.api.deal_companies(ids)
-            for row in answer.get("results") or []:
-                source = str((row.get("from") or {}).get("id", ""))
-                chosen = _primary_company(row.get("to") or [])
-                if source and chosen:
-                    primary[source] = chosen
+        Search pages hold up to 200 deals, and a keyset window repeats the record it starts
+        at, so pages rarely add up to 1,000: a batch takes ids across a page boundary, and a
+        page is held back until all of its deals are looked up. At most 1,000 looked-up
+        deals plus one page wait at any time."""
+        waiting: deque[Page] = deque()
+        held: Counter[str] = Counter()  # deal id -> waiting pages that hold it
+        pending: dict[str, None] = {}  # ids to look up, in order, each once
+        primary: dict[str, str | None] = {}
         for page in pages:
+            waiting.append(page)
             for record in page.records:
-                fields = record.fields
-                if isinstance(fields, dict):
-                    fields[ASSOCIATED_COMPANY] = primary.get(record.id)
-        return pages
+                held[record.id] += 1
+                if record.id not in primary:
+                    pending[record.id] = None
+            while len(pending) >= ASSOCIATION_BATCH_MAX:
+                batch = list(islice(pending, ASSOCIATION_BATCH_MAX))
+                for record_id in batch:
+                    del pending[record_id]
+                self._lookup(batch, primary)
+            while waiting and not any(r.id in pending for r in waiting[0].records):
+                yield self._attach(waiting.popleft(), primary, held)
+        if pending:
+            self._lookup(list(pending), primary)
+        while waiting:
+            yield self._attach(waiting.popleft(), primary, held)
+
+    def _lookup(self, ids: list[str], primary: dict[str, str | None]) -> None:
+        answer = self.api.deal_companies(ids)
+        found: dict[str, str | None] = dict.fromkeys(ids)
+        for row in answer.get("results") or []:
+            source = str((row.get("from") or {}).get("id", ""))
+            chosen = _primary_company(row.get("to") or [])
+            if source in found and chosen:
+                found[source] = chosen
+        primary.update(found)
+
+    @staticmethod
+    def _attach(page: Page, primary: dict[str, str | None], held: Counter[str]) -> Page:
+        for record in page.records:
+            fields = record.fields
+            if isinstance(fields, dict):
+                fields[ASSOCIATED_COMPANY] = primary.get(record.id)
+            held[record.id] -= 1
+            if held[record.id] <= 0:  # a later page with this deal looks it up again
+                del held[record.id]
+                primary.pop(record.id, None)
+        return page
 
     # -- archived sweep -------------------------------------------------------------------------
     def _archived(self, position: ReadPosition, full: bool) -> Iterator[Page]:

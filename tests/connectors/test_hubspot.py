@@ -94,6 +94,36 @@ def test_ties_beyond_the_search_cap_are_swept_by_id() -> None:
         h.stop()
 
 
+def test_association_batches_hold_exactly_1000_deals(h: HubSpotHarness) -> None:
+    h.create(Entity.OPPORTUNITY, 2500)
+    connector = h.connector()
+    sizes: list[int] = []
+    lookup = connector.api.deal_companies
+
+    def counted(ids: list[str]) -> dict[str, Any]:
+        sizes.append(len(ids))
+        return lookup(ids)
+
+    connector.api.deal_companies = counted  # type: ignore[method-assign]  # spy on the batch sizes
+    pages = list(connector.read(Entity.OPPORTUNITY, None, list(h.fields(Entity.OPPORTUNITY))))
+    deals = [r for p in pages for r in p.records]
+    assert len({r.id for r in deals}) == 2500
+    assert sizes == [1000, 1000, 500]  # pages of 199 new deals do not add up to 1,000
+    assert all(r.fields[ASSOCIATED_COMPANY] == h.company for r in deals)
+
+
+def test_a_second_read_reuses_the_cached_properties(h: HubSpotHarness) -> None:
+    h.create(Entity.ACCOUNT, 3)
+    connector = h.connector(schema_ttl=timedelta(minutes=30))
+    fields = list(h.fields(Entity.ACCOUNT))
+    list(connector.read(Entity.ACCOUNT, None, fields))
+    assert h.app.requests.count("GET", "/properties") == 1
+    list(connector.read(Entity.ACCOUNT, None, fields))
+    assert h.app.requests.count("GET", "/properties") == 1
+    connector.describe(Entity.ACCOUNT)  # describe always asks HubSpot
+    assert h.app.requests.count("GET", "/properties") == 2
+
+
 def test_primary_company_becomes_associatedcompanyid(h: HubSpotHarness) -> None:
     other = h.account.create("companies", {"name": "Second"})
     [deal] = h.create(Entity.OPPORTUNITY, 1)
