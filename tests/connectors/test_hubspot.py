@@ -100,9 +100,9 @@ def test_association_batches_hold_exactly_1000_deals(h: HubSpotHarness) -> None:
     sizes: list[int] = []
     lookup = connector.api.deal_companies
 
-    def counted(ids: list[str]) -> dict[str, Any]:
-        sizes.append(len(ids))
-        return lookup(ids)
+    def counted(deal_ids: list[str]) -> dict[str, Any]:
+        sizes.append(len(deal_ids))
+        return lookup(deal_ids)
 
     connector.api.deal_companies = counted  # type: ignore[method-assign]  # spy on the batch sizes
     pages = list(connector.read(Entity.OPPORTUNITY, None, list(h.fields(Entity.OPPORTUNITY))))
