@@ -85,6 +85,7 @@ class PipedriveConnector:
         timeout: float = 60.0,
         connection: str = "pipedrive",
         clock: Callable[[], datetime] = _utc_now,
+        schema_ttl: timedelta = timedelta(hours=1),
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE}")
@@ -101,6 +102,10 @@ class PipedriveConnector:
         self._deleted_window_s = deleted_window.total_seconds()
         self._clock = clock
         self._fields: dict[Entity, EntityFields] = {}
+        self.schema_ttl = schema_ttl
+        self._fields_at: dict[Entity, datetime] = {}
+        # entity -> {custom key: field name} a read from cached fields has yet to see
+        self._unconfirmed: dict[Entity, dict[str, str]] = {}
 
     # -- schema -----------------------------------------------------------------------
     def fields_of(self, entity: Entity, *, refresh: bool = True) -> EntityFields:
@@ -119,6 +124,7 @@ class PipedriveConnector:
                 break
         try:
             self._fields[entity] = EntityFields.parse(entity, items)
+            self._fields_at[entity] = self._clock()
         except (KeyError, TypeError, AttributeError) as exc:
             raise VendorError(f"pipedrive {FIELDS_PATH[entity]}: unreadable field metadata "
                               f"({type(exc).__name__}: {exc})") from exc
@@ -140,14 +146,21 @@ class PipedriveConnector:
 
     # -- reading ----------------------------------------------------------------------
     def read(self, entity: Entity, cursor: Cursor | None, fields: Sequence[str]) -> Iterator[Page]:
-        meta = self.fields_of(entity)
-        missing = tuple(f for f in fields if f not in meta.by_name)
-        ambiguous = tuple(f for f in fields if f in meta.ambiguous)
-        if missing or ambiguous:
-            problem = (f"missing: {', '.join(missing)}" if missing
-                       else f"name used by several custom fields: {', '.join(ambiguous)}")
-            raise SchemaDriftError(f"pipedrive {OBJECTS[entity]}: mapped field(s) {problem}",
-                                   entity=entity.value, fields=missing or ambiguous)
+        loaded = self._fields_at.get(entity)
+        cached = loaded is not None and self._clock() - loaded < self.schema_ttl
+        meta = self.fields_of(entity, refresh=not cached)
+        if cached and self._drift(meta, fields) is not None:
+            meta = self.fields_of(entity)  # perhaps created since the cache was filled
+            cached = False
+        problem = self._drift(meta, fields)
+        if problem is not None:
+            raise SchemaDriftError(f"pipedrive {OBJECTS[entity]}: mapped field(s) {problem[0]}",
+                                   entity=entity.value, fields=problem[1])
+        if cached:
+            self._unconfirmed[entity] = {meta.by_name[n].code: n for n in fields
+                                         if meta.by_name[n].custom}
+        else:
+            self._unconfirmed.pop(entity, None)
         names = list(dict.fromkeys(fields))
         if entity is Entity.OPPORTUNITY and "org_id" not in names:
             names.append("org_id")  # the association to the account
@@ -162,6 +175,43 @@ class PipedriveConnector:
             yield from self._full_read(entity, plan, params, position)
         else:
             yield from self._incremental_read(entity, plan, params, position)
+
+    @staticmethod
+    def _drift(meta: EntityFields, fields: Sequence[str]) -> tuple[str, tuple[str, ...]] | None:
+        missing = tuple(f for f in fields if f not in meta.by_name)
+        if missing:
+            return f"missing: {', '.join(missing)}", missing
+        ambiguous = tuple(f for f in fields if f in meta.ambiguous)
+        if ambiguous:
+            return f"name used by several custom fields: {', '.join(ambiguous)}", ambiguous
+        return None
+
+    def _confirm_fields(self, entity: Entity, data: Sequence[Any]) -> None:
+        """The first page of a read from cached fields: a custom field key that no record
+        carries may be a deleted field (the list ignores unknown keys and omits empty
+        values alike). Ask the fields API once, and stop before the page is delivered if a
+        mapped field is gone. Costs nothing while every key shows up."""
+        pending = self._unconfirmed.pop(entity, None)
+        if not pending:
+            return
+        seen: set[str] = set()
+        for raw in data:
+            custom = raw.get("custom_fields") if isinstance(raw, dict) else None
+            if isinstance(custom, dict):
+                seen.update(custom)
+        if all(code in seen for code in pending):
+            return
+        meta = self.fields_of(entity)
+        names = list(pending.values())
+        problem = self._drift(meta, names)
+        if problem is not None:
+            raise SchemaDriftError(f"pipedrive {OBJECTS[entity]}: mapped field(s) {problem[0]}",
+                                   entity=entity.value, fields=problem[1])
+        moved = tuple(n for c, n in pending.items() if meta.by_name[n].code != c)
+        if moved:  # deleted and re-created under the same name: a new key, old values gone
+            raise SchemaDriftError(f"pipedrive {OBJECTS[entity]}: custom field(s) re-created "
+                                   f"with a new key: {', '.join(moved)}",
+                                   entity=entity.value, fields=moved)
 
     def _needs_full(self, entity: Entity, position: ReadPosition) -> bool:
         now = self._clock().timestamp()
@@ -279,6 +329,8 @@ class PipedriveConnector:
             reply = self._http.call("GET", path, cost=COST_LIST, params=query)
             body = self._ok_body(reply, path)
             data = body.get("data") or ()
+            if data and entity in self._unconfirmed:
+                self._confirm_fields(entity, data)
             if tally is not None:
                 for raw in data:
                     if isinstance(raw, dict) and isinstance(raw.get("id"), int):
@@ -371,6 +423,8 @@ class PipedriveConnector:
         if reply.status == 200 and isinstance(reply.body, dict) and reply.body.get("success"):
             return WriteResult(id=update.id, ok=True)
         error = reply.body.get("error") if isinstance(reply.body, dict) else None
+        if reply.status == 400 and "unknown" in str(error):
+            self._fields_at.pop(entity, None)  # a field is gone: the next read asks again
         return WriteResult(id=update.id, ok=False, error=str(error or f"HTTP {reply.status}"),
                            code=_WRITE_CODES.get(reply.status, f"http_{reply.status}"))
 

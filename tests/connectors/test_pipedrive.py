@@ -21,7 +21,7 @@ from connectors.http import Pacer, QuotaGovernor, RetryPolicy, make_session
 from connectors.pipedrive import PipedriveConnector
 from sandbox.core import serve
 from sandbox.pipedrive import PipedriveSandbox
-from tests.connectors.harness_pipedrive import PipedriveHarness, no_sleep
+from tests.connectors.harness_pipedrive import WRITABLE, PipedriveHarness, no_sleep
 from tests.sandbox.test_pipedrive import small_seed
 
 DEALS = Entity.OPPORTUNITY
@@ -300,6 +300,19 @@ def test_schema_drift_names_the_missing_field(h: PipedriveHarness) -> None:
         read(h.connector(), DEALS, None, h.fields(DEALS))
     assert err.value.fields == ("Registered by",)
     assert h.app.requests.count("GET", "/api/v2/deals") == 0
+
+
+def test_a_second_read_within_the_ttl_lists_no_fields(h: PipedriveHarness) -> None:
+    ids = h.create(ORGS, 3)
+    connector = h.connector()
+    fields = ["name", "website", WRITABLE]
+    connector.write(ORGS, [RecordUpdate(i, {WRITABLE: "set"}) for i in ids])
+    assert h.app.requests.count("GET", "Fields") == 1  # loaded for the write
+    h.app.requests.reset()
+    pages, _ = read(connector, ORGS, None, fields)
+    assert {r.fields[WRITABLE] for r in pages[0].records} == {"set"}
+    # within the TTL, and every mapped custom key shows up in the first page: no field list
+    assert h.app.requests.count("GET", "Fields") == 0
 
 
 def test_duplicate_custom_field_names_are_refused(h: PipedriveHarness) -> None:
