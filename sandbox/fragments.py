@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -86,43 +86,96 @@ class FragmentCache:
             return left
 
     def fragments(self, projection: Hashable, records: Iterable[Any],
-                  key: Callable[[Any], Hashable], render: Callable[[Any], Any],
-                  stamp: Callable[[Any], Any] | None = None) -> list[bytes]:
+                  key: Callable[[Any], Hashable], render: Callable[[Any], Any] | None = None,
+                  stamp: Callable[[Any], Any] | None = None, *,
+                  render_many: Callable[[list[Any]], list[Any]] | None = None) -> list[bytes]:
         """The JSON of each record: cached when the record's ``stamp`` (a version) is the
         one encoded, or, without ``stamp``, when it is the very same object (stores that
-        replace a record on every write). ``render(record)`` gives the value to encode."""
+        replace a record on every write). ``render(record)`` gives the value to encode, or
+        ``render_many(records)`` those of several records at once (faster: one call).
+
+        Lookups, rendering and encoding run as whole-list passes (``map``, comprehensions)
+        rather than a Python loop per record: a page served for the first time is as cheap
+        as the rendering itself."""
+        if render_many is None:
+            if render is None:
+                raise TypeError("fragments() needs render or render_many")
+            one = render
+
+            def render_many(batch: list[Any]) -> list[Any]:
+                return list(map(one, batch))
+
+        records = records if isinstance(records, list) else list(records)
+        idents = list(map(key, records))
+        versions = records if stamp is None else list(map(stamp, records))
+        many = render_many
+
+        def encode_many(batch: list[Any]) -> list[bytes]:
+            return list(map(encode, many(batch)))
+
+        return self.keyed(projection, idents, versions, records, encode_many,
+                          same_object=stamp is None)
+
+    def keyed(self, projection: Hashable, idents: Sequence[Hashable], versions: list[Any],
+              records: list[Any], encode_many: Callable[[list[Any]], list[bytes]], *,
+              same_object: bool = False) -> list[bytes]:
+        """:meth:`fragments` for records given with their keys and versions (the very same
+        object when ``same_object``, else equal); ``encode_many`` gives the JSON of those
+        records whose cached JSON is missing or stale."""
         entries = self.entries(projection)
-        out: list[bytes] = []
-        append = out.append
-        misses = used = 0
-        left: int | None = None  # budget left besides ``used`` (not yet charged)
-        for record in records:
-            ident = key(record)
-            version = record if stamp is None else stamp(record)
-            hit = entries.get(ident)
-            if hit is not None and (hit[0] is version if stamp is None else hit[0] == version):
-                append(hit[1])
-                continue
-            blob = encode(render(record))
-            misses += 1
-            append(blob)
-            grown = len(blob) + (ENTRY_OVERHEAD if hit is None else -len(hit[1]))
-            if left is None or grown > left:  # charge what is pending, then ask again
-                self._charge(projection, used)
-                used = 0
-                left = self._room(projection, grown)
-            if grown <= left:
+        held = list(map(entries.get, idents))
+        if held.count(None) == len(held):  # none cached (a first read): all are encoded
+            blobs = encode_many(records)
+            self.encoded += len(blobs)
+            self._store(projection, entries, idents, versions, held, blobs)
+            return blobs
+        if same_object:
+            stale = [i for i, (hit, version) in enumerate(zip(held, versions, strict=True))
+                     if hit is None or hit[0] is not version]
+        else:
+            stale = [i for i, (hit, version) in enumerate(zip(held, versions, strict=True))
+                     if hit is None or hit[0] != version]
+        if not stale:
+            return [hit[1] for hit in held if hit is not None]  # all are held
+        if len(stale) == len(records):
+            blobs = encode_many(records)
+            out = blobs
+        else:
+            blobs = encode_many([records[i] for i in stale])
+            out = [hit[1] if hit is not None else b"" for hit in held]
+            for i, blob in zip(stale, blobs, strict=True):
+                out[i] = blob
+        self.encoded += len(stale)
+        self._store(projection, entries, [idents[i] for i in stale],
+                    [versions[i] for i in stale], [held[i] for i in stale], blobs)
+        return out
+
+    def _store(self, projection: Hashable, entries: Entries, idents: Sequence[Hashable],
+               versions: list[Any], old: list[tuple[Any, bytes] | None],
+               blobs: list[bytes]) -> None:
+        """Keep the new fragments within the budget: all at once when they fit (the usual
+        case), else one by one while room lasts, dropping stale entries that do not fit."""
+        grown = sum(map(len, blobs)) + ENTRY_OVERHEAD * old.count(None)
+        if len(old) > old.count(None):
+            grown -= sum(len(hit[1]) for hit in old if hit is not None)
+        if grown <= self._room(projection, grown):
+            entries.update(zip(idents, zip(versions, blobs, strict=True), strict=True))
+            self._charge(projection, grown)
+            return
+        used = 0
+        left = self._room(projection, 0)
+        for ident, version, hit, blob in zip(idents, versions, old, blobs, strict=True):
+            size = len(blob) + (ENTRY_OVERHEAD if hit is None else -len(hit[1]))
+            if size <= left:
                 entries[ident] = (version, blob)
-                used += grown
-                left -= grown
+                used += size
+                left -= size
             else:
                 with self._lock:
                     self._overflowed.add(projection)
                 if hit is not None:  # a stale entry must not stay
                     entries.pop(ident, None)
         self._charge(projection, used)
-        self.encoded += misses
-        return out
 
     def _charge(self, projection: Hashable, size: int) -> None:
         if size:
@@ -161,10 +214,16 @@ def json_array(fragments: list[bytes]) -> bytes:
 def page_body(head: dict[str, Any], key: str, fragments: list[bytes],
               tail: dict[str, Any] | None = None) -> bytes:
     """``{**head, key: [fragments...], **tail}`` as JSON bytes, keys in that order."""
+    return page_body_array(head, key, json_array(fragments), tail)
+
+
+def page_body_array(head: dict[str, Any], key: str, array: bytes,
+                    tail: dict[str, Any] | None = None) -> bytes:
+    """:func:`page_body` for an already joined JSON ``array``."""
     parts = [orjson.dumps(head)[:-1]]
     if head:
         parts.append(b",")
-    parts += [orjson.dumps(key), b":", json_array(fragments)]
+    parts += [orjson.dumps(key), b":", array]
     if tail:
         parts += [b",", orjson.dumps(tail)[1:]]
     else:

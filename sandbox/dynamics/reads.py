@@ -192,14 +192,31 @@ class ReadEndpoints:
                    tail: dict[str, Any]) -> bytes:
         """Rows are encoded once per version and projection; a page joins the bytes.
         Annotated pages also depend on other rows (lookup names): any change re-renders."""
-        store, pk, rows = self.store, table.definition.pk, table.rows
+        store, definition, rows = self.store, table.definition, table.rows
+        pk = definition.pk
+        if not annotations:
+            wires = table.wires
+            wires.sync(table.definition, store.pokes)
+            if wires.projectable(select):  # rows already encoded: project and join
+                plain = (definition.logical, tuple(select), "", store.pokes, "wire")
+                project = wires.projector(select)
+
+                def build() -> list[bytes]:
+                    current = wires.current(rows, ids)
+                    return self.fragments.keyed(plain, ids, current, current, project,
+                                                same_object=True)
+
+                return page_body(head, "value",
+                                 self.fragments.page(plain, store.data_version, slice_key, build),
+                                 tail)
         projection = (table.definition.logical, tuple(select), annotations or "", store.pokes,
                       store.data_version if annotations else 0)
         fragments = self.fragments.page(
             projection, store.data_version, slice_key,
             lambda: self.fragments.fragments(
-                projection, [rows[i] for i in ids], itemgetter(pk),
-                lambda row: self.render(table, row, select, annotations), _VERSION))
+                projection, list(map(rows.__getitem__, ids)), itemgetter(pk), stamp=_VERSION,
+                render_many=lambda batch: [self.render(table, row, select, annotations)
+                                            for row in batch]))
         return page_body(head, "value", fragments, tail)
 
     def _raw_reply(self, body: bytes, headers: dict[str, str] | None = None) -> Response:

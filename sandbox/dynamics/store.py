@@ -12,6 +12,7 @@ from typing import Any
 
 from sandbox.dynamics.odata import OrderBy, Predicate, format_datetime
 from sandbox.dynamics.schema import TableDef
+from sandbox.dynamics.wire import WireForms
 
 Row = dict[str, Any]
 
@@ -27,6 +28,7 @@ class Table:
     # change log for change tracking: parallel lists, versions ascending
     change_versions: list[int] = field(default_factory=list)
     change_ids: list[str] = field(default_factory=list)
+    wires: WireForms = field(default_factory=WireForms)  # rows as JSON, kept at write time
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ class Store:
         version = self.next_version()
         row["versionnumber"] = version
         table.rows[record_id] = row
+        self._encode(table, record_id, row)
         self._log_change(table, record_id, version)
         return row
 
@@ -94,8 +97,13 @@ class Store:
         row["modifiedon"] = stamp or self.now_text()
         version = self.next_version()
         row["versionnumber"] = version
+        self._encode(table, record_id, row)
         self._log_change(table, record_id, version)
         return row
+
+    def _encode(self, table: Table, record_id: str, row: Row) -> None:
+        table.wires.sync(table.definition, self.pokes)
+        table.wires.written(record_id, row)
 
     def delete(self, logical: str, record_id: str) -> None:
         table = self.tables[logical]
@@ -103,6 +111,7 @@ class Store:
             raise RecordMissingError(record_id)
         self._journal_entry(table, record_id)
         del table.rows[record_id]
+        table.wires.forget((record_id,))
         self._log_change(table, record_id, self.next_version())
 
     def poke(self) -> None:
@@ -125,6 +134,7 @@ class Store:
                 table.rows.pop(record_id, None)
             else:
                 table.rows[record_id] = old
+            table.wires.forget((record_id,))  # encoded again when a page needs the row
             del table.change_versions[log_length:]
             del table.change_ids[log_length:]
         self.data_version += 1

@@ -1,0 +1,92 @@
+"""Dataverse rows kept in their wire form, encoded when written, so a page without
+annotations is joined from bytes: no row is rendered or encoded while a page is served."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+from sandbox.dynamics.schema import TableDef
+
+# One row: (``{"@odata.etag":...``, one ``,"prop":value`` per column in schema order,
+# ``}``). A projection picks the opener, its columns and the closer: the row's JSON object.
+Wire = tuple[bytes, ...]
+CLOSER = b"}"
+ETAG_OPENER = b'{"@odata.etag":'
+
+
+class WireForms:
+    """The wire form of every row of one table, for the columns of its current schema.
+
+    Rows are encoded when they are written; a schema change or a raw edit (``pokes``)
+    drops them all and they are encoded again as pages need them. Callers hold the app's
+    lock."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Wire] = {}
+        self.columns: tuple[str, ...] = ()
+        self._pokes = -1
+        self._index: dict[str, int] = {}
+        self._prefixes: tuple[bytes, ...] = ()
+        self._nulls: tuple[bytes, ...] = ()  # ``,"prop":null``: shared by every row
+
+    def sync(self, definition: TableDef, pokes: int) -> None:
+        columns = tuple(a.prop for a in definition.attributes.values())
+        if columns == self.columns and pokes == self._pokes:
+            return
+        self.by_id.clear()
+        self.columns, self._pokes = columns, pokes
+        self._index = {prop: i + 1 for i, prop in enumerate(columns)}
+        self._prefixes = tuple(b"," + orjson.dumps(prop) + b":" for prop in columns)
+        self._nulls = tuple(prefix + b"null" for prefix in self._prefixes)
+
+    def encode(self, row: dict[str, Any]) -> Wire:
+        get, dumps = row.get, orjson.dumps
+        parts = [ETAG_OPENER + dumps(f'W/"{row["versionnumber"]}"')]
+        for prop, prefix, null in zip(self.columns, self._prefixes, self._nulls, strict=True):
+            value = get(prop)
+            parts.append(null if value is None else prefix + dumps(value))
+        parts.append(CLOSER)
+        return tuple(parts)
+
+    def written(self, record_id: str, row: dict[str, Any]) -> None:
+        """Encode a row that was just inserted or updated; one orjson cannot encode is left
+        to the read, which reports it as any other rendering would."""
+        try:
+            self.by_id[record_id] = self.encode(row)
+        except orjson.JSONEncodeError:
+            self.by_id.pop(record_id, None)
+
+    def forget(self, record_ids: Iterable[str]) -> None:
+        for record_id in record_ids:
+            self.by_id.pop(record_id, None)
+
+    def projectable(self, select: list[str]) -> bool:
+        """Whether ``select`` is a plain list of distinct current columns."""
+        index = self._index
+        return len(set(select)) == len(select) and all(prop in index for prop in select)
+
+    def current(self, rows: dict[str, dict[str, Any]], ids: list[str]) -> list[Wire]:
+        """The wire form of each row of ``ids``; a new object whenever the row changed."""
+        by_id = self.by_id
+        wires = list(map(by_id.get, ids))
+        if None in wires:  # written outside the row API, or before a schema change
+            for position, record_id in enumerate(ids):
+                if wires[position] is None:
+                    wires[position] = by_id[record_id] = self.encode(rows[record_id])
+        return wires  # type: ignore[return-value]  # no None left
+
+    def projector(self, select: list[str]) -> Callable[[list[Wire]], list[bytes]]:
+        """Wire forms -> each row's JSON object projected to ``select``: what rendering
+        the row (etag, then the selected columns, absent ones null) and encoding gives."""
+        index = self._index
+        pick = itemgetter(0, *(index[prop] for prop in select), len(self.columns) + 1)
+        join = b"".join
+
+        def project(wires: list[Wire]) -> list[bytes]:
+            return list(map(join, map(pick, wires)))
+
+        return project
