@@ -77,6 +77,27 @@ class FactsMixin(StoreBase):
         with self._write() as conn:
             conn.execute(sa.delete(tbl).where(tbl.c.name == name))
 
+    def run_started_at(self, run_id: int) -> datetime | None:
+        tbl = table(SyncRun)
+        with self._read() as conn:
+            started: datetime | None = conn.execute(
+                sa.select(tbl.c.started_at).where(tbl.c.id == run_id)
+            ).scalar()
+        return started
+
+    def touched_since(self, when: datetime) -> set[RecordKey]:
+        """Records whose stored row changed in any way (also only the raw vendor fields, e.g. a
+        person clearing a flag we own) at or after ``when``."""
+        keys: set[RecordKey] = set()
+        with self._read() as conn:
+            for entity in ("account", "opportunity"):
+                tbl = record_table(entity)
+                query = sa.select(tbl.c.connection, tbl.c.external_id).where(
+                    tbl.c.updated_at >= when
+                )
+                keys.update(RecordKey(c, entity, e) for c, e in conn.execute(query))
+        return keys
+
     def safe_generation(self, run_id: int, *, window: timedelta = timedelta(hours=6)) -> int:
         """The generation below which every change is visible now: ``run_id``, or less
         while another run that started recently (a ``plan`` pulling) may still commit."""

@@ -124,7 +124,8 @@ def evaluate_incremental(
         engine.index, engine.settings = None, match_settings
         store.save_engine_state(STATE, {"generation": watermark, "config": digest,
                                         "full_at": now.isoformat(), "decisions": seen,
-                                        "token": engine.token})
+                                        "token": engine.token,
+                                        "touched_from": _run_start(store, run_id)})
         outcome.stats["evaluation"] = "full"
         return outcome
     outcome = _partial(store, runtimes, engine, policy=policy, settings=match_settings,
@@ -133,8 +134,14 @@ def evaluate_incremental(
                                       if state.get("decisions", {}).get(_decision_id(d))
                                       != d.verdict])
     store.save_engine_state(STATE, {**state, "generation": watermark, "decisions": seen,
-                                    "token": engine.token, "pending": []})
+                                    "token": engine.token, "pending": [],
+                                    "touched_from": _run_start(store, run_id)})
     return outcome
+
+
+def _run_start(store: Any, run_id: int) -> str | None:
+    started = store.run_started_at(run_id)
+    return started.isoformat() if started is not None else None
 
 
 def _decision_id(d: Any) -> str:
@@ -165,7 +172,12 @@ def _partial(
 ) -> Outcome:
     by_name = {rt.name: rt for rt in runtimes}
     since = int(state.get("generation", 0))
-    changed = [k for k in store.changed_since(since) if k.connection in by_name]
+    changed_keys = store.changed_since(since)
+    if state.get("touched_from"):
+        # rows whose only change is in vendor fields we write (a person cleared a flag we
+        # own, or our own echo): re-evaluate them too, so middleware-owned values come back
+        changed_keys |= store.touched_since(datetime.fromisoformat(state["touched_from"]))
+    changed = [k for k in changed_keys if k.connection in by_name]
     changed_accounts = [(k.connection, k.external_id) for k in changed if k.entity == "account"]
     changed_opps = [(k.connection, k.external_id) for k in changed if k.entity == "opportunity"]
 
