@@ -26,6 +26,7 @@ from connectors.base import (
 )
 from connectors.dynamics.metadata import (
     ATTRIBUTE_SELECT,
+    CHOICE_TYPES,
     ENTITY_SELECT,
     TableMeta,
     check_mapping,
@@ -115,8 +116,10 @@ class DynamicsConnector:
         self._window: deque[tuple[float, int]] = deque()
         self._window_total = 0
         self._vendor_used: tuple[float, int] | None = None
-        # entity -> (fetched at, metadata); reused by reads, writes and checks for schema_ttl
-        self._meta: dict[Entity, tuple[float, TableMeta]] = {}
+        # entity -> (fetched at, definition, option sets or None, metadata); reused by reads,
+        # writes and checks for schema_ttl
+        self._meta: dict[Entity, tuple[float, dict[str, Any], dict[str, Any] | None,
+                                       TableMeta]] = {}
         self.schema_ttl = schema_ttl
         self._log = log.bind(connector=connection, vendor=self.vendor)
         self._reader = Reader(self)
@@ -128,12 +131,15 @@ class DynamicsConnector:
 
     def read(self, entity: Entity, cursor: Cursor | None, fields: Sequence[str]
              ) -> Iterator[Page]:
-        meta = self.table(entity)
+        meta = self.table(entity, options=False)
         try:
             require_fields(meta.schema(), fields)
         except SchemaDriftError:  # maybe created since the cache was filled: look again
-            meta = self.table(entity, fresh=True)
+            meta = self.table(entity, fresh=True, options=False)
             require_fields(meta.schema(), fields)  # schema drift stops us before any data
+        if any(column.kind in CHOICE_TYPES for column in map(meta.columns.get, fields)
+               if column is not None):
+            meta = self.table(entity)  # choice columns are read as their labels
         plan = ReadPlan.build(meta, fields)
         try:
             yield from self._reader.read(meta, plan, dict(cursor) if cursor else None)
@@ -147,7 +153,7 @@ class DynamicsConnector:
         """Dataverse rejected a column the cached metadata still had: describe again
         (once) so that the error names the mapped field."""
         try:
-            require_fields(self.table(entity, fresh=True).schema(), fields)
+            require_fields(self.table(entity, fresh=True, options=False).schema(), fields)
         except SchemaDriftError as drift:
             return drift
         match = _MISSING_PROPERTY.search(str(exc))
@@ -184,16 +190,32 @@ class DynamicsConnector:
         return check_mapping(meta, reads, writes, date_only)
 
     # -- metadata ------------------------------------------------------------------------------
-    def table(self, entity: Entity, *, fresh: bool = False) -> TableMeta:
-        """The table's metadata, fetched at most once per ``schema_ttl`` unless ``fresh``."""
+    def table(self, entity: Entity, *, fresh: bool = False, options: bool = True) -> TableMeta:
+        """The table's metadata, fetched at most once per ``schema_ttl`` unless ``fresh``.
+        Option sets are a second call, made only when ``options`` are needed (choice
+        columns read or written, mapping checks) and then cached alike."""
         cached = self._meta.get(entity)
         now = self._clock()
-        if cached is not None and not fresh and now - cached[0] < self.schema_ttl.total_seconds():
-            return cached[1]
+        if cached is None or fresh or now - cached[0] >= self.schema_ttl.total_seconds():
+            definition = self._definition(entity)
+            cached = (now, definition, None, parse_table(entity, definition, {}))
+            self._meta[entity] = cached
+        if options and cached[2] is None:
+            logical = self._tables[entity]
+            enums = self.get_json(
+                f"{self.api_url}EntityDefinitions(LogicalName='{logical}')/Attributes/"
+                "Microsoft.Dynamics.CRM.EnumAttributeMetadata?$select=LogicalName"
+                "&$expand=OptionSet($select=Options,TrueOption,FalseOption)",
+                what="describe_options")
+            cached = (cached[0], cached[1], enums, parse_table(entity, cached[1], enums))
+            self._meta[entity] = cached
+        return cached[3]
+
+    def _definition(self, entity: Entity) -> dict[str, Any]:
         logical = self._tables[entity]
         base = f"{self.api_url}EntityDefinitions(LogicalName='{logical}')"
         try:
-            definition = self.get_json(
+            return self.get_json(
                 f"{base}?$select={ENTITY_SELECT}&$expand=Attributes($select={ATTRIBUTE_SELECT})",
                 what="describe")
         except VendorError as exc:
@@ -201,12 +223,6 @@ class DynamicsConnector:
                 raise SchemaDriftError(f"table '{logical}' does not exist in the environment",
                                        entity=entity.value, fields=(logical,)) from exc
             raise
-        enums = self.get_json(
-            f"{base}/Attributes/Microsoft.Dynamics.CRM.EnumAttributeMetadata?$select=LogicalName"
-            "&$expand=OptionSet($select=Options,TrueOption,FalseOption)", what="describe_options")
-        meta = parse_table(entity, definition, enums)
-        self._meta[entity] = (now, meta)
-        return meta
 
     # -- HTTP ------------------------------------------------------------------------------------
     def get_json(self, url: str, *, what: str, headers: Mapping[str, str] | None = None

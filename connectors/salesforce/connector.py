@@ -186,6 +186,8 @@ class SalesforceConnector:
 
     # -- schema -----------------------------------------------------------------------
     def describe(self, entity: Entity) -> EntitySchema:
+        """The live schema (always asks Salesforce); reads reuse it for ``schema_ttl``."""
+        self._described.pop(self._object(entity), None)
         return entity_schema(entity, self._resolver().body(self._object(entity)))
 
     def check_mapping(

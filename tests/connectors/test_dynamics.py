@@ -87,7 +87,8 @@ def test_full_pull_costs_one_call_per_page(h: DynamicsHarness) -> None:
     total = sum(len(p.records) for p in pages)
     assert total == 95
     assert count(h, "GET", "/<set_name>") == math.ceil(total / 10)
-    assert h.app.requests.count() == math.ceil(total / 10) + 2 + 2  # + token, metadata
+    # + msal's discovery and token, the table metadata (no choice column: no option sets)
+    assert h.app.requests.count() == math.ceil(total / 10) + 2 + 1
 
 
 def test_delta_brings_changes_and_deletes_then_expiry_resyncs(h: DynamicsHarness) -> None:
@@ -196,7 +197,7 @@ def test_writes_go_in_batches_of_1000(h: DynamicsHarness) -> None:
 
 
 def test_429_retry_after_is_honoured() -> None:
-    h = make_harness(request_limit=4, window_seconds=300)
+    h = make_harness(request_limit=3, window_seconds=300)
     try:
         h.create(Entity.ACCOUNT, 3)
         sleeps: list[float] = []
@@ -227,9 +228,9 @@ def test_quota_window_slides() -> None:
     try:
         quota = QuotaGovernor(unit="requests", window="5min", limit=6, share=0.5)
         connector = h.connector(quota=quota, clock=lambda: now[0])
-        read(connector, Entity.ACCOUNT, None, ["name"])  # metadata 2 + page 1
+        read(connector, Entity.ACCOUNT, None, ["name", "statecode"])  # metadata 2 + page 1
         with pytest.raises(BudgetExhaustedError):
-            read(connector, Entity.ACCOUNT, None, ["name"])
+            read(connector, Entity.ACCOUNT, None, ["name"])  # cached metadata, page 1
         now[0] = 301.0
         pages, _ = read(connector, Entity.ACCOUNT, None, ["name"])
         assert pages[-1].complete
@@ -333,7 +334,7 @@ def test_repeated_reads_reuse_metadata_and_token_until_the_ttl(h: DynamicsHarnes
     fields = list(h.fields(Entity.ACCOUNT))
     read(connector, Entity.ACCOUNT, None, fields)
     metadata, tokens = count(h, "GET", "EntityDefinitions"), count(h, "POST", "/token")
-    assert (metadata, tokens) == (2, 1)  # the table with its attributes, then the option sets
+    assert (metadata, tokens) == (1, 1)  # the table with its attributes (no choice column)
 
     read(connector, Entity.ACCOUNT, None, fields)
     assert count(h, "GET", "EntityDefinitions") == metadata  # cached metadata
@@ -342,3 +343,7 @@ def test_repeated_reads_reuse_metadata_and_token_until_the_ttl(h: DynamicsHarnes
     h.offset += 31 * 60  # past the TTL: the schema is fetched again (drift shows up)
     read(connector, Entity.ACCOUNT, None, fields)
     assert count(h, "GET", "EntityDefinitions") == 2 * metadata
+    read(connector, Entity.ACCOUNT, None, [*fields, "statecode"])  # a choice column
+    assert count(h, "GET", "EntityDefinitions") == 2 * metadata + 1  # its option sets, once
+    read(connector, Entity.ACCOUNT, None, [*fields, "statecode"])
+    assert count(h, "GET", "EntityDefinitions") == 2 * metadata + 1
