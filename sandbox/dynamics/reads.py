@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -78,27 +79,64 @@ class ReadEndpoints:
 
     def render(self, table: Table, row: Row, select: list[str], annotations: str | None
                ) -> dict[str, Any]:
-        out: dict[str, Any] = {"@odata.etag": f'W/"{row["versionnumber"]}"'}
+        return self.row_renderer(table, select, annotations)(row)
+
+    def row_renderer(self, table: Table, select: list[str], annotations: str | None
+                     ) -> Callable[[Row], dict[str, Any]]:
+        """Row -> its JSON-ready dict: the etag, then each selected column (absent: null)
+        preceded by the annotations asked for. What annotations apply to which column is
+        worked out once here, not for every row; lookup labels are looked up once per value
+        (the caller holds the lock: no row changes meanwhile)."""
         if not annotations:
-            get = row.get
-            for prop in select:
-                out[prop] = get(prop)
-            return out
+            def plain(row: Row) -> dict[str, Any]:
+                out: dict[str, Any] = {"@odata.etag": f'W/"{row["versionnumber"]}"'}
+                get = row.get
+                for prop in select:
+                    out[prop] = get(prop)
+                return out
+
+            return plain
         props = table.definition.by_prop()
-        for prop in select:
-            value = row.get(prop)
-            attr = props[prop]
-            if value is not None and annotation_wanted(annotations, FORMATTED):
-                label = self._formatted(attr.type, attr.options, attr.targets, value)
-                if label is not None:
-                    out[f"{prop}@{FORMATTED}"] = label
-            if attr.type in LOOKUP_TYPES and value is not None:
-                if annotation_wanted(annotations, NAV_NAME):
-                    out[f"{prop}@{NAV_NAME}"] = attr.schema if attr.custom else attr.logical
-                if annotation_wanted(annotations, LOOKUP_NAME):
-                    out[f"{prop}@{LOOKUP_NAME}"] = self._lookup_target(attr.targets, value)
-            out[prop] = value
-        return out
+        formatted = annotation_wanted(annotations, FORMATTED)
+        navigation = annotation_wanted(annotations, NAV_NAME)
+        lookup_name = annotation_wanted(annotations, LOOKUP_NAME)
+        labelled = (*CHOICE_TYPES, "Boolean", *LOOKUP_TYPES)  # the types _formatted labels
+        columns = [(prop, props[prop], formatted and props[prop].type in labelled,
+                    props[prop].type in LOOKUP_TYPES, f"{prop}@{FORMATTED}",
+                    f"{prop}@{NAV_NAME}", f"{prop}@{LOOKUP_NAME}") for prop in select]
+        labels: dict[tuple[str, Any], str | None] = {}
+        targets: dict[tuple[str, Any], str] = {}
+        unknown = object()
+
+        def annotated(row: Row) -> dict[str, Any]:
+            out: dict[str, Any] = {"@odata.etag": f'W/"{row["versionnumber"]}"'}
+            get = row.get
+            for prop, attr, label_it, lookup, formatted_key, navigation_key, lookup_key \
+                    in columns:
+                value = get(prop)
+                if label_it and value is not None:
+                    memo = (prop, value) if type(value) in (str, int, bool) else None
+                    label = labels.get(memo, unknown) if memo is not None else unknown
+                    if label is unknown:
+                        label = self._formatted(attr.type, attr.options, attr.targets, value)
+                        if memo is not None:
+                            labels[memo] = label
+                    if label is not None:
+                        out[formatted_key] = label
+                if lookup and value is not None:
+                    if navigation:
+                        out[navigation_key] = attr.schema if attr.custom else attr.logical
+                    if lookup_name:
+                        target = targets.get((prop, value)) if type(value) is str else None
+                        if target is None:
+                            target = self._lookup_target(attr.targets, value)
+                            if type(value) is str:
+                                targets[(prop, value)] = target
+                        out[lookup_key] = target
+                out[prop] = value
+            return out
+
+        return annotated
 
     def _formatted(self, kind: str, options: dict[int, str], targets: tuple[str, ...],
                    value: Any) -> str | None:
@@ -215,8 +253,8 @@ class ReadEndpoints:
             projection, store.data_version, slice_key,
             lambda: self.fragments.fragments(
                 projection, list(map(rows.__getitem__, ids)), itemgetter(pk), stamp=_VERSION,
-                render_many=lambda batch: [self.render(table, row, select, annotations)
-                                            for row in batch]))
+                render_many=lambda batch: list(map(
+                    self.row_renderer(table, select, annotations), batch))))
         return page_body(head, "value", fragments, tail)
 
     def _raw_reply(self, body: bytes, headers: dict[str, str] | None = None) -> Response:
@@ -262,12 +300,13 @@ class ReadEndpoints:
         deleted_context = f"{self._base(request)}/$metadata#{table.definition.set_name}" \
                           "/$deletedEntity"
         values: list[dict[str, Any]] = []
+        render = self.row_renderer(table, select, annotations)
         for record_id, row in page:
             if row is None:
                 values.append({"@odata.context": deleted_context, "id": record_id,
                                "reason": "deleted"})
             else:
-                values.append(self.render(table, row, select, annotations))
+                values.append(render(row))
         body: dict[str, Any] = {
             "@odata.context": self._context(request, table, select, "/$delta"), "value": values}
         if offset + size < len(changes):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sandbox.salesforce.schema import ID_TYPES, NUMERIC_TYPES, FieldDef, ObjectDef, normalize_id
@@ -201,10 +202,13 @@ def sorter(query: Query, objects: Mapping[str, ObjectDef], start: ObjectDef,
         fold = resolved.target.type not in ID_TYPES and isinstance(resolved.target.type, str) \
             and resolved.target.type in ("string", "textarea", "picklist", "url", "email")
         null_rank = 1 if key.nulls_last != key.descending else 0
-        keys.append((get, fold, null_rank, key.descending))
+        plain = resolved.target.name if not resolved.hops and not fold else None
+        keys.append((get, fold, null_rank, key.descending, plain))
 
     def sort(rows: list[Row]) -> None:
-        for get, fold, null_rank, descending in reversed(keys):
+        for get, fold, null_rank, descending, plain in reversed(keys):
+            if plain is not None and _sort_plain(rows, plain, descending):
+                continue
             def keyfn(row: Row, get: Getter = get, fold: bool = fold,
                       null_rank: int = null_rank) -> tuple[int, Any]:
                 value = get(row)
@@ -214,6 +218,18 @@ def sorter(query: Query, objects: Mapping[str, ObjectDef], start: ObjectDef,
             rows.sort(key=keyfn, reverse=descending)
 
     return sort
+
+
+def _sort_plain(rows: list[Row], name: str, descending: bool) -> bool:
+    """Sort by a field of the row itself with a C-level key, when no row lacks it or holds
+    null (null never compares with a value, so a null makes the sort fail and the general
+    key places nulls): the order the general key gives, several times faster."""
+    try:
+        ordered = sorted(rows, key=itemgetter(name), reverse=descending)
+    except (KeyError, TypeError):  # a field added after some rows were written, or a null
+        return False
+    rows[:] = ordered
+    return True
 
 
 @dataclass(slots=True)
