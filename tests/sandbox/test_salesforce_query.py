@@ -203,3 +203,18 @@ def test_forced_rate_limit_is_the_concurrent_request_limit(sf: Served) -> None:
     assert limited.json() == [{"message": "ConcurrentPerOrgLongTxn Limit exceeded.",
                                "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
     assert sf.query("SELECT Id FROM User").status_code == 200
+
+
+def test_order_by_plain_fields_with_and_without_nulls(sf: Served) -> None:
+    accounts = [r for r in sf.app.org.tables["Account"].values() if not r["IsDeleted"]]
+    by_country = sorted(sorted(accounts, key=lambda r: r["Name"].lower()),
+                        key=lambda r: r["BillingCountry"] or "", reverse=True)
+    body = sf.query("SELECT Id FROM Account WHERE BillingCountry != null "
+                    "ORDER BY BillingCountry DESC, Name").json()
+    assert [r["Id"] for r in body["records"]] == [
+        r["Id"] for r in by_country if r["BillingCountry"] is not None]
+    ranked = sorted(sorted(accounts, key=lambda r: r["Id"]),  # nulls last, then by id
+                    key=lambda r: (r["Distributor_Id__c"] is None, r["Distributor_Id__c"] or ""))
+    body = sf.query("SELECT Id FROM Account ORDER BY Distributor_Id__c NULLS LAST, Id").json()
+    assert [r["Id"] for r in body["records"]] == [r["Id"] for r in ranked]
+    assert body["records"][0]["Id"] == ranked[0]["Id"] and ranked[0]["Distributor_Id__c"]
