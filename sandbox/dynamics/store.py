@@ -29,6 +29,16 @@ class Table:
     change_versions: list[int] = field(default_factory=list)
     change_ids: list[str] = field(default_factory=list)
     wires: WireForms = field(default_factory=WireForms)  # rows as JSON, kept at write time
+    # primary keys in order once a read asked for it; inserts are appended and sorted in
+    # on the next read (one sorted run plus a few new keys: a near-linear merge)
+    key_order: list[str] | None = None
+
+    def keys_in_order(self) -> list[str]:
+        if self.key_order is None:
+            self.key_order = sorted(self.rows)
+        else:
+            self.key_order.sort()
+        return list(self.key_order)  # a snapshot: cached query results must not move
 
 
 @dataclass(slots=True)
@@ -76,6 +86,8 @@ class Store:
         self._journal_entry(table, record_id)
         now = stamp or self.now_text()
         row: Row = {k: v for k, v in values.items() if v is not None}  # sparse: absent is null
+        if table.key_order is not None and record_id not in table.rows:
+            table.key_order.append(record_id)
         row[pk] = record_id
         row["createdon"] = values.get("createdon") or now
         row["modifiedon"] = values.get("modifiedon") or now
@@ -111,6 +123,8 @@ class Store:
             raise RecordMissingError(record_id)
         self._journal_entry(table, record_id)
         del table.rows[record_id]
+        if table.key_order is not None:
+            table.key_order.remove(record_id)
         table.wires.forget((record_id,))
         self._log_change(table, record_id, self.next_version())
 
@@ -135,6 +149,7 @@ class Store:
             else:
                 table.rows[record_id] = old
             table.wires.forget((record_id,))  # encoded again when a page needs the row
+            table.key_order = None
             del table.change_versions[log_length:]
             del table.change_ids[log_length:]
         self.data_version += 1
@@ -150,7 +165,7 @@ class Store:
         pk = table.definition.pk
         if predicate is None and len(order.columns) == 1 and order.columns[0][0].logical == pk \
                 and not order.columns[0][1]:
-            ids = sorted(table.rows)  # the change-tracking read: primary key order
+            ids = table.keys_in_order()  # the change-tracking read: primary key order
         else:
             rows: Iterable[Row] = table.rows.values()
             if predicate is not None:

@@ -460,3 +460,26 @@ def test_enum_cast_lists_every_choice_and_boolean(env: Started) -> None:
         "'new_partneraccount')/Microsoft.Dynamics.CRM.LookupAttributeMetadata",
         params={"$select": "LogicalName,Targets"}).json()
     assert lookup["Targets"] == ["account"]
+
+
+def test_primary_key_order_follows_inserts_deletes_and_rollbacks() -> None:
+    app = DynamicsApp()
+    store = app.store
+    table = store.tables["account"]
+
+    def in_order() -> list[str]:
+        return table.keys_in_order()
+
+    with app.lock:
+        for n in (5, 1, 9):
+            store.insert("account", {"name": f"n{n}"}, record_id=f"0000000{n}-0000-0000-0000-0")
+        assert in_order() == sorted(table.rows)
+        store.insert("account", {"name": "n3"}, record_id="00000003-0000-0000-0000-0")
+        store.insert("account", {"name": "again"}, record_id="00000005-0000-0000-0000-0")
+        store.delete("account", "00000009-0000-0000-0000-0")
+        snapshot = in_order()
+        assert snapshot == sorted(table.rows) and len(snapshot) == len(set(snapshot))
+        store.begin()
+        store.insert("account", {"name": "n0"}, record_id="00000000-0000-0000-0000-0")
+        store.rollback()
+        assert in_order() == sorted(table.rows) == snapshot
