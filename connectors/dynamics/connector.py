@@ -164,7 +164,10 @@ class DynamicsConnector:
     def write(self, entity: Entity, updates: Sequence[RecordUpdate]) -> Sequence[WriteResult]:
         if not updates:
             return []
-        return self._writer.write(self.table(entity), updates)
+        results = self._writer.write(self.table(entity), updates)
+        if any(r.error and _MISSING_PROPERTY.search(r.error) for r in results):
+            self._meta.pop(entity, None)  # a column is gone: the next read describes again
+        return results
 
     def budget(self) -> BudgetStatus:
         self._slide_window()

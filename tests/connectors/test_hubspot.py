@@ -124,6 +124,18 @@ def test_a_second_read_reuses_the_cached_properties(h: HubSpotHarness) -> None:
     assert h.app.requests.count("GET", "/properties") == 2
 
 
+def test_a_write_to_a_deleted_property_drops_the_cached_schema(h: HubSpotHarness) -> None:
+    [company] = h.create(Entity.ACCOUNT, 1)
+    field = h.writable_field(Entity.ACCOUNT)
+    connector = h.connector()
+    list(connector.read(Entity.ACCOUNT, None, ["name"]))
+    h.drop_field(Entity.ACCOUNT, field)
+    [result] = connector.write(Entity.ACCOUNT, [RecordUpdate(company, {field: "x"})])
+    assert not result.ok and result.code == "PROPERTY_DOESNT_EXIST"
+    list(connector.read(Entity.ACCOUNT, None, ["name"]))
+    assert h.app.requests.count("GET", "/properties") == 2  # described again after the error
+
+
 def test_primary_company_becomes_associatedcompanyid(h: HubSpotHarness) -> None:
     other = h.account.create("companies", {"name": "Second"})
     [deal] = h.create(Entity.OPPORTUNITY, 1)
