@@ -207,25 +207,14 @@ class FragmentCache:
         return fragments
 
 
-def json_array(fragments: list[bytes]) -> bytes:
-    return b"[" + b",".join(fragments) + b"]"
-
-
 def page_body(head: dict[str, Any], key: str, fragments: list[bytes],
               tail: dict[str, Any] | None = None) -> bytes:
-    """``{**head, key: [fragments...], **tail}`` as JSON bytes, keys in that order."""
-    return page_body_array(head, key, json_array(fragments), tail)
-
-
-def page_body_array(head: dict[str, Any], key: str, array: bytes,
-                    tail: dict[str, Any] | None = None) -> bytes:
-    """:func:`page_body` for an already joined JSON ``array``."""
-    parts = [orjson.dumps(head)[:-1]]
-    if head:
-        parts.append(b",")
-    parts += [orjson.dumps(key), b":", array]
-    if tail:
-        parts += [b",", orjson.dumps(tail)[1:]]
-    else:
-        parts.append(b"}")
-    return b"".join(parts)
+    """``{**head, key: [fragments...], **tail}`` as JSON bytes, keys in that order: one
+    join, the page's bytes copied once (a maximum-size page is megabytes)."""
+    opening = orjson.dumps(head)[:-1] + (b"," if head else b"") + orjson.dumps(key) + b":["
+    closing = b"]," + orjson.dumps(tail)[1:] if tail else b"]}"
+    if not fragments:
+        return opening + closing
+    if len(fragments) == 1:
+        return opening + fragments[0] + closing
+    return b",".join([opening + fragments[0], *fragments[1:-1], fragments[-1] + closing])
