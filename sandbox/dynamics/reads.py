@@ -228,8 +228,10 @@ class ReadEndpoints:
     def _page_body(self, table: Table, head: dict[str, Any], ids: list[str],
                    slice_key: tuple[Any, ...], select: list[str], annotations: str | None,
                    tail: dict[str, Any]) -> bytes:
-        """Rows are encoded once per version and projection; a page joins the bytes.
-        Annotated pages also depend on other rows (lookup names): any change re-renders."""
+        """A page joins each row's JSON, kept per version and projection. Without
+        annotations that JSON is picked from the row's wire form (encoded when the row was
+        written), so even a first read encodes nothing. Annotated pages are rendered, and
+        depend on other rows too (lookup names): any change renders them again."""
         store, definition, rows = self.store, table.definition, table.rows
         pk = definition.pk
         if not annotations:
