@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cli.cycles import one_cycle
 from cli.democonfig import write_config
@@ -20,7 +21,8 @@ def test_middleware_owned_flag_edited_by_a_person_is_restored(tmp_path: Path) ->
     try:
         assert one_cycle(wiring).stats["evaluation"] == "full"
         one_cycle(wiring)  # our own echo
-        org = sandboxes["sf-direct"].app.org
+        app: Any = sandboxes["sf-direct"].app  # the Salesforce sandbox and its user API
+        org = app.org
         flagged = next(
             r["Id"]
             for r in org.tables["Opportunity"].values()
