@@ -24,7 +24,7 @@ def _queue_without_push(wiring: Any) -> None:
     def evaluate(store: Any, at: datetime, _run_id: int) -> tuple[list[Any], dict[str, Any]]:
         outcome = evaluate_store(
             store, runtimes, policy=wiring.policy(), match_settings=wiring.match_settings(),
-            now=at,
+            now=at, scorecards=wiring.scorecards(),
         )
         return outcome.planned, outcome.stats
 

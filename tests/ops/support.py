@@ -104,7 +104,8 @@ def cycle_without_push(wiring: Wiring) -> CycleReport:
     policy, match = wiring.policy(), wiring.match_settings()
 
     def evaluate(store: Any, at: datetime, _run_id: int) -> tuple[list[Any], dict[str, Any]]:
-        outcome = evaluate_store(store, runtimes, policy=policy, match_settings=match, now=at)
+        outcome = evaluate_store(store, runtimes, policy=policy, match_settings=match, now=at,
+                                 scorecards=wiring.scorecards())  # as a daemon's cycle does
         return outcome.planned, outcome.stats
 
     from cli.cycles import utcnow
