@@ -343,6 +343,9 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        # a JSON number, as the store gives it back: 1.0000 and 1 are one queued value
+        return int(value) if value == value.to_integral_value() else float(value)
     return str(value)
 
 
