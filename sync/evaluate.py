@@ -338,6 +338,8 @@ def notifications_for(findings: Iterable[Finding]) -> list[NotificationIn]:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # SQLite's JSON gives 1.0 back as 1: one queued value, not two
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, list | tuple):
