@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 
 from werkzeug.wrappers import Request, Response
 
+from sandbox.dynamics.annotated import annotated_objects, column_annotator, piece_annotator
 from sandbox.dynamics.odata import (
     ODataError,
     annotation_wanted,
@@ -23,7 +24,7 @@ from sandbox.dynamics.odata import (
     parse_orderby,
     parse_prefer,
 )
-from sandbox.dynamics.schema import CHOICE_TYPES, LOOKUP_TYPES
+from sandbox.dynamics.schema import CHOICE_TYPES, LOOKUP_TYPES, Attribute
 from sandbox.dynamics.store import Row, Store, Table
 from sandbox.fragments import FragmentCache, page_body
 
@@ -96,14 +97,11 @@ class ReadEndpoints:
                 return out
 
             return plain
-        props = table.definition.by_prop()
-        formatted = annotation_wanted(annotations, FORMATTED)
         navigation = annotation_wanted(annotations, NAV_NAME)
         lookup_name = annotation_wanted(annotations, LOOKUP_NAME)
-        labelled = (*CHOICE_TYPES, "Boolean", *LOOKUP_TYPES)  # the types _formatted labels
-        columns = [(prop, props[prop], formatted and props[prop].type in labelled,
-                    props[prop].type in LOOKUP_TYPES, f"{prop}@{FORMATTED}",
-                    f"{prop}@{NAV_NAME}", f"{prop}@{LOOKUP_NAME}") for prop in select]
+        columns = [(prop, attr, label_it, lookup, formatted_key, navigation_key, lookup_key)
+                   for prop, attr, label_it, lookup, _, _, formatted_key, navigation_key,
+                   lookup_key in self._annotated_columns(table, select, annotations)]
         labels: dict[tuple[str, Any], str | None] = {}
         targets: dict[tuple[str, Any], str] = {}
         unknown = object()
@@ -137,6 +135,22 @@ class ReadEndpoints:
             return out
 
         return annotated
+
+    @staticmethod
+    def _annotated_columns(table: Table, select: list[str], annotations: str
+                           ) -> list[tuple[str, Attribute, bool, bool, bool, bool, str, str,
+                                           str]]:
+        """Per selected column: (prop, attribute, labelled?, lookup?, navigation wanted?,
+        lookup name wanted?, and the three annotation keys), worked out once per page."""
+        props = table.definition.by_prop()
+        formatted = annotation_wanted(annotations, FORMATTED)
+        navigation = annotation_wanted(annotations, NAV_NAME)
+        lookup_name = annotation_wanted(annotations, LOOKUP_NAME)
+        labelled = (*CHOICE_TYPES, "Boolean", *LOOKUP_TYPES)  # the types _formatted labels
+        return [(prop, props[prop], formatted and props[prop].type in labelled,
+                 props[prop].type in LOOKUP_TYPES, navigation, lookup_name,
+                 f"{prop}@{FORMATTED}", f"{prop}@{NAV_NAME}", f"{prop}@{LOOKUP_NAME}")
+                for prop in select]
 
     def _formatted(self, kind: str, options: dict[int, str], targets: tuple[str, ...],
                    value: Any) -> str | None:
@@ -230,8 +244,10 @@ class ReadEndpoints:
                    tail: dict[str, Any]) -> bytes:
         """A page joins each row's JSON, kept per version and projection. Without
         annotations that JSON is picked from the row's wire form (encoded when the row was
-        written), so even a first read encodes nothing. Annotated pages are rendered, and
-        depend on other rows too (lookup names): any change renders them again."""
+        written), so even a first read encodes nothing. Annotated pages are joined from it
+        too, each annotated column's pieces prefixed with annotations worked out once per
+        distinct value (``_annotated_fragments``); they depend on other rows (lookup
+        names), so they are kept per data version."""
         store, definition, rows = self.store, table.definition, table.rows
         pk = definition.pk
         if not annotations:
@@ -249,6 +265,12 @@ class ReadEndpoints:
                 return page_body(head, "value",
                                  self.fragments.page(plain, store.data_version, slice_key, build),
                                  tail)
+        if annotations:
+            wires = table.wires
+            wires.sync(definition, store.pokes)
+            if wires.projectable(select):  # annotations joined to the rows' wire form
+                return page_body(head, "value", self._annotated_fragments(
+                    table, ids, slice_key, select, annotations), tail)
         projection = (table.definition.logical, tuple(select), annotations or "", store.pokes,
                       store.data_version if annotations else 0)
         fragments = self.fragments.page(
@@ -258,6 +280,40 @@ class ReadEndpoints:
                 render_many=lambda batch: list(map(
                     self.row_renderer(table, select, annotations), batch))))
         return page_body(head, "value", fragments, tail)
+
+    def _annotated_fragments(self, table: Table, ids: list[str], slice_key: tuple[Any, ...],
+                             select: list[str], annotations: str) -> list[bytes]:
+        """The annotated JSON of each row of ``ids``, equal to the per-row rendering's:
+        kept per data version, as labels of lookups depend on the rows they reference."""
+        store, wires, rows = self.store, table.wires, table.rows
+        projection = (table.definition.logical, tuple(select), annotations, store.pokes,
+                      store.data_version, "wire")
+        annotators = {}
+        for (prop, attr, label_it, lookup, navigation, lookup_name, formatted_key,
+             navigation_key, lookup_key), prefix in zip(
+                self._annotated_columns(table, select, annotations), wires.prefixes(select),
+                strict=True):
+            if not (label_it or (lookup and (navigation or lookup_name))):
+                continue
+            one = piece_annotator(
+                attr, prefix, label_it=label_it, lookup=lookup, navigation=navigation,
+                lookup_name=lookup_name, formatted_key=formatted_key,
+                navigation_key=navigation_key, lookup_key=lookup_key,
+                labeller=self._formatted, locator=self._lookup_target)
+            kept = wires.lookup_memo((prop, label_it, navigation, lookup_name), prop, one) \
+                if lookup else None
+            annotators[prop] = column_annotator(one, kept)
+
+        def encode_many(wanted: list[str]) -> list[bytes]:
+            return annotated_objects(wires, list(map(wires.by_id.__getitem__, wanted)),
+                                     select, annotators)
+
+        def build() -> list[bytes]:
+            current = wires.current(rows, ids)  # every row of ids is encoded from here on
+            return self.fragments.keyed(projection, ids, current, ids, encode_many,
+                                        same_object=True)
+
+        return self.fragments.page(projection, store.data_version, slice_key, build)
 
     def _raw_reply(self, body: bytes, headers: dict[str, str] | None = None) -> Response:
         out = Response(body, status=200, content_type="application/json; odata.metadata=minimal")

@@ -115,7 +115,12 @@ class Store:
 
     def _encode(self, table: Table, record_id: str, row: Row) -> None:
         table.wires.sync(table.definition, self.pokes)
+        self._referenced_changed(record_id)  # first: a row may reference itself
         table.wires.written(record_id, row)
+
+    def _referenced_changed(self, record_id: str) -> None:
+        for each in self.tables.values():
+            each.wires.referenced_changed(record_id)
 
     def delete(self, logical: str, record_id: str) -> None:
         table = self.tables[logical]
@@ -126,6 +131,7 @@ class Store:
         if table.key_order is not None:
             table.key_order.remove(record_id)
         table.wires.forget((record_id,))
+        self._referenced_changed(record_id)
         self._log_change(table, record_id, self.next_version())
 
     def poke(self) -> None:
@@ -152,6 +158,8 @@ class Store:
             table.key_order = None
             del table.change_versions[log_length:]
             del table.change_ids[log_length:]
+        for table in self.tables.values():  # restored rows: their lookups' labels too
+            table.wires.forget_lookups()
         self.data_version += 1
 
     # -- reads -----------------------------------------------------------------------------

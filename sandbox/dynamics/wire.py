@@ -4,6 +4,7 @@ annotations is joined from bytes: no row is rendered or encoded while a page is 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -17,6 +18,15 @@ Wire = tuple[bytes, ...]
 CLOSER = b"}"
 ETAG_OPENER = b'{"@odata.etag":'
 SHARED_PER_COLUMN = 2048
+KEPT_LOOKUPS = 65_536  # annotated lookup pieces kept per column (~250 bytes each)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeptLookups:
+    position: int  # of the column in a row's wire form
+    prefix: bytes  # ``,"prop":``
+    annotate: Callable[[bytes], bytes]
+    pieces: dict[bytes, bytes]
 
 
 class WireForms:
@@ -36,6 +46,8 @@ class WireForms:
         # a column's first values, shared by the rows holding them (country, owner, state):
         # less memory, and pages touch fewer distinct objects (the cost of joining them)
         self._shared: tuple[dict[tuple[type, Any], bytes], ...] = ()
+        # (column, annotations asked) -> its lookups' annotated pieces: see lookup_memo
+        self._lookups: dict[tuple[Any, ...], _KeptLookups] = {}
 
     def sync(self, definition: TableDef, pokes: int) -> None:
         columns = tuple(a.prop for a in definition.attributes.values())
@@ -47,6 +59,33 @@ class WireForms:
         self._prefixes = tuple(b"," + orjson.dumps(prop) + b":" for prop in columns)
         self._nulls = tuple(prefix + b"null" for prefix in self._prefixes)
         self._shared = tuple({} for _ in columns)
+        self._lookups.clear()
+
+    def lookup_memo(self, key: tuple[Any, ...], prop: str,
+                    annotate: Callable[[bytes], bytes]) -> dict[bytes, bytes]:
+        """Lookup column ``prop``'s wire pieces -> the same pieces preceded by their
+        annotations, for one set of annotations asked (``key`` names both), kept across
+        pages. Once a page asked for it, every write keeps it current: a written row's
+        lookups are annotated (``written``), and a written referenced row's lookups again
+        (``referenced_changed``). ``annotate`` is how; kept up to a bounded size (memory)."""
+        kept = self._lookups.get(key)
+        if kept is None:
+            kept = self._lookups[key] = _KeptLookups(
+                self._index[prop], self._prefixes[self._index[prop] - 1], annotate, {})
+        return kept.pieces
+
+    def referenced_changed(self, record_id: str) -> None:
+        """A row was inserted, updated or deleted: lookups to it are annotated again (ids
+        are unique across tables, so every kept column may hold it)."""
+        if self._lookups:
+            value = orjson.dumps(record_id)
+            for kept in self._lookups.values():
+                piece = kept.prefix + value
+                if piece in kept.pieces:
+                    kept.pieces[piece] = kept.annotate(piece)
+
+    def forget_lookups(self) -> None:
+        self._lookups.clear()
 
     def encode(self, row: dict[str, Any]) -> Wire:
         get, dumps = row.get, orjson.dumps
@@ -74,9 +113,14 @@ class WireForms:
         """Encode a row that was just inserted or updated; one orjson cannot encode is left
         to the read, which reports it as any other rendering would."""
         try:
-            self.by_id[record_id] = self.encode(row)
+            wire = self.by_id[record_id] = self.encode(row)
         except orjson.JSONEncodeError:
             self.by_id.pop(record_id, None)
+            return
+        for kept in self._lookups.values():
+            piece = wire[kept.position]
+            if piece not in kept.pieces and len(kept.pieces) < KEPT_LOOKUPS:
+                kept.pieces[piece] = kept.annotate(piece)
 
     def forget(self, record_ids: Iterable[str]) -> None:
         for record_id in record_ids:
@@ -96,6 +140,18 @@ class WireForms:
                 if wires[position] is None:
                     wires[position] = by_id[record_id] = self.encode(rows[record_id])
         return wires  # type: ignore[return-value]  # no None left
+
+    def positions(self, select: list[str]) -> list[int]:
+        """Where each column of ``select`` sits in a row's wire form."""
+        return [self._index[prop] for prop in select]
+
+    def prefixes(self, select: list[str]) -> list[bytes]:
+        """Each column's ``,"prop":`` as its wire pieces start."""
+        return [self._prefixes[self._index[prop] - 1] for prop in select]
+
+    @property
+    def closer_position(self) -> int:
+        return len(self.columns) + 1
 
     def projector(self, select: list[str]) -> Callable[[list[Wire]], list[bytes]]:
         """Wire forms -> each row's JSON object projected to ``select``: what rendering
