@@ -89,6 +89,7 @@ class DynamicsApp(ReadEndpoints, MetadataEndpoints, WriteEndpoints, SandboxApp):
         self.delta_tokens_expired_before: datetime | None = None
         self.clock = clock
         self.store = Store(tables or default_tables(), clock=clock)
+        self.store.lookup_presets = self.lookup_presets
         self.fragments = FragmentCache()
         self.base_url: str | None = None  # set once served; else taken from each request
         self.organization_id = str(uuid.uuid4())

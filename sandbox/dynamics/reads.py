@@ -35,6 +35,7 @@ FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 NAV_NAME = "Microsoft.Dynamics.CRM.associatednavigationproperty"
 EXPIRED_VERSION_STAMP = "0x80044352"
+PRESET_ANNOTATIONS = (FORMATTED,)  # what the connector asks (others: kept once asked)
 
 
 class ReadEndpoints:
@@ -252,7 +253,7 @@ class ReadEndpoints:
         pk = definition.pk
         if not annotations:
             wires = table.wires
-            wires.sync(table.definition, store.pokes)
+            store.sync_wires(table)
             if wires.projectable(select):  # rows already encoded: project and join
                 plain = (definition.logical, tuple(select), "", store.pokes, "wire")
                 project = wires.projector(select)
@@ -267,7 +268,7 @@ class ReadEndpoints:
                                  tail)
         if annotations:
             wires = table.wires
-            wires.sync(definition, store.pokes)
+            store.sync_wires(table)
             if wires.projectable(select):  # annotations joined to the rows' wire form
                 return page_body(head, "value", self._annotated_fragments(
                     table, ids, slice_key, select, annotations), tail)
@@ -280,6 +281,26 @@ class ReadEndpoints:
                 render_many=lambda batch: list(map(
                     self.row_renderer(table, select, annotations), batch))))
         return page_body(head, "value", fragments, tail)
+
+    def lookup_presets(self, table: Table) -> list[tuple[tuple[Any, ...], str,
+                                                           Callable[[bytes], bytes]]]:
+        """The lookup annotations kept from every write on (``Store.lookup_presets``):
+        those the connector asks for (formatted values)."""
+        presets = []
+        select = [a.prop for a in table.definition.attributes.values()
+                  if a.type in LOOKUP_TYPES]
+        prefixes = dict(zip(select, table.wires.prefixes(select), strict=True))
+        for spec in PRESET_ANNOTATIONS:
+            for (prop, attr, label_it, lookup, navigation, lookup_name, formatted_key,
+                 navigation_key, lookup_key) in self._annotated_columns(table, select, spec):
+                one = piece_annotator(
+                    attr, prefixes[prop], label_it=label_it, lookup=lookup,
+                    navigation=navigation, lookup_name=lookup_name,
+                    formatted_key=formatted_key, navigation_key=navigation_key,
+                    lookup_key=lookup_key, labeller=self._formatted,
+                    locator=self._lookup_target)
+                presets.append(((prop, label_it, navigation, lookup_name), prop, one))
+        return presets
 
     def _annotated_fragments(self, table: Table, ids: list[str], slice_key: tuple[Any, ...],
                              select: list[str], annotations: str) -> list[bytes]:

@@ -58,6 +58,10 @@ class Store:
         self.clock = clock
         self._journal: list[tuple[Table, str, Row | None, int]] | None = None
         self._cache: dict[tuple[str, str, str, int], _Query] = {}
+        # table -> (memo key, lookup column, annotate) for annotations asked for often,
+        # kept from every write on (see WireForms.lookup_memo); set by the app
+        self.lookup_presets: Callable[
+            [Table], list[tuple[tuple[Any, ...], str, Callable[[bytes], bytes]]]] | None = None
 
     # -- writes ------------------------------------------------------------------------
     def next_version(self) -> int:
@@ -113,8 +117,16 @@ class Store:
         self._log_change(table, record_id, version)
         return row
 
+    def sync_wires(self, table: Table) -> None:
+        """Bring the table's wire forms to its schema; when they start afresh, keep the
+        preset lookup annotations (``lookup_presets``) current from the next write on."""
+        wires = table.wires
+        if wires.sync(table.definition, self.pokes) and self.lookup_presets is not None:
+            for key, prop, annotate in self.lookup_presets(table):
+                wires.lookup_memo(key, prop, annotate)
+
     def _encode(self, table: Table, record_id: str, row: Row) -> None:
-        table.wires.sync(table.definition, self.pokes)
+        self.sync_wires(table)
         self._referenced_changed(record_id)  # first: a row may reference itself
         table.wires.written(record_id, row)
 

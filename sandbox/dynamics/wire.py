@@ -49,10 +49,11 @@ class WireForms:
         # (column, annotations asked) -> its lookups' annotated pieces: see lookup_memo
         self._lookups: dict[tuple[Any, ...], _KeptLookups] = {}
 
-    def sync(self, definition: TableDef, pokes: int) -> None:
+    def sync(self, definition: TableDef, pokes: int) -> bool:
+        """Follow the schema and raw edits; whether the forms started afresh."""
         columns = tuple(a.prop for a in definition.attributes.values())
         if columns == self.columns and pokes == self._pokes:
-            return
+            return False
         self.by_id.clear()
         self.columns, self._pokes = columns, pokes
         self._index = {prop: i + 1 for i, prop in enumerate(columns)}
@@ -60,6 +61,7 @@ class WireForms:
         self._nulls = tuple(prefix + b"null" for prefix in self._prefixes)
         self._shared = tuple({} for _ in columns)
         self._lookups.clear()
+        return True
 
     def lookup_memo(self, key: tuple[Any, ...], prop: str,
                     annotate: Callable[[bytes], bytes]) -> dict[bytes, bytes]:
@@ -85,7 +87,8 @@ class WireForms:
                     kept.pieces[piece] = kept.annotate(piece)
 
     def forget_lookups(self) -> None:
-        self._lookups.clear()
+        for kept in self._lookups.values():
+            kept.pieces.clear()
 
     def encode(self, row: dict[str, Any]) -> Wire:
         get, dumps = row.get, orjson.dumps

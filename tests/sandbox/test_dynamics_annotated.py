@@ -127,3 +127,21 @@ def test_an_annotated_page_over_http_matches_the_rendering(env: Started) -> None
     assert first[0][f"_parentaccountid_value@{FORMATTED}"] == "Http Acme"
     assert second[0][f"_parentaccountid_value@{FORMATTED}"] == "Http Acme Renamed"
     assert [encode(row) for row in second] == slow
+
+
+def test_lookups_annotated_at_write_time_follow_later_writes(
+        deals: tuple[DynamicsApp, list[str], list[str]]) -> None:
+    """The connector's annotations are kept from the first write on, before any read."""
+    app, accounts, deal_ids = deals
+    app.update_record("account", accounts[1], {"name": "Written Acme"})
+    app.update_record("opportunity", deal_ids[3], {"_customerid_value": accounts[0]})
+    app.delete_record("account", accounts[2])
+    with app.lock:  # a failed change set before any read: nothing of it may stay
+        app.store.begin()
+        app.store.update("account", accounts[0], {"name": "Never Acme"})
+        app.store.rollback()
+    fast, slow = _fast_and_slow(app, "opportunity", DEAL_COLUMNS, FORMATTED)
+    assert fast == slow
+    page = b"".join(fast)
+    assert b'"Written Acme"' in page and b'"Acme 2"' not in page and b"Never" not in page
+    _agree(app)
