@@ -115,7 +115,7 @@ class Reader:
         records: list[Record] = []
         skipped: list[SkippedRecord] = []
         keep = records.append
-        stamp_of, new = parse_stamp, object.__new__
+        stamp_of, from_iso, new = parse_stamp, datetime.fromisoformat, object.__new__
         set_id, set_modified, set_fields, set_deleted, set_etag = _RECORD_SLOTS
         pk = meta.pk
         names, props = plan.names, plan.props
@@ -125,10 +125,20 @@ class Reader:
         for row in rows:
             record_id = row.get(pk)
             if record_id.__class__ is str:
-                try:
-                    modified = stamp_of(row.get("modifiedon"))
-                except TypeError:  # a value that is not even hashable
-                    modified = None
+                stamp = row.get("modifiedon")
+                # the service's UTC form parses straight to an aware datetime; a shared
+                # cache misses on almost every row once a pull has more distinct stamps
+                # than it holds, so it only serves the odd forms
+                if stamp.__class__ is str and stamp[-1:] == "Z":
+                    try:
+                        modified = from_iso(stamp)
+                    except ValueError:
+                        modified = None
+                else:
+                    try:
+                        modified = stamp_of(stamp)
+                    except TypeError:  # a value that is not even hashable
+                        modified = None
             else:
                 modified = None
             if modified is None:
