@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from state.base import StoreBase, chunked, utcnow
-from state.pagewrite import record_table
+from state.pagewrite import record_keys_where, record_table
 from state.rows import AccountRow, OpportunityRow, RecordKey
 from state.tables import CustomerLink, Finding, LedgerEntry, SyncRun, table
 from state.types import UtcDateTime, json_type
@@ -88,15 +88,8 @@ class FactsMixin(StoreBase):
     def touched_since(self, when: datetime) -> set[RecordKey]:
         """Records whose stored row changed in any way (also only the raw vendor fields, e.g. a
         person clearing a flag we own) at or after ``when``."""
-        keys: set[RecordKey] = set()
         with self._read() as conn:
-            for entity in ("account", "opportunity"):
-                tbl = record_table(entity)
-                query = sa.select(tbl.c.connection, tbl.c.external_id).where(
-                    tbl.c.updated_at >= when
-                )
-                keys.update(RecordKey(c, entity, e) for c, e in conn.execute(query))
-        return keys
+            return record_keys_where(conn, lambda tbl: tbl.c.updated_at >= when)
 
     def safe_generation(self, run_id: int, *, window: timedelta = timedelta(hours=6)) -> int:
         """The generation below which every change is visible now: ``run_id``, or less
@@ -172,28 +165,25 @@ class FactsMixin(StoreBase):
     # -- records by key or customer -----------------------------------------------------
     def accounts_by_keys(self, keys: Iterable[tuple[str, str]]) -> list[AccountRow]:
         """Accounts (deleted ones too) by (connection, external id)."""
-        tbl = record_table("account")
-        cols = [tbl.c[n] for n in _ACCOUNT_COLUMNS]
-        out: list[AccountRow] = []
-        with self._read() as conn:
-            for connection, ids in _by_connection(keys).items():
-                for chunk in chunked(ids):
-                    query = sa.select(*cols).where(
-                        tbl.c.connection == connection, tbl.c.external_id.in_(chunk))
-                    out.extend(AccountRow(*row) for row in conn.execute(query))
-        return out
+        return self._rows_by_keys("account", _ACCOUNT_COLUMNS, AccountRow, keys)
 
     def opportunities_by_keys(self, keys: Iterable[tuple[str, str]]) -> list[OpportunityRow]:
         """Opportunities (deleted ones too) by (connection, external id)."""
-        tbl = record_table("opportunity")
-        cols = [tbl.c[n] for n in _OPPORTUNITY_COLUMNS]
-        out: list[OpportunityRow] = []
+        return self._rows_by_keys("opportunity", _OPPORTUNITY_COLUMNS, OpportunityRow, keys)
+
+    def _rows_by_keys(
+        self, entity: str, columns: Sequence[str], row_type: Any,
+        keys: Iterable[tuple[str, str]],
+    ) -> list[Any]:
+        tbl = record_table(entity)
+        cols = [tbl.c[n] for n in columns]
+        out: list[Any] = []
         with self._read() as conn:
             for connection, ids in _by_connection(keys).items():
                 for chunk in chunked(ids):
                     query = sa.select(*cols).where(
                         tbl.c.connection == connection, tbl.c.external_id.in_(chunk))
-                    out.extend(OpportunityRow(*row) for row in conn.execute(query))
+                    out.extend(row_type(*row) for row in conn.execute(query))
         return out
 
     def records_of_customers(

@@ -10,7 +10,7 @@ Stored and incoming values then compare exactly for change detection.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from config.canonical import FIELDS_BY_ENTITY
+from state.rows import RecordKey
 from state.tables import RECORD_TABLES, table
 from state.types import NUL_REPLACEMENT, dumps_json
 
@@ -43,6 +44,18 @@ def record_table(entity: str) -> sa.Table:
 
 def _kinds(entity: str) -> dict[str, str]:
     return {**FIELDS_BY_ENTITY[entity], **META_KINDS}
+
+
+def record_keys_where(
+    conn: sa.Connection, condition: Callable[[sa.Table], sa.ColumnElement[bool]]
+) -> set[RecordKey]:
+    """Keys of account and opportunity rows matching ``condition(table)``."""
+    keys: set[RecordKey] = set()
+    for entity in RECORD_TABLES:
+        tbl = record_table(entity)
+        query = sa.select(tbl.c.connection, tbl.c.external_id).where(condition(tbl))
+        keys.update(RecordKey(c, entity, e) for c, e in conn.execute(query))
+    return keys
 
 
 @cache

@@ -11,9 +11,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from state.base import StoreBase, chunked, utcnow
-from state.pagewrite import page_payload, postgres_upsert, record_table, sqlite_upsert
+from state.pagewrite import (
+    page_payload,
+    postgres_upsert,
+    record_keys_where,
+    record_table,
+    sqlite_upsert,
+)
 from state.rows import AccountRow, OpportunityRow, PageResult, RecordKey, SkippedRow
-from state.tables import RECORD_TABLES, Cursor, SkippedRecordRow, table
+from state.tables import Cursor, SkippedRecordRow, table
 from state.types import dumps_json
 
 
@@ -120,15 +126,8 @@ class RecordsMixin(StoreBase):
 
     def changed_since(self, generation: int) -> set[RecordKey]:
         """Keys of records (deleted too) whose canonical values changed after run ``generation``."""
-        keys: set[RecordKey] = set()
         with self._read() as conn:
-            for entity in RECORD_TABLES:
-                tbl = record_table(entity)
-                query = sa.select(tbl.c.connection, tbl.c.external_id).where(
-                    tbl.c.changed_generation > generation
-                )
-                keys.update(RecordKey(c, entity, e) for c, e in conn.execute(query))
-        return keys
+            return record_keys_where(conn, lambda tbl: tbl.c.changed_generation > generation)
 
     def raw_record(self, key: RecordKey) -> Any:
         """The vendor payload last read for a record (for debugging), or None."""

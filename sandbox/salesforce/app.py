@@ -307,18 +307,27 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
         return (format_datetime(start.replace(second=0, microsecond=0)),
                 format_datetime(end.replace(second=0, microsecond=0)))
 
-    def deleted(self, request: Request, version: str, sobject: str) -> Response:
+    def _replication(
+        self, request: Request, version: str, sobject: str
+    ) -> Response | tuple[str, str, str]:
+        """getDeleted/getUpdated share their checks: session, window, object name."""
         began = self._begin(request, version)
         if isinstance(began, Response):
             return began
         window = self._window(request)
         if isinstance(window, Response):
             return window
-        start, end = window
         try:
             name = self.org.obj(sobject).name
         except KeyError:
             return sf_error("NOT_FOUND", "The requested resource does not exist", 404)
+        return name, window[0], window[1]
+
+    def deleted(self, request: Request, version: str, sobject: str) -> Response:
+        asked = self._replication(request, version, sobject)
+        if isinstance(asked, Response):
+            return asked
+        name, start, end = asked
         with self.lock:
             self.org.purge_expired()
             rows = [{"id": r["Id"], "deletedDate": r["SystemModstamp"]}
@@ -330,17 +339,10 @@ class SalesforceSandbox(RecordWrites, SandboxApp):
                               "latestDateCovered": end})
 
     def updated(self, request: Request, version: str, sobject: str) -> Response:
-        began = self._begin(request, version)
-        if isinstance(began, Response):
-            return began
-        window = self._window(request)
-        if isinstance(window, Response):
-            return window
-        start, end = window
-        try:
-            name = self.org.obj(sobject).name
-        except KeyError:
-            return sf_error("NOT_FOUND", "The requested resource does not exist", 404)
+        asked = self._replication(request, version, sobject)
+        if isinstance(asked, Response):
+            return asked
+        name, start, end = asked
         with self.lock:
             ids = sorted(r["Id"] for r in self.org.tables[name].values()
                          if not r["IsDeleted"] and start <= r["SystemModstamp"] <= end)
