@@ -20,6 +20,9 @@ What it serves (HTTPS only, because msal refuses an ``http`` authority):
   ``Prefer: odata.continue-on-error``); each operation counts against service protection.
 - ``EntityDefinitions`` (with ``$select``/``$filter``/``$expand=Attributes``) and attribute
   casts (``.../Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata`` etc.).
+- ``RetrieveMetadataChanges(Query=@p1)`` (an ``EntityQueryExpression``): tables with their
+  columns and the columns' option sets in one call, a ``ServerVersionStamp``, and with
+  ``ClientVersionStamp`` only what changed since (``sandbox/dynamics/metadata_query.py``).
 - Service protection: ``request_limit`` requests per ``window_seconds`` per app user;
   429 ``0x80072322`` with ``Retry-After``.
 

@@ -19,6 +19,11 @@ from werkzeug.wrappers import Request, Response
 from sandbox.core import Faults, RunningSandbox, SandboxApp, serve
 from sandbox.dynamics.auth import AppRegistration, Authority, TokenError, make_certificate
 from sandbox.dynamics.metadata import MetadataEndpoints
+from sandbox.dynamics.metadata_query import (
+    SchemaJournal,
+    parse_parameters,
+    retrieve_metadata_changes,
+)
 from sandbox.dynamics.odata import (
     ODataError,
 )
@@ -87,6 +92,7 @@ class DynamicsApp(ReadEndpoints, MetadataEndpoints, WriteEndpoints, SandboxApp):
         self.protection = ServiceProtection(limit=request_limit, window_s=window_seconds)
         self.delta_token_retention = delta_token_retention
         self.delta_tokens_expired_before: datetime | None = None
+        self.schema_journal = SchemaJournal()
         self.clock = clock
         self.store = Store(tables or default_tables(), clock=clock)
         self.store.lookup_presets = self.lookup_presets
@@ -110,6 +116,10 @@ class DynamicsApp(ReadEndpoints, MetadataEndpoints, WriteEndpoints, SandboxApp):
             Rule(f"{entity}/Attributes/<cast>", endpoint="api_attribute_cast"),
             Rule(f"{entity}/Attributes(LogicalName='<attribute>')/<cast>",
                  endpoint="api_attribute_cast"),
+            Rule(f"{API}/RetrieveMetadataChanges", endpoint="api_metadata_changes"),
+            Rule(f"{API}/RetrieveMetadataChanges()", endpoint="api_metadata_changes"),
+            Rule(f"{API}/RetrieveMetadataChanges(<path:params>)",
+                 endpoint="api_metadata_changes"),
             Rule(f"{API}/<set_name>(<key>)", endpoint="record",
                  methods=["GET", "PATCH", "DELETE"]),
             Rule(f"{API}/<set_name>", endpoint="collection", methods=["GET", "POST"]),
@@ -298,6 +308,17 @@ class DynamicsApp(ReadEndpoints, MetadataEndpoints, WriteEndpoints, SandboxApp):
     def api_attribute_cast(self, request: Request, logical: str, cast: str,
                            attribute: str | None = None) -> Response:
         return self._api(request, lambda: self.attribute_cast(request, logical, cast, attribute))
+
+    def api_metadata_changes(self, request: Request, params: str | None = None) -> Response:
+        def answer() -> Response:
+            body = retrieve_metadata_changes(self._all_defs(), self.schema_journal,
+                                             parse_parameters(params, request.args),
+                                             self.clock())
+            return self._reply({"@odata.context": f"{self._base(request)}/$metadata"
+                                "#Microsoft.Dynamics.CRM.RetrieveMetadataChangesResponse",
+                                **body})
+
+        return self._api(request, answer)
 
     def collection(self, request: Request, set_name: str) -> Response:
         if request.method == "POST":

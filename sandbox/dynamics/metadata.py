@@ -46,6 +46,11 @@ def _metadata_id(*parts: str) -> str:
     return str(uuid.uuid5(_METADATA_NS, "/".join(parts)))
 
 
+def attribute_id(table: str, attribute: str) -> str:
+    """A column's ``MetadataId`` (stable per table and column name)."""
+    return _metadata_id(table, attribute)
+
+
 def parse_select(text: str | None) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
 

@@ -22,6 +22,8 @@ from sandbox.dynamics.batch import (
     parse_batch,
     render_batch,
 )
+from sandbox.dynamics.metadata import attribute_id
+from sandbox.dynamics.metadata_query import SchemaJournal
 from sandbox.dynamics.odata import ODataError, format_datetime, normalize_datetime, parse_prefer
 from sandbox.dynamics.schema import CHOICE_TYPES, LOOKUP_TYPES, Attribute
 from sandbox.dynamics.store import RecordMissingError, Row, Store, Table
@@ -52,6 +54,7 @@ class WriteEndpoints:
     lock: threading.RLock
     delta_tokens_expired_before: datetime | None
     app_user_id: str
+    schema_journal: SchemaJournal
 
     if TYPE_CHECKING:  # provided by the app class; declared for type checking only
 
@@ -384,10 +387,13 @@ class WriteEndpoints:
             for row in t.rows.values():
                 row.pop(attr.prop, None)
             self.store.poke()
+            self.schema_journal.record(t.definition.logical, "attribute-deleted",
+                                       attribute_id(t.definition.logical, logical))
 
     def set_change_tracking(self, table: str, enabled: bool) -> None:
         with self.lock:
             self._table(table).definition.change_tracking = enabled
+            self.schema_journal.record(self._table(table).definition.logical, "entity")
 
     def expire_delta_tokens(self) -> None:
         """Every delta token handed out until now answers the expired-version error."""
