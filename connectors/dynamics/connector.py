@@ -24,14 +24,7 @@ from connectors.base import (
     WriteResult,
     require_fields,
 )
-from connectors.dynamics.metadata import (
-    ATTRIBUTE_SELECT,
-    CHOICE_TYPES,
-    ENTITY_SELECT,
-    TableMeta,
-    check_mapping,
-    parse_table,
-)
+from connectors.dynamics.metadata import TableMeta, check_mapping, metadata_query, parse_table
 from connectors.dynamics.reading import Reader, ReadPlan
 from connectors.dynamics.wire import EXPIRED_DELTA_CODES, MAX_BATCH, MAX_PAGE_SIZE
 from connectors.dynamics.writing import Writer
@@ -116,10 +109,9 @@ class DynamicsConnector:
         self._window: deque[tuple[float, int]] = deque()
         self._window_total = 0
         self._vendor_used: tuple[float, int] | None = None
-        # entity -> (fetched at, definition, option sets or None, metadata); reused by reads,
+        # entity -> (fetched or confirmed at, ServerVersionStamp, metadata); reused by reads,
         # writes and checks for schema_ttl
-        self._meta: dict[Entity, tuple[float, dict[str, Any], dict[str, Any] | None,
-                                       TableMeta]] = {}
+        self._meta: dict[Entity, tuple[float, str | None, TableMeta]] = {}
         self.schema_ttl = schema_ttl
         self._log = log.bind(connector=connection, vendor=self.vendor)
         self._reader = Reader(self)
@@ -131,15 +123,12 @@ class DynamicsConnector:
 
     def read(self, entity: Entity, cursor: Cursor | None, fields: Sequence[str]
              ) -> Iterator[Page]:
-        meta = self.table(entity, options=False)
+        meta = self.table(entity)
         try:
             require_fields(meta.schema(), fields)
         except SchemaDriftError:  # maybe created since the cache was filled: look again
-            meta = self.table(entity, fresh=True, options=False)
+            meta = self.table(entity, fresh=True)
             require_fields(meta.schema(), fields)  # schema drift stops us before any data
-        if any(column.kind in CHOICE_TYPES for column in map(meta.columns.get, fields)
-               if column is not None):
-            meta = self.table(entity)  # choice columns are read as their labels
         plan = ReadPlan.build(meta, fields)
         try:
             yield from self._reader.read(meta, plan, dict(cursor) if cursor else None)
@@ -153,7 +142,7 @@ class DynamicsConnector:
         """Dataverse rejected a column the cached metadata still had: describe again
         (once) so that the error names the mapped field."""
         try:
-            require_fields(self.table(entity, fresh=True, options=False).schema(), fields)
+            require_fields(self.table(entity, fresh=True).schema(), fields)
         except SchemaDriftError as drift:
             return drift
         match = _MISSING_PROPERTY.search(str(exc))
@@ -183,49 +172,57 @@ class DynamicsConnector:
         writes: Mapping[str, tuple[str | None, list[str]]],
     ) -> list[str]:
         """Problems of mapped fields against the live table (``check-config --online``)."""
-        meta = self.table(entity, fresh=True)
-        formats = self.get_json(
-            f"{self.api_url}EntityDefinitions(LogicalName='{meta.logical}')/Attributes/"
-            "Microsoft.Dynamics.CRM.DateTimeAttributeMetadata?$select=LogicalName,Format",
-            what="describe_dates")
-        date_only = frozenset(a["LogicalName"] for a in formats.get("value", [])
-                              if a.get("Format") == "DateOnly")
-        return check_mapping(meta, reads, writes, date_only)
+        return check_mapping(self.table(entity, fresh=True), reads, writes)
 
     # -- metadata ------------------------------------------------------------------------------
-    def table(self, entity: Entity, *, fresh: bool = False, options: bool = True) -> TableMeta:
-        """The table's metadata, fetched at most once per ``schema_ttl`` unless ``fresh``.
-        Option sets are a second call, made only when ``options`` are needed (choice
-        columns read or written, mapping checks) and then cached alike."""
+    def table(self, entity: Entity, *, fresh: bool = False) -> TableMeta:
+        """The table's metadata (columns, option sets, change tracking): one
+        ``RetrieveMetadataChanges`` call, reused for ``schema_ttl`` unless ``fresh``. Past
+        the TTL, one call with the cached ``ServerVersionStamp`` asks what changed since;
+        nothing (the usual case) keeps the cache, anything else reads the table again."""
         cached = self._meta.get(entity)
         now = self._clock()
-        if cached is None or fresh or now - cached[0] >= self.schema_ttl.total_seconds():
-            definition = self._definition(entity)
-            cached = (now, definition, None, parse_table(entity, definition, {}))
-            self._meta[entity] = cached
-        if options and cached[2] is None:
-            logical = self._tables[entity]
-            enums = self.get_json(
-                f"{self.api_url}EntityDefinitions(LogicalName='{logical}')/Attributes/"
-                "Microsoft.Dynamics.CRM.EnumAttributeMetadata?$select=LogicalName"
-                "&$expand=OptionSet($select=Options,TrueOption,FalseOption)",
-                what="describe_options")
-            cached = (cached[0], cached[1], enums, parse_table(entity, cached[1], enums))
-            self._meta[entity] = cached
-        return cached[3]
-
-    def _definition(self, entity: Entity) -> dict[str, Any]:
+        if cached is not None and not fresh:
+            if now - cached[0] < self.schema_ttl.total_seconds():
+                return cached[2]
+            if cached[1] is not None:
+                stamp = self._unchanged_since(entity, cached[1])
+                if stamp is not None:
+                    self._meta[entity] = (now, stamp, cached[2])
+                    return cached[2]
+        body = self._metadata(entity)
         logical = self._tables[entity]
-        base = f"{self.api_url}EntityDefinitions(LogicalName='{logical}')"
+        found = [e for e in body.get("EntityMetadata") or [] if e.get("LogicalName") == logical]
+        if not found:  # the query's criteria matched no table
+            raise SchemaDriftError(f"table '{logical}' does not exist in the environment",
+                                   entity=entity.value, fields=(logical,))
+        meta = parse_table(entity, found[0])
+        self._meta[entity] = (now, body.get("ServerVersionStamp"), meta)
+        return meta
+
+    def _metadata(self, entity: Entity, params: str = "", aliases: str = "",
+                  what: str = "describe") -> dict[str, Any]:
+        query = quote(metadata_query(self._tables[entity]), safe="")
+        return self.get_json(f"{self.api_url}RetrieveMetadataChanges(Query=@q{params})"
+                             f"?@q={query}{aliases}", what=what)
+
+    def _unchanged_since(self, entity: Entity, stamp: str) -> str | None:
+        """The new ServerVersionStamp when neither the table nor its columns changed (or
+        were deleted) since ``stamp``; None when they did or the stamp expired."""
         try:
-            return self.get_json(
-                f"{base}?$select={ENTITY_SELECT}&$expand=Attributes($select={ATTRIBUTE_SELECT})",
-                what="describe")
+            body = self._metadata(
+                entity, ",ClientVersionStamp=@s,DeletedMetadataFilters=@d",
+                f"&@s={quote_key(_odata_string(stamp))}"
+                "&@d=Microsoft.Dynamics.CRM.DeletedMetadataFilters'Attribute'",
+                what="describe_changes")
         except VendorError as exc:
-            if exc.status == 404:
-                raise SchemaDriftError(f"table '{logical}' does not exist in the environment",
-                                       entity=entity.value, fields=(logical,)) from exc
+            if exc.code in EXPIRED_DELTA_CODES:  # ExpiredVersionStamp: read it all again
+                return None
             raise
+        if body.get("EntityMetadata") or (body.get("DeletedMetadata") or {}).get("Count"):
+            return None
+        new = body.get("ServerVersionStamp")
+        return str(new) if new else None
 
     # -- HTTP ------------------------------------------------------------------------------------
     def get_json(self, url: str, *, what: str, headers: Mapping[str, str] | None = None
@@ -326,6 +323,10 @@ def _error_parts(response: requests.Response) -> tuple[str, str]:
 def _error_text(response: requests.Response) -> str:
     code, message = _error_parts(response)
     return f"{code} {message}".strip()
+
+
+def _odata_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def quote_key(value: str) -> str:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from connectors.base import Entity, EntitySchema, FieldInfo, did_you_mean
 
 LOOKUP_TYPES = frozenset({"Lookup", "Owner", "Customer"})
@@ -26,10 +28,28 @@ _FITS = {
     "date": {"datetime", "date", "string"},
     "datetime": {"datetime"},
 }
-ATTRIBUTE_SELECT = ("LogicalName,SchemaName,AttributeType,IsCustomAttribute,IsValidForUpdate,"
-                    "DisplayName")
-ENTITY_SELECT = ("LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,"
-                 "ChangeTrackingEnabled")
+# RetrieveMetadataChanges (Microsoft's "Query schema definitions"): the table, its columns and
+# the columns' derived-type details (option sets, date formats) in one call. LogicalName,
+# MetadataId and HasChanged always come back.
+ENTITY_PROPERTIES = ("EntitySetName", "PrimaryIdAttribute", "PrimaryNameAttribute",
+                     "ChangeTrackingEnabled", "Attributes")
+ATTRIBUTE_PROPERTIES = ("SchemaName", "AttributeType", "IsCustomAttribute", "IsValidForUpdate",
+                        "DisplayName", "OptionSet", "Format")
+_SKIPPED_TYPES = ("Virtual", "ManagedProperty", "CalendarRules", "PartyList")
+
+
+def metadata_query(logical: str) -> bytes:
+    """The ``EntityQueryExpression`` (JSON) for one table with every column it reads."""
+    def properties(names: tuple[str, ...]) -> dict[str, Any]:
+        return {"AllProperties": False, "PropertyNames": list(names)}
+
+    return orjson.dumps({
+        "Properties": properties(ENTITY_PROPERTIES),
+        "Criteria": {"FilterOperator": "And", "Conditions": [
+            {"ConditionOperator": "Equals", "PropertyName": "LogicalName",
+             "Value": {"Type": "System.String", "Value": logical}}]},
+        "AttributeQuery": {"Properties": properties(ATTRIBUTE_PROPERTIES)},
+    })
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +61,7 @@ class Column:
     writable: bool
     label: str = ""
     options: Mapping[int, str] = field(default_factory=dict)  # choice value -> label
+    date_only: bool = False  # a DateTime column with Format DateOnly
 
     @property
     def prop(self) -> str:
@@ -94,31 +115,32 @@ def _label(data: Any) -> str:
     return ""
 
 
-def parse_table(entity: Entity, definition: Mapping[str, Any],
-                enums: Mapping[str, Any]) -> TableMeta:
-    """Build table metadata from ``EntityDefinitions(...)`` with its Attributes and the
-    ``EnumAttributeMetadata`` cast listing option sets."""
-    options: dict[str, dict[int, str]] = {}
-    for attr in enums.get("value", []):
-        option_set = attr.get("OptionSet") or {}
-        if "Options" in option_set:
-            options[attr["LogicalName"]] = {int(o["Value"]): _label(o.get("Label"))
-                                            for o in option_set["Options"]}
-        elif "TrueOption" in option_set:
-            options[attr["LogicalName"]] = {
-                1: _label(option_set["TrueOption"].get("Label")),
-                0: _label(option_set["FalseOption"].get("Label"))}
+def _options(option_set: Any) -> dict[int, str]:
+    if not isinstance(option_set, dict):
+        return {}
+    if option_set.get("Options") is not None:
+        return {int(o["Value"]): _label(o.get("Label")) for o in option_set["Options"]}
+    if option_set.get("TrueOption") is not None:
+        return {1: _label(option_set["TrueOption"].get("Label")),
+                0: _label((option_set.get("FalseOption") or {}).get("Label"))}
+    return {}
+
+
+def parse_table(entity: Entity, definition: Mapping[str, Any]) -> TableMeta:
+    """Build table metadata from one ``RetrieveMetadataChanges`` table (ComplexEntityMetadata
+    with its Attributes, their OptionSet and Format)."""
     columns: dict[str, Column] = {}
     lookups: dict[str, Column] = {}
-    for attr in definition.get("Attributes", []):
+    for attr in definition.get("Attributes") or []:
         kind = str(attr.get("AttributeType") or "")
-        if kind in ("Virtual", "ManagedProperty", "CalendarRules", "PartyList"):
+        if kind in _SKIPPED_TYPES:
             continue
         column = Column(
             logical=attr["LogicalName"], schema=str(attr.get("SchemaName") or attr["LogicalName"]),
             kind=kind, custom=bool(attr.get("IsCustomAttribute")),
             writable=bool(attr.get("IsValidForUpdate")), label=_label(attr.get("DisplayName")),
-            options=options.get(attr["LogicalName"], {}) if kind in CHOICE_TYPES else {})
+            options=_options(attr.get("OptionSet")) if kind in CHOICE_TYPES else {},
+            date_only=attr.get("Format") == "DateOnly")
         columns[column.prop] = column
         if kind in LOOKUP_TYPES:
             lookups[column.logical] = column
@@ -133,10 +155,10 @@ def check_mapping(
     meta: TableMeta,
     reads: Mapping[str, str | None],
     writes: Mapping[str, tuple[str | None, list[str]]],
-    date_only: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Human-readable problems of mapped fields against the live table."""
     schema = meta.schema()
+    date_only = {prop for prop, col in meta.columns.items() if col.date_only}
     problems: list[str] = []
     known = list(schema.fields)
 

@@ -14,7 +14,12 @@ import pytest
 from config.mapping_compiler import load_mapping_file
 from connectors.base import Entity, Page, Record, RecordUpdate
 from connectors.dynamics import CertificateCredential, DynamicsConnector, MsalTokenProvider
-from connectors.errors import AuthError, BudgetExhaustedError, RateLimitedError
+from connectors.errors import (
+    AuthError,
+    BudgetExhaustedError,
+    RateLimitedError,
+    SchemaDriftError,
+)
 from connectors.http import QuotaGovernor, RetryPolicy, make_session
 from tests.connectors.harness_dynamics import DynamicsHarness, make_harness
 
@@ -228,9 +233,10 @@ def test_quota_window_slides() -> None:
     try:
         quota = QuotaGovernor(unit="requests", window="5min", limit=6, share=0.5)
         connector = h.connector(quota=quota, clock=lambda: now[0])
-        read(connector, Entity.ACCOUNT, None, ["name", "statecode"])  # metadata 2 + page 1
+        read(connector, Entity.ACCOUNT, None, ["name", "statecode"])  # metadata 1 + page 1
+        read(connector, Entity.ACCOUNT, None, ["name"])  # cached metadata, page 1: 3 of 3
         with pytest.raises(BudgetExhaustedError):
-            read(connector, Entity.ACCOUNT, None, ["name"])  # cached metadata, page 1
+            read(connector, Entity.ACCOUNT, None, ["name"])
         now[0] = 301.0
         pages, _ = read(connector, Entity.ACCOUNT, None, ["name"])
         assert pages[-1].complete
@@ -331,19 +337,65 @@ def test_seeded_records_map_to_canonical_values() -> None:
 def test_repeated_reads_reuse_metadata_and_token_until_the_ttl(h: DynamicsHarness) -> None:
     h.create(Entity.ACCOUNT, 3)
     connector = h.connector(schema_ttl=timedelta(minutes=30))
-    fields = list(h.fields(Entity.ACCOUNT))
+    fields = [*h.fields(Entity.ACCOUNT), "statecode"]  # with a choice column read as labels
     read(connector, Entity.ACCOUNT, None, fields)
-    metadata, tokens = count(h, "GET", "EntityDefinitions"), count(h, "POST", "/token")
-    assert (metadata, tokens) == (1, 1)  # the table with its attributes (no choice column)
+    metadata, tokens = count(h, "GET", "RetrieveMetadataChanges"), count(h, "POST", "/token")
+    assert (metadata, tokens) == (1, 1)  # the table, its columns and their option sets
+    assert count(h, "GET", "EntityDefinitions") == 0
+    meta = connector.table(Entity.ACCOUNT)
+    assert meta.columns["statecode"].options == {0: "Active", 1: "Inactive"}
 
     read(connector, Entity.ACCOUNT, None, fields)
-    assert count(h, "GET", "EntityDefinitions") == metadata  # cached metadata
+    assert count(h, "GET", "RetrieveMetadataChanges") == 1  # cached metadata
     assert count(h, "POST", "/token") == tokens  # msal's cached token, still valid
 
-    h.offset += 31 * 60  # past the TTL: the schema is fetched again (drift shows up)
+    h.offset += 31 * 60  # past the TTL: one call asks what changed since the stamp
     read(connector, Entity.ACCOUNT, None, fields)
-    assert count(h, "GET", "EntityDefinitions") == 2 * metadata
-    read(connector, Entity.ACCOUNT, None, [*fields, "statecode"])  # a choice column
-    assert count(h, "GET", "EntityDefinitions") == 2 * metadata + 1  # its option sets, once
-    read(connector, Entity.ACCOUNT, None, [*fields, "statecode"])
-    assert count(h, "GET", "EntityDefinitions") == 2 * metadata + 1
+    assert count(h, "GET", "RetrieveMetadataChanges") == 2
+    assert connector.table(Entity.ACCOUNT) is meta  # nothing changed: the cache stays
+
+    h.app.drop_attribute("account", "accountnumber")  # a column the mapping does not read
+    h.offset += 31 * 60  # the change check sees the deleted column and reads the table again
+    read(connector, Entity.ACCOUNT, None, fields)
+    assert count(h, "GET", "RetrieveMetadataChanges") == 4
+    fresh = connector.table(Entity.ACCOUNT)
+    assert fresh is not meta and "accountnumber" not in fresh.columns
+
+    h.app.schema_journal.expire()  # the service no longer knows the stamp: read it all
+    h.offset += 31 * 60
+    read(connector, Entity.ACCOUNT, None, fields)
+    assert count(h, "GET", "RetrieveMetadataChanges") == 6
+
+
+def test_change_tracking_switched_off_is_seen_after_the_ttl(h: DynamicsHarness) -> None:
+    h.create(Entity.ACCOUNT, 2)
+    connector = h.connector(schema_ttl=timedelta(minutes=30))
+    fields = list(h.fields(Entity.ACCOUNT))
+    _, cursor = read(connector, Entity.ACCOUNT, None, fields)
+    assert cursor["mode"] == "delta"
+    h.app.set_change_tracking("account", False)
+    h.offset += 31 * 60
+    _, cursor = read(connector, Entity.ACCOUNT, None, fields)
+    assert not connector.table(Entity.ACCOUNT).change_tracking
+    assert cursor["mode"] != "delta"
+
+
+def test_a_dropped_mapped_column_fails_before_any_data_after_the_ttl(h: DynamicsHarness
+                                                                    ) -> None:
+    h.create(Entity.ACCOUNT, 2)
+    connector = h.connector(schema_ttl=timedelta(minutes=30))
+    fields = list(h.fields(Entity.ACCOUNT))
+    read(connector, Entity.ACCOUNT, None, fields)
+    h.app.drop_attribute("account", "new_duns")
+    h.offset += 31 * 60
+    pages_before = count(h, "GET", "/<set_name>")
+    with pytest.raises(SchemaDriftError) as err:
+        read(connector, Entity.ACCOUNT, None, fields)
+    assert "new_duns" in str(err.value) and err.value.fields == ("new_duns",)
+    assert count(h, "GET", "/<set_name>") == pages_before  # no page was read
+
+
+def test_an_unknown_table_is_schema_drift(h: DynamicsHarness) -> None:
+    connector = h.connector(tables={Entity.ACCOUNT: "new_nosuchtable"})
+    with pytest.raises(SchemaDriftError, match=r"new_nosuchtable.*does not exist"):
+        read(connector, Entity.ACCOUNT, None, ["name"])
