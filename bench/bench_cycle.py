@@ -110,7 +110,7 @@ def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock,
     if profiler is not None:
         profiler.disable()
         stats = pstats.Stats(profiler).sort_stats("cumulative")
-        stats.print_stats(r"sync/incremental|state/|sync/evaluate|rules/", 40)
+        stats.print_stats(r"sync/incremental|state/|sync/evaluate|sync/snapshot|rules/", 40)
     total = (time.perf_counter() - wall, time.process_time() - cpu)
     calls = api_calls(sandboxes)
     sent = sum(c.push.sent for c in report.connections.values() if c.push)

@@ -322,7 +322,9 @@ def read_back(sandboxes: SandboxSet, connection: str, record_id: str) -> dict[st
 
 def _scorecards(wiring: Wiring, workdir: Path) -> Path:
     from rules.report import render
-    from sync.evaluate import scorecard_report, snapshot_from_store, stored_findings
+    from sync.evaluate import scorecard_report
+    from sync.findings import stored_findings
+    from sync.snapshot import snapshot_from_store
 
     store = wiring.store()
     report = scorecard_report(

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from config.durations import parse_period_months
 from rules.report import render
-from sync.evaluate import scorecard_report, snapshot_from_store, stored_findings
+from sync.evaluate import scorecard_report
+from sync.findings import stored_findings
+from sync.snapshot import snapshot_from_store
 from wiring import Wiring
 
 

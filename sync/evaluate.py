@@ -8,38 +8,36 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 import structlog
 
 from connectors.base import Entity
 from rules.engine import Evaluation, evaluate
-from rules.matching import AccountRecord, Decision, MatchResult, MatchSettings, match_accounts
-from rules.model import AccountFact, Finding, OpportunityFact, Policy, RecordKey, Snapshot
+from rules.matching import MatchResult, MatchSettings
+from rules.model import Policy, Snapshot
 from rules.scorecards import (
     ScorecardConfig,
     ScorecardReport,
     compute_scorecards,
     scorecard_desired,
 )
-from state.rows import (
-    AccountRow,
-    FindingIn,
-    NotificationIn,
-    OpportunityRow,
-    OutboxItemIn,
-    ReviewItemIn,
-)
-from state.tables import OPEN_OUTBOX_STATES
+from state.rows import AccountRow, OpportunityRow, OutboxItemIn
 from sync.cycle import Runtime
-from sync.plan import HeldBack, PlannedWrite, Target, plan_writes, same_value
+from sync.findings import (
+    count_kinds,
+    finding_rows,
+    json_value,
+    notifications_for,
+    rules_by_record,
+    stored_findings,
+)
+from sync.plan import HeldBack, PlannedWrite, Target, plan_writes
+from sync.snapshot import build_snapshot, in_flight, match_customers, save_match
 from sync.visibility import Audience, Secrets
 
 log = structlog.get_logger(__name__)
-
-NOTIFY_KINDS = frozenset({"registration_expiring", "registration_expired"})
 
 
 @dataclass(slots=True)
@@ -53,214 +51,6 @@ class Outcome:
     stats: dict[str, Any]
 
 
-def match_customers(
-    store: Any, accounts: Sequence[AccountRow], settings: MatchSettings
-) -> MatchResult:
-    decisions = [
-        Decision((d.a.connection, d.a.external_id), (d.b.connection, d.b.external_id), d.verdict)
-        for d in store.match_decisions()
-    ]
-    previous = {tuple(k): v for k, v in store.customer_links().items()}
-    return match_accounts(
-        (
-            AccountRecord(
-                a.connection, a.external_id, a.name, a.domain, a.country, a.duns, a.vat_id
-            )
-            for a in accounts
-        ),
-        decisions=decisions,
-        previous=previous,
-        settings=settings,
-    )
-
-
-def save_match(store: Any, result: MatchResult, accounts: Sequence[AccountRow]) -> None:
-    names = {(a.connection, a.external_id): a.name or a.external_id for a in accounts}
-    customers: dict[str, str] = {}
-    links = []
-    for (connection, external_id), link in result.links.items():
-        customers.setdefault(link.customer_id, names.get((connection, external_id), ""))
-        links.append(
-            (connection, "account", external_id, link.customer_id, link.method, link.score)
-        )
-    store.ensure_customers(sorted(customers.items()))
-    store.save_customer_links(links, replace=True)
-    store.replace_review_items(
-        [
-            ReviewItemIn(
-                a=_account_key(item.a),
-                b=_account_key(item.b),
-                score=item.score,
-                evidence={"method": item.method, "evidence": list(item.evidence)},
-            )
-            for item in result.review
-        ]
-    )
-
-
-def _account_key(key: tuple[str, str]) -> Any:
-    from state.rows import RecordKey as StoreKey
-
-    return StoreKey(key[0], "account", key[1])
-
-
-def build_snapshot(
-    *,
-    accounts: Sequence[AccountRow],
-    opportunities: Sequence[OpportunityRow],
-    links: Mapping[tuple[str, str], str],
-    runtimes: Mapping[str, Runtime],
-    ledgers: Mapping[str, Mapping[tuple[str, str, str], Any]],
-    in_flight: Mapping[str, Mapping[tuple[str, str, str], Any]] | None = None,
-) -> Snapshot:
-    """The rules' view of the store. ``ledgers`` holds what we last wrote per connection and
-    ``in_flight`` what open outbox items are writing (a write that reached the CRM but whose
-    booking was lost in a crash is still open): an owner value or a registration expiry
-    date equal to either is ours; any other was set by a person."""
-    per_connection: dict[str, _Written] = {}
-
-    def _written(connection: str) -> _Written:
-        found = per_connection.get(connection)
-        if found is None:
-            found = per_connection[connection] = _Written(
-                runtimes[connection], ledgers.get(connection, {}),
-                (in_flight or {}).get(connection),
-            )
-        return found
-
-    account_facts = []
-    for a in accounts:
-        rt = runtimes.get(a.connection)
-        if rt is None:
-            continue
-        written = _written(a.connection)
-        ours = written.is_ours("account", a.external_id, "channel_owner", a.channel_owner)
-        account_facts.append(
-            AccountFact(
-                key=RecordKey(a.connection, "account", a.external_id),
-                customer_id=links.get((a.connection, a.external_id)),
-                role=_role(rt),
-                distributor_id=rt.distributor_id,
-                name=a.name,
-                country=a.country,
-                channel_owner=a.channel_owner,
-                partner_id=a.partner_id,
-                owner_user=a.owner_user,
-                deleted=a.deleted,
-                channel_owner_is_ours=ours,
-            )
-        )
-    opp_facts = []
-    for o in opportunities:
-        rt = runtimes.get(o.connection)
-        if rt is None:
-            continue
-        account_key = RecordKey(o.connection, "account", o.account_ref) if o.account_ref else None
-        written = _written(o.connection)
-        expiry_is_ours = o.registration_expires_at is None or written.is_ours(
-            "opportunity", o.external_id, "registration_expires_at",
-            o.registration_expires_at,
-        )
-        if rt.role == "distributor":
-            party = rt.distributor_id or "unknown-distributor"
-            registered_by = rt.distributor_id if o.registered_at else None
-        else:
-            party = o.registered_by or "direct"
-            registered_by = o.registered_by
-        opp_facts.append(
-            OpportunityFact(
-                key=RecordKey(o.connection, "opportunity", o.external_id),
-                customer_id=links.get((o.connection, o.account_ref)) if o.account_ref else None,
-                role=_role(rt),
-                distributor_id=rt.distributor_id,
-                account_key=account_key,
-                party=party,
-                name=o.name,
-                amount=o.amount,
-                currency=o.currency,
-                stage_category=_stage(o.stage_category),
-                close_date=o.close_date,
-                created_at=o.created_at,
-                modified_at=o.modified_at or o.vendor_modified_at,
-                last_activity_at=o.last_activity_at,
-                owner_user=o.owner_user,
-                registered_by=registered_by,
-                registered_at=o.registered_at,
-                registration_expires_at=o.registration_expires_at,
-                registration_expiry_is_ours=expiry_is_ours,
-                registration_status=o.registration_status,
-                registration_decision=o.registration_decision,
-                reassign_to=o.reassign_to,
-                deleted=o.deleted,
-            )
-        )
-    return Snapshot(accounts=tuple(account_facts), opportunities=tuple(opp_facts))
-
-
-def _role(rt: Runtime) -> Any:
-    return "distributor" if rt.role == "distributor" else "internal"
-
-
-def _stage(value: str | None) -> Any:
-    return value if value in ("open", "won", "lost") else "open"
-
-
-class _Written:
-    """What we wrote to one connection: the ledger, and the values of open outbox items."""
-
-    __slots__ = ("fields", "ledger", "open_items", "runtime")
-
-    def __init__(
-        self,
-        runtime: Runtime,
-        ledger: Mapping[tuple[str, str, str], Any],
-        open_items: Mapping[tuple[str, str, str], Any] | None,
-    ) -> None:
-        self.runtime, self.ledger, self.open_items = runtime, ledger, open_items or {}
-        self.fields = _write_specs(runtime.mapping)
-
-    def is_ours(self, entity: str, external_id: str, output: str, value: Any) -> bool:
-        """Is ``value`` (as read, canonical) what we last wrote to ``output`` of the record?
-
-        The ledger holds the vendor value we sent, the row the value read back through the
-        mapping, so compare in vendor terms as the planner does: a value map must not make
-        our own write look like a person's (an owner set by hand wins over the rules, and a
-        later expiry date a person typed must never count as an extension)."""
-        if value is None:
-            return False
-        spec = self.fields[entity].get(output)
-        if spec is None:
-            return False
-        key = (entity, external_id, spec.field)
-        sent = self.ledger.get(key, _NOT_WRITTEN)
-        writing = self.open_items.get(key, _NOT_WRITTEN) if self.open_items else _NOT_WRITTEN
-        if sent is _NOT_WRITTEN and writing is _NOT_WRITTEN:
-            return False  # the common case at scale: never written, no lookup beyond this
-        text = value.isoformat() if value.__class__ is date else value
-        if sent == text or writing == text:  # as we sent it, most of the time: no conversion
-            return True
-        candidates = [v for v in (sent, writing) if v is not _NOT_WRITTEN]
-        try:
-            vendor_value = spec.to_vendor(value)
-        except ValueError:  # a value the write map does not know was not written by us
-            vendor_value = _NOT_WRITTEN
-        return any(same_value(v, value) or same_value(v, vendor_value) for v in candidates)
-
-
-_NOT_WRITTEN = object()
-# id(mapping) -> (mapping, entity -> output -> write spec): build_snapshot also runs once per
-# customer (sync.scale), and the mapping (kept here so its id stays its own) never changes
-_SPECS: dict[int, tuple[Any, dict[str, dict[str, Any]]]] = {}
-
-
-def _write_specs(mapping: Any) -> dict[str, dict[str, Any]]:
-    found = _SPECS.get(id(mapping))
-    if found is None or found[0] is not mapping:
-        found = _SPECS[id(mapping)] = (
-            mapping, {e.value: dict(mapping.writes(e)) for e in Entity})
-    return found[1]
-
-
 def targets_for(runtimes: Iterable[Runtime]) -> dict[str, Target]:
     return {
         rt.name: Target(
@@ -269,6 +59,7 @@ def targets_for(runtimes: Iterable[Runtime]) -> dict[str, Target]:
         )
         for rt in runtimes
     }
+
 
 
 def secrets_for(
@@ -285,99 +76,6 @@ def secrets_for(
     distributors |= {a.partner_id for a in accounts if a.partner_id}
     return Secrets.of(distributors, users)
 
-
-def finding_key(f: Finding) -> str:
-    k = f.subject
-    return f"{f.kind}:{k.connection}:{k.entity}:{k.external_id}"
-
-
-def finding_rows(findings: Iterable[Finding]) -> list[FindingIn]:
-    rows: dict[str, FindingIn] = {}
-    for f in findings:
-        key = finding_key(f)
-        rows[key] = FindingIn(
-            key=key,
-            kind=f.kind,
-            rule=f.rule,
-            customer_id=f.customer_id,
-            connection=f.subject.connection,
-            entity=f.subject.entity,
-            external_id=f.subject.external_id,
-            evidence={
-                "records": [list(k) for k in f.evidence],
-                "at": f.at.isoformat(),
-                **{k: _plain(v) for k, v in f.details.items()},
-            },
-        )
-    return list(rows.values())
-
-
-def notifications_for(findings: Iterable[Finding]) -> list[NotificationIn]:
-    """One event per registration and state change (the key includes the expiry date)."""
-    events = []
-    for f in findings:
-        if f.kind not in NOTIFY_KINDS:
-            continue
-        k = f.subject
-        expires = f.details.get("expires_at")
-        events.append(
-            NotificationIn(
-                key=f"{f.kind}:{k.connection}:{k.external_id}:{_plain(expires)}",
-                kind=f.kind,
-                payload={
-                    "connection": k.connection,
-                    "opportunity": k.external_id,
-                    "customer_id": f.customer_id,
-                    "holder": _plain(f.details.get("holder")),
-                    "expires_at": _plain(expires),
-                    "rule": f.rule,
-                },
-            )
-        )
-    return events
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)  # SQLite's JSON gives 1.0 back as 1: one queued value, not two
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        # a JSON number, as the store gives it back: 1.0000 and 1 are one queued value
-        return int(value) if value == value.to_integral_value() else float(value)
-    return str(value)
-
-
-def stored_findings(store: Any) -> list[Any]:
-    """Findings as the store kept them (for period reports: conflicts over months)."""
-    return [_StoredFinding(f.kind, f.first_seen, f.evidence or {}) for f in store.findings()]
-
-
-@dataclass(frozen=True, slots=True)
-class _StoredFinding:
-    kind: str
-    at: datetime
-    details: Mapping[str, Any]
-
-
-def snapshot_from_store(store: Any, runtimes: Sequence[Runtime]) -> Snapshot:
-    """The rules' view of the store with the customer links of the last cycle."""
-    by_name = {rt.name: rt for rt in runtimes}
-    accounts = [a for a in store.load_accounts() if a.connection in by_name]
-    opportunities = [o for o in store.load_opportunities() if o.connection in by_name]
-    links = {(k.connection, k.external_id): v for k, v in store.customer_links().items()}
-    ledgers = {rt.name: store.ledger(rt.name) for rt in runtimes}
-    return build_snapshot(
-        accounts=accounts,
-        opportunities=opportunities,
-        links=links,
-        runtimes=by_name,
-        ledgers=ledgers,
-    )
 
 
 def scorecard_report(
@@ -440,7 +138,7 @@ def evaluate_store(
             ]
             for ext_id, (_etag, raw) in store.current_values(rt.name, entity.value, ids).items():
                 current[(rt.name, entity.value, ext_id)] = raw
-    rules = _rules_by_record(evaluation.findings)
+    rules = rules_by_record(evaluation.findings)
     planned, held = plan_writes(
         desired=desired,
         rules=rules,
@@ -455,7 +153,7 @@ def evaluate_store(
         "accounts": len(accounts),
         "opportunities": len(opportunities),
         "review_items": len(match.review),
-        "findings": _count_kinds(evaluation.findings),
+        "findings": count_kinds(evaluation.findings),
         "planned_writes": len(planned),
         "held_back": len(held),
     }
@@ -471,8 +169,8 @@ def evaluate_store(
                     entity=w.entity,
                     external_id=w.external_id,
                     field=w.field,
-                    value=_plain(w.value),
-                    previous=_plain(w.previous),
+                    value=json_value(w.value),
+                    previous=json_value(w.previous),
                     rule=w.rule,
                     reason=w.reason,
                 )
@@ -481,39 +179,3 @@ def evaluate_store(
         )
     log.info("evaluated", **{k: v for k, v in stats.items() if not isinstance(v, dict)})
     return Outcome(match, evaluation, planned, held, stats)
-
-
-def in_flight(
-    store: Any, runtimes: Mapping[str, Runtime]
-) -> dict[str, dict[tuple[str, str, str], Any]]:
-    """connection -> (entity, external id, field) -> value of its open outbox item.
-
-    Open items (pending, failed) may already be in the CRM: a crash between the vendor's
-    answer and the booking, or a timeout after the vendor applied the write. There is at
-    most one open item per field (``enqueue`` replaces an older value)."""
-    out: dict[str, dict[tuple[str, str, str], Any]] = {}
-    for name in runtimes:
-        for state in OPEN_OUTBOX_STATES:
-            for item in store.outbox_items(connection=name, state=state, limit=_ALL):
-                out.setdefault(name, {})[(item.entity, item.external_id, item.field)] = item.value
-    return out
-
-
-_ALL = 2**62  # outbox_items takes a limit; open items are few, and all of them count
-
-
-def _rules_by_record(findings: Iterable[Finding]) -> dict[tuple[str, str, str], str]:
-    out: dict[tuple[str, str, str], list[str]] = {}
-    for f in findings:
-        for key in (f.subject, *f.evidence):
-            rules = out.setdefault(tuple(key), [])  # type: ignore[arg-type]  # NamedTuple
-            if f.rule not in rules:
-                rules.append(f.rule)
-    return {k: ", ".join(v) for k, v in out.items()}
-
-
-def _count_kinds(findings: Iterable[Finding]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for f in findings:
-        counts[f.kind] = counts.get(f.kind, 0) + 1
-    return dict(sorted(counts.items()))

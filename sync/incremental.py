@@ -36,20 +36,10 @@ from rules.scorecards import ScorecardConfig
 from state.rows import AccountRow, OpportunityRow, OutboxItemIn, ReviewItemIn
 from state.rows import RecordKey as StoreKey
 from sync.cycle import Runtime
-from sync.evaluate import (
-    Outcome,
-    _account_key,
-    _count_kinds,
-    _plain,
-    _rules_by_record,
-    build_snapshot,
-    evaluate_store,
-    finding_rows,
-    in_flight,
-    notifications_for,
-    targets_for,
-)
+from sync.evaluate import Outcome, evaluate_store, targets_for
+from sync.findings import count_kinds, finding_rows, json_value, notifications_for, rules_by_record
 from sync.plan import plan_writes
+from sync.snapshot import account_key, build_snapshot, in_flight
 from sync.visibility import Secrets
 
 log = structlog.get_logger(__name__)
@@ -252,7 +242,7 @@ def _partial(
             for ext_id, (_etag, raw) in store.current_values(rt.name, entity.value, ids).items():
                 current[(rt.name, entity.value, ext_id)] = raw
     planned, held = plan_writes(
-        desired=desired, rules=_rules_by_record(evaluation.findings),
+        desired=desired, rules=rules_by_record(evaluation.findings),
         targets=targets_for(runtimes), current=current, ledger=ledgers,
         secrets=_secrets(store, runtimes), in_flight=writing,
     )
@@ -268,7 +258,7 @@ def _partial(
     notifications = store.add_notifications(notifications_for(evaluation.findings))
     queued = store.enqueue([
         OutboxItemIn(connection=w.connection, entity=w.entity, external_id=w.external_id,
-                     field=w.field, value=_plain(w.value), previous=_plain(w.previous),
+                     field=w.field, value=json_value(w.value), previous=json_value(w.previous),
                      rule=w.rule, reason=w.reason)
         for w in planned
     ])
@@ -289,7 +279,7 @@ def _partial(
         "accounts": len(accounts),
         "opportunities": len(opportunities),
         "review_items": len(index.review),
-        "findings": _count_kinds(evaluation.findings),
+        "findings": count_kinds(evaluation.findings),
         "planned_writes": len(planned),
         "held_back": len(held),
         "findings_opened": len(delta.opened),
@@ -344,7 +334,7 @@ def _save_area(store: Any, index: MatchIndex, match: MatchResult, area: set[Acco
         store.save_customer_links(links)
     if area or removed:
         store.replace_review_items([
-            ReviewItemIn(a=_account_key(item.a), b=_account_key(item.b), score=item.score,
+            ReviewItemIn(a=account_key(item.a), b=account_key(item.b), score=item.score,
                          evidence={"method": item.method, "evidence": list(item.evidence)})
             for item in index.result().review
         ])

@@ -3,7 +3,7 @@
 The lean path: matching reads only the seven columns it needs into
 :class:`rules.matching.AccountRecord`; its links go to a temporary table in the same
 SQLite connection; the records then stream back joined to their customer, in customer
-order, and each customer's rows become facts (through :func:`sync.evaluate.build_snapshot`,
+order, and each customer's rows become facts (through :func:`sync.snapshot.build_snapshot`,
 so the facts are exactly the ones a normal evaluation builds), are evaluated and dropped.
 Only the rules' results stay in memory. Values are decoded as the store's column types
 decode them (UTC timestamps, dates, NUMERIC(20, 4) as Decimal), memoised: a store holds
@@ -25,7 +25,7 @@ from rules.matching import AccountRecord, MatchResult, MatchSettings, match_acco
 from rules.model import AccountFact, OpportunityFact, Policy
 from state.rows import AccountRow, OpportunityRow
 from sync.cycle import Runtime
-from sync.evaluate import build_snapshot
+from sync.snapshot import build_snapshot
 
 # Only the columns build_snapshot reads (a test compares the facts with the normal path):
 # fewer values to decode, and no per-row bookkeeping timestamps to parse.

@@ -16,12 +16,22 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
     from state import Store
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> Iterator[None]:
+    """A test that runs the CLI in-process configures structlog to print to the stream
+    pytest captured for it; put the defaults back so a later test never logs into that
+    closed stream."""
+    yield
+    structlog.reset_defaults()
 
 
 def postgres_admin_url() -> str:

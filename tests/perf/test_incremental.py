@@ -26,7 +26,8 @@ from sandbox.edits import delete_record, edit_record, move_deal
 from sandbox.launch import SandboxSet, start_world
 from sandbox.scenario import generate
 from sync.cycle import run_cycle
-from sync.evaluate import Outcome, evaluate_store, finding_rows
+from sync.evaluate import Outcome, evaluate_store
+from sync.findings import finding_rows
 from sync.incremental import Engine, evaluate_incremental
 from wiring import Wiring
 

@@ -22,8 +22,8 @@ from rules.model import Policy
 from sandbox.scenario import generate
 from state.store import Store
 from sync.cycle import Runtime
-from sync.evaluate import build_snapshot, match_customers
 from sync.scale import evaluate_at_scale, stream_groups
+from sync.snapshot import build_snapshot, match_customers
 
 
 class NoWrites:

@@ -29,8 +29,8 @@ from sandbox.scenario import generate
 from sandbox.world import World
 from state.rows import AccountRow, OpportunityRow
 from sync.cycle import CycleReport, Runtime
-from sync.evaluate import build_snapshot
 from sync.plan import Target, plan_writes
+from sync.snapshot import build_snapshot
 from sync.visibility import Audience, Secrets
 from wiring import Wiring
 

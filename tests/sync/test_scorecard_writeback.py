@@ -15,7 +15,9 @@ from cli.democonfig import write_config
 from config.loader import load_settings
 from sandbox.launch import SandboxSet, start_world
 from sandbox.scenario import generate
-from sync.evaluate import scorecard_report, snapshot_from_store, stored_findings
+from sync.evaluate import scorecard_report
+from sync.findings import stored_findings
+from sync.snapshot import snapshot_from_store
 from wiring import Wiring
 
 FIELDS = ("Scorecard_Win_Rate__c", "Scorecard_Active_Registrations__c", "Scorecard_Verdict__c")

@@ -1,0 +1,264 @@
+"""The rules' view of the store: customers matched across CRMs and the records as facts.
+
+Matching results are saved as customer links and review items; each record becomes an
+account or opportunity fact that knows whether its owner value and expiry date are ours
+(in the ledger or in an open outbox item) or a person's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from connectors.base import Entity
+from rules.matching import AccountRecord, Decision, MatchResult, MatchSettings, match_accounts
+from rules.model import AccountFact, OpportunityFact, RecordKey, Snapshot
+from state.rows import AccountRow, OpportunityRow, ReviewItemIn
+from state.tables import OPEN_OUTBOX_STATES
+from sync.cycle import Runtime
+from sync.plan import same_value
+
+
+def match_customers(
+    store: Any, accounts: Sequence[AccountRow], settings: MatchSettings
+) -> MatchResult:
+    decisions = [
+        Decision((d.a.connection, d.a.external_id), (d.b.connection, d.b.external_id), d.verdict)
+        for d in store.match_decisions()
+    ]
+    previous = {tuple(k): v for k, v in store.customer_links().items()}
+    return match_accounts(
+        (
+            AccountRecord(
+                a.connection, a.external_id, a.name, a.domain, a.country, a.duns, a.vat_id
+            )
+            for a in accounts
+        ),
+        decisions=decisions,
+        previous=previous,
+        settings=settings,
+    )
+
+
+def save_match(store: Any, result: MatchResult, accounts: Sequence[AccountRow]) -> None:
+    names = {(a.connection, a.external_id): a.name or a.external_id for a in accounts}
+    customers: dict[str, str] = {}
+    links = []
+    for (connection, external_id), link in result.links.items():
+        customers.setdefault(link.customer_id, names.get((connection, external_id), ""))
+        links.append(
+            (connection, "account", external_id, link.customer_id, link.method, link.score)
+        )
+    store.ensure_customers(sorted(customers.items()))
+    store.save_customer_links(links, replace=True)
+    store.replace_review_items(
+        [
+            ReviewItemIn(
+                a=account_key(item.a),
+                b=account_key(item.b),
+                score=item.score,
+                evidence={"method": item.method, "evidence": list(item.evidence)},
+            )
+            for item in result.review
+        ]
+    )
+
+
+def account_key(key: tuple[str, str]) -> Any:
+    from state.rows import RecordKey as StoreKey
+
+    return StoreKey(key[0], "account", key[1])
+
+
+def build_snapshot(
+    *,
+    accounts: Sequence[AccountRow],
+    opportunities: Sequence[OpportunityRow],
+    links: Mapping[tuple[str, str], str],
+    runtimes: Mapping[str, Runtime],
+    ledgers: Mapping[str, Mapping[tuple[str, str, str], Any]],
+    in_flight: Mapping[str, Mapping[tuple[str, str, str], Any]] | None = None,
+) -> Snapshot:
+    """The rules' view of the store. ``ledgers`` holds what we last wrote per connection and
+    ``in_flight`` what open outbox items are writing (a write that reached the CRM but whose
+    booking was lost in a crash is still open): an owner value or a registration expiry
+    date equal to either is ours; any other was set by a person."""
+    per_connection: dict[str, _Written] = {}
+
+    def _written(connection: str) -> _Written:
+        found = per_connection.get(connection)
+        if found is None:
+            found = per_connection[connection] = _Written(
+                runtimes[connection], ledgers.get(connection, {}),
+                (in_flight or {}).get(connection),
+            )
+        return found
+
+    account_facts = []
+    for a in accounts:
+        rt = runtimes.get(a.connection)
+        if rt is None:
+            continue
+        written = _written(a.connection)
+        ours = written.is_ours("account", a.external_id, "channel_owner", a.channel_owner)
+        account_facts.append(
+            AccountFact(
+                key=RecordKey(a.connection, "account", a.external_id),
+                customer_id=links.get((a.connection, a.external_id)),
+                role=_role(rt),
+                distributor_id=rt.distributor_id,
+                name=a.name,
+                country=a.country,
+                channel_owner=a.channel_owner,
+                partner_id=a.partner_id,
+                owner_user=a.owner_user,
+                deleted=a.deleted,
+                channel_owner_is_ours=ours,
+            )
+        )
+    opp_facts = []
+    for o in opportunities:
+        rt = runtimes.get(o.connection)
+        if rt is None:
+            continue
+        account_key = RecordKey(o.connection, "account", o.account_ref) if o.account_ref else None
+        written = _written(o.connection)
+        expiry_is_ours = o.registration_expires_at is None or written.is_ours(
+            "opportunity", o.external_id, "registration_expires_at",
+            o.registration_expires_at,
+        )
+        if rt.role == "distributor":
+            party = rt.distributor_id or "unknown-distributor"
+            registered_by = rt.distributor_id if o.registered_at else None
+        else:
+            party = o.registered_by or "direct"
+            registered_by = o.registered_by
+        opp_facts.append(
+            OpportunityFact(
+                key=RecordKey(o.connection, "opportunity", o.external_id),
+                customer_id=links.get((o.connection, o.account_ref)) if o.account_ref else None,
+                role=_role(rt),
+                distributor_id=rt.distributor_id,
+                account_key=account_key,
+                party=party,
+                name=o.name,
+                amount=o.amount,
+                currency=o.currency,
+                stage_category=_stage(o.stage_category),
+                close_date=o.close_date,
+                created_at=o.created_at,
+                modified_at=o.modified_at or o.vendor_modified_at,
+                last_activity_at=o.last_activity_at,
+                owner_user=o.owner_user,
+                registered_by=registered_by,
+                registered_at=o.registered_at,
+                registration_expires_at=o.registration_expires_at,
+                registration_expiry_is_ours=expiry_is_ours,
+                registration_status=o.registration_status,
+                registration_decision=o.registration_decision,
+                reassign_to=o.reassign_to,
+                deleted=o.deleted,
+            )
+        )
+    return Snapshot(accounts=tuple(account_facts), opportunities=tuple(opp_facts))
+
+
+def _role(rt: Runtime) -> Any:
+    return "distributor" if rt.role == "distributor" else "internal"
+
+
+def _stage(value: str | None) -> Any:
+    return value if value in ("open", "won", "lost") else "open"
+
+
+class _Written:
+    """What we wrote to one connection: the ledger, and the values of open outbox items."""
+
+    __slots__ = ("fields", "ledger", "open_items", "runtime")
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        ledger: Mapping[tuple[str, str, str], Any],
+        open_items: Mapping[tuple[str, str, str], Any] | None,
+    ) -> None:
+        self.runtime, self.ledger, self.open_items = runtime, ledger, open_items or {}
+        self.fields = _write_specs(runtime.mapping)
+
+    def is_ours(self, entity: str, external_id: str, output: str, value: Any) -> bool:
+        """Is ``value`` (as read, canonical) what we last wrote to ``output`` of the record?
+
+        The ledger holds the vendor value we sent, the row the value read back through the
+        mapping, so compare in vendor terms as the planner does: a value map must not make
+        our own write look like a person's (an owner set by hand wins over the rules, and a
+        later expiry date a person typed must never count as an extension)."""
+        if value is None:
+            return False
+        spec = self.fields[entity].get(output)
+        if spec is None:
+            return False
+        key = (entity, external_id, spec.field)
+        sent = self.ledger.get(key, _NOT_WRITTEN)
+        writing = self.open_items.get(key, _NOT_WRITTEN) if self.open_items else _NOT_WRITTEN
+        if sent is _NOT_WRITTEN and writing is _NOT_WRITTEN:
+            return False  # the common case at scale: never written, no lookup beyond this
+        text = value.isoformat() if value.__class__ is date else value
+        if sent == text or writing == text:  # as we sent it, most of the time: no conversion
+            return True
+        candidates = [v for v in (sent, writing) if v is not _NOT_WRITTEN]
+        try:
+            vendor_value = spec.to_vendor(value)
+        except ValueError:  # a value the write map does not know was not written by us
+            vendor_value = _NOT_WRITTEN
+        return any(same_value(v, value) or same_value(v, vendor_value) for v in candidates)
+
+
+_NOT_WRITTEN = object()
+# id(mapping) -> (mapping, entity -> output -> write spec): build_snapshot also runs once per
+# customer (sync.scale), and the mapping (kept here so its id stays its own) never changes
+_SPECS: dict[int, tuple[Any, dict[str, dict[str, Any]]]] = {}
+
+
+def _write_specs(mapping: Any) -> dict[str, dict[str, Any]]:
+    found = _SPECS.get(id(mapping))
+    if found is None or found[0] is not mapping:
+        found = _SPECS[id(mapping)] = (
+            mapping, {e.value: dict(mapping.writes(e)) for e in Entity})
+    return found[1]
+
+
+
+def snapshot_from_store(store: Any, runtimes: Sequence[Runtime]) -> Snapshot:
+    """The rules' view of the store with the customer links of the last cycle."""
+    by_name = {rt.name: rt for rt in runtimes}
+    accounts = [a for a in store.load_accounts() if a.connection in by_name]
+    opportunities = [o for o in store.load_opportunities() if o.connection in by_name]
+    links = {(k.connection, k.external_id): v for k, v in store.customer_links().items()}
+    ledgers = {rt.name: store.ledger(rt.name) for rt in runtimes}
+    return build_snapshot(
+        accounts=accounts,
+        opportunities=opportunities,
+        links=links,
+        runtimes=by_name,
+        ledgers=ledgers,
+    )
+
+
+def in_flight(
+    store: Any, runtimes: Mapping[str, Runtime]
+) -> dict[str, dict[tuple[str, str, str], Any]]:
+    """connection -> (entity, external id, field) -> value of its open outbox item.
+
+    Open items (pending, failed) may already be in the CRM: a crash between the vendor's
+    answer and the booking, or a timeout after the vendor applied the write. There is at
+    most one open item per field (``enqueue`` replaces an older value)."""
+    out: dict[str, dict[tuple[str, str, str], Any]] = {}
+    for name in runtimes:
+        for state in OPEN_OUTBOX_STATES:
+            for item in store.outbox_items(connection=name, state=state, limit=_ALL):
+                out.setdefault(name, {})[(item.entity, item.external_id, item.field)] = item.value
+    return out
+
+
+_ALL = 2**62  # outbox_items takes a limit; open items are few, and all of them count
