@@ -75,46 +75,34 @@ def status_command(args: argparse.Namespace, wiring: Wiring) -> int:
     return 0
 
 
-def print_status(data: dict[str, Any]) -> None:
+def print_status(data: dict[str, Any], *, console: Any = None,
+                 now: datetime | None = None) -> None:
+    """The status as a table that fits an 80-column terminal: each cell stacks its
+    figures on short lines rather than truncating them."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Connections", expand=False)
-    for column in (
-        "connection",
-        "vendor/role",
-        "last run",
-        "result",
-        "pulled",
-        "writes",
-        "pending",
-        "dead",
-        "budget used",
-    ):
-        table.add_column(column)
+    console = console or Console()
+    moment = now or datetime.now(UTC)
+    table = Table(title="Connections", box=None, pad_edge=False, padding=(0, 1, 0, 0),
+                  header_style="bold underline")
+    for column, justify in (("connection", "left"), ("for", "left"), ("last run", "left"),
+                            ("pulled", "right"), ("writes", "right"), ("budget", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]  # rich's Literal
     for name, c in data["connections"].items():
-        pulled = c["counts"].get("pulled", {}) if c["counts"] else {}
-        pulled_text = " ".join(f"{e[:3]} {v.get('records', 0)}" for e, v in pulled.items()) or "-"
-        push = (c["counts"] or {}).get("push") or {}
-        writes = f"{push.get('sent', 0)} sent" if push else "-"
-        budget = c["budget"] or {}
-        budget_text = "-"
-        if budget:
-            cap = budget.get("share_limit") or budget.get("limit")
-            budget_text = f"{budget.get('used', 0)}/{cap if cap else '?'} {budget.get('unit', '')}"
-        who = c["role"] + (f" ({c['distributor_id']})" if c["distributor_id"] else "")
+        counts = c["counts"] or {}
+        pulled = counts.get("pulled", {})
+        push = counts.get("push") or {}
         table.add_row(
-            name,
-            f"{c['vendor']} / {who}",
-            (c["last_run"] or "never")[:19],
-            c["result"],
-            pulled_text,
-            writes,
-            str(c["writes_pending"]),
-            str(c["writes_dead"]),
-            budget_text,
+            f"{name}\n[dim]{c['vendor']}[/dim]",
+            c["distributor_id"] or c["role"],
+            f"{_result(c)}\n[dim]{_age(c['last_run'], moment)}[/dim]",
+            "\n".join(f"{v.get('records', 0):,} {_ENTITY_SHORT.get(e, e)}"
+                      for e, v in pulled.items()) or "-",
+            f"{push.get('sent', 0):,} sent\n{c['writes_pending']:,} queued\n"
+            f"{_dead(c['writes_dead'])}",
+            _budget(c["budget"]),
         )
-    console = Console()
     console.print(table)
     for name, c in data["connections"].items():
         if c["error"]:
@@ -127,6 +115,53 @@ def print_status(data: dict[str, Any]) -> None:
                 f" = {d['value']!r}: {d['error']} after {d['attempts']} attempts"
             )
     console.print(f"Open review items: {data['review_items_open']} (channelsync review)")
+
+
+_ENTITY_SHORT = {"account": "acc", "opportunity": "opp"}
+_RESULT_STYLE = {"ok": "green", "failed": "red", "partial": "yellow"}
+
+
+def _result(c: dict[str, Any]) -> str:
+    result = str(c["result"])
+    style = _RESULT_STYLE.get(result)
+    return f"[{style}]{result}[/{style}]" if style else result
+
+
+def _dead(count: int) -> str:
+    return f"[red]{count:,} dead[/red]" if count else "0 dead"
+
+
+def _age(started: str | None, now: datetime) -> str:
+    """``42s ago``, ``12m ago``, ``3h ago``, ``2d ago`` (the JSON keeps the timestamp)."""
+    if not started:
+        return "never"
+    at = datetime.fromisoformat(started)
+    seconds = max(0, int((now - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _budget(budget: dict[str, Any] | None) -> str:
+    """``228 requests`` over ``3.8% of 6k``: used against this connection's share."""
+    if not budget:
+        return "-"
+    used = int(budget.get("used") or 0)
+    cap = budget.get("share_limit") or budget.get("limit")
+    text = f"{used:,} {budget.get('unit') or ''}".rstrip()
+    if not cap:
+        return text
+    return f"{text}\n[dim]{100 * used / float(cap):.1f}% of {_short(float(cap))}[/dim]"
+
+
+def _short(value: float) -> str:
+    for suffix, size in (("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            scaled = value / size
+            return f"{scaled:.0f}{suffix}" if scaled >= 10 or scaled.is_integer() else \
+                f"{scaled:.1f}{suffix}"
+    return f"{value:.0f}"
 
 
 def review_command(args: argparse.Namespace, wiring: Wiring) -> int:
