@@ -67,7 +67,8 @@ def _run(console: Console, workdir: Path, sandboxes: SandboxSet, *, keep_running
         console.print(_cycle_line(second))
         _summary(console, wiring, sandboxes, changes, first, second)
         report = _scorecards(wiring, workdir)
-        console.print(f"Scorecard report: [bold]{report}[/bold] (open it in a browser)")
+        console.print("Scorecard report, to open in a browser:")
+        console.print(f"  [bold]{report}[/bold]", soft_wrap=True)
         _next_steps(console, config_path, sandboxes, keep_running)
         if keep_running:
             _keep_running(console, wiring)
@@ -341,10 +342,12 @@ def _scorecards(wiring: Wiring, workdir: Path) -> Path:
 
 def _next_steps(console: Console, config: Path, sandboxes: SandboxSet, keep: bool) -> None:
     console.rule("[bold]Look further")
-    console.print(f"  channelsync --config {config} status      # runs, writes, budgets")
-    console.print(f"  channelsync --config {config} plan        # what the next cycle would write")
-    console.print(f"  channelsync --config {config} review      # uncertain customer matches")
-    console.print(f"  channelsync --config {config} report scorecards")
+    console.print(f"  CONFIG={config}", soft_wrap=True)
+    for command, what in (("status", "runs, writes, budgets"),
+                          ("plan", "the next cycle's writes"),
+                          ("review", "uncertain matches"),
+                          ("report scorecards", "distributor scorecards")):
+        console.print(f"  channelsync --config $CONFIG {command:<17} # {what}", soft_wrap=True)
     if keep:
         for sb in sandboxes:
             console.print(f"  {sb.connection}: {sb.base_url}")
