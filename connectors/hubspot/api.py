@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -86,6 +87,7 @@ class HubSpotApi:
         self._ours: deque[float] = deque()  # our request times within the window
         self._timeout = timeout_s
         self._connection = connection
+        self.server_ms: int | None = None  # the last answer's Date header (epoch ms)
 
     # -- the calls ---------------------------------------------------------------------------
     def properties(self, object_type: str) -> list[dict[str, Any]]:
@@ -216,6 +218,7 @@ class HubSpotApi:
             headers = getattr(api_exc, "headers", None) or {}
             raw = getattr(api_exc, "body", None) or b""
         self._observe(headers)
+        self.server_ms = _date_ms(headers.get("Date") or headers.get("date"))
         body = self._decode(what, status, raw)
         if status < 300 or status in BATCH_STATUSES:
             return status, body
@@ -286,3 +289,13 @@ class HubSpotApi:
         oldest = self._ours[0] if self._ours else now
         wait = self._interval_s + ARRIVAL_MARGIN_S - (now - oldest)
         self._pacer.observe(remaining=left, reset_in_s=max(0.0, wait))
+
+
+def _date_ms(value: str | None) -> int | None:
+    """An HTTP ``Date`` header (whole seconds) as epoch ms, or None."""
+    if not value:
+        return None
+    try:
+        return int(parsedate_to_datetime(value).timestamp() * 1000)
+    except (TypeError, ValueError):
+        return None

@@ -67,12 +67,13 @@ class HubSpotConnector:
         pacer: Pacer | None = None,
         burst_share: float = 1.0,
         search_per_second: float | None = 4.0,
-        lookback: timedelta = timedelta(minutes=2),
+        index_lag: timedelta = timedelta(minutes=2),
         connection: str = "hubspot",
         timeout_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         schema_ttl: timedelta = timedelta(hours=1),
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not 1 <= page_size <= SEARCH_PAGE_MAX:
             raise ValueError(f"page_size must be between 1 and {SEARCH_PAGE_MAX}")
@@ -80,7 +81,10 @@ class HubSpotConnector:
             raise ValueError("burst_share must be in (0, 1]")
         self.connection = connection
         self.page_size = page_size
-        self.lookback_ms = int(lookback.total_seconds() * 1000)
+        # How late search may see a change (HubSpot: seconds) plus any clock skew: the next
+        # read starts that long before the previous one's first query (see .reading).
+        self.index_lag_ms = int(index_lag.total_seconds() * 1000)
+        self._wall_clock = wall_clock
         self.quota = quota
         self.api = HubSpotApi(
             client=client, retry=retry, quota=quota, pacer=pacer or Pacer(sleep=sleep),
@@ -140,7 +144,8 @@ class HubSpotConnector:
             properties=properties,
             with_company=entity is Entity.OPPORTUNITY and ASSOCIATED_COMPANY in fields,
             page_size=self.page_size,
-            lookback_ms=self.lookback_ms,
+            index_lag_ms=self.index_lag_ms,
+            wall_clock=self._wall_clock,
         )
         pulled = 0
         for page in reader.read(cursor):

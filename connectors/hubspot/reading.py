@@ -8,17 +8,31 @@ only moves later (it is read again, never skipped). When a whole page shares one
 the records at T are swept in id order (``hs_lastmodifieddate = T AND hs_object_id > last``,
 sorted by id), then the windows go on with ``> T``: ties never need offsets, so never the cap.
 
+Search reads an index that lags writes by seconds, so a query can miss a record changed
+shortly before it was sent, and only such a record: one changed earlier is in the index and
+inside the window. The next read therefore starts at ``min(T, S - index lag)``, where S is
+when the read's first query was sent (the earlier of our clock and the server's ``Date``,
+so a clock skew does not move it later) and the lag allowance also covers the skew. Right
+after a large write-back, the echoes of our writes are read once and not paged through
+again once the lag has passed. (They cannot be skipped on the strength of the ``updatedAt``
+the batch update returned: that stamp also hides a person's edit made between our read and
+our write, and HubSpot has no conditional update to tell the two apart.)
+
 Cursor (JSON)::
 
     {"modified_ms": T,                  # newest delivered hs_lastmodifieddate
-     "recent": {"<id>": ms, ...},       # delivered ids with ms >= T - lookback (bounded)
+     "searched_ms": S,                  # when the read's first search was sent (epoch ms)
+     "recent": {"<id>": ms, ...},       # delivered ids the next read can meet again (bounded)
      "archived_ms": A, "archived_ids": [...]}   # newest archivedAt seen by the sweep
+
+A cursor without ``searched_ms`` (written before it existed) starts at ``T - index lag``.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
@@ -59,6 +73,7 @@ class ReadPosition:
     """Where a read stands; turned into a cursor after each page."""
 
     modified_ms: int = 0
+    searched_ms: int | None = None
     recent: dict[str, int] = field(default_factory=dict)
     archived_ms: int = -1
     archived_ids: list[str] = field(default_factory=list)
@@ -67,24 +82,32 @@ class ReadPosition:
     def from_cursor(cls, cursor: Cursor | None) -> ReadPosition:
         if not cursor:
             return cls()
+        searched = cursor.get("searched_ms")
         return cls(
             modified_ms=int(cursor.get("modified_ms", 0)),
+            searched_ms=int(searched) if searched is not None else None,
             recent={str(k): int(v) for k, v in dict(cursor.get("recent") or {}).items()},
             archived_ms=int(cursor.get("archived_ms", -1)),
             archived_ids=[str(i) for i in cursor.get("archived_ids") or []],
         )
 
     def cursor(self) -> dict[str, JSONValue]:
-        return {"modified_ms": self.modified_ms, "recent": dict(self.recent),
+        return {"modified_ms": self.modified_ms, "searched_ms": self.searched_ms,
+                "recent": dict(self.recent),
                 "archived_ms": self.archived_ms, "archived_ids": list(self.archived_ids)}
+
+    def since(self, index_lag_ms: int) -> int:
+        """Where the next read starts: nothing older can have been missed."""
+        searched = self.modified_ms if self.searched_ms is None else self.searched_ms
+        return max(0, min(self.modified_ms, searched - index_lag_ms))
 
     def delivered(self, record_id: str, modified_ms: int) -> None:
         self.recent[record_id] = modified_ms
         if modified_ms > self.modified_ms:
             self.modified_ms = modified_ms
 
-    def prune(self, lookback_ms: int) -> None:
-        floor = self.modified_ms - lookback_ms
+    def prune(self, index_lag_ms: int) -> None:
+        floor = self.since(index_lag_ms)
         kept = {k: v for k, v in self.recent.items() if v >= floor}
         if len(kept) > RECENT_MAX:
             kept = dict(sorted(kept.items(), key=lambda kv: kv[1])[-RECENT_MAX:])
@@ -102,14 +125,16 @@ class HubSpotReader:
         properties: Sequence[str],
         with_company: bool,
         page_size: int,
-        lookback_ms: int,
+        index_lag_ms: int,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.api = api
         self.object_type = object_type
         self.properties = list(dict.fromkeys([*properties, MODIFIED, "createdate"]))
         self.with_company = with_company
         self.page_size = page_size
-        self.lookback_ms = lookback_ms
+        self.index_lag_ms = index_lag_ms
+        self.wall_clock = wall_clock
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
         full = cursor is None
@@ -128,7 +153,8 @@ class HubSpotReader:
 
     # -- search windows ---------------------------------------------------------------------
     def _changed(self, position: ReadPosition, full: bool) -> Iterator[Page]:
-        start = 0 if full else max(0, position.modified_ms - self.lookback_ms)
+        start = 0 if full else position.since(self.index_lag_ms)
+        first = True
         known = dict(position.recent)  # id -> ms already delivered
         reported: set[str] = set()
         offset = 0
@@ -136,7 +162,12 @@ class HubSpotReader:
         tie_after: int | None = None  # sweeping the records at ``start`` by id, past this one
         while True:
             request = self._window_request(start, strictly_after, tie_after, offset)
+            sent_ms = int(self.wall_clock() * 1000)
             answer = self.api.search(self.object_type, request)
+            if first:  # anything changed before this, and not found by the read, is older
+                first = False
+                served = self.api.server_ms
+                position.searched_ms = sent_ms if served is None else min(sent_ms, served)
             results = answer.get("results") or []
             records: list[Record] = []
             skipped: list[SkippedRecord] = []
@@ -178,7 +209,7 @@ class HubSpotReader:
                 tie_after = 0
             else:
                 offset += len(results)
-            position.prune(self.lookback_ms)
+            position.prune(self.index_lag_ms)
             if records or skipped or finished:
                 yield Page(records=records, cursor=position.cursor(), skipped=skipped,
                            full_refresh=full)

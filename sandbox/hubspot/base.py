@@ -65,6 +65,7 @@ class HubSpotBase(SandboxApp):
         daily_limit: int | None = 650_000,
         search_per_second: int | None = 5,
         search_result_cap: int = 10_000,
+        search_index_lag_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(faults=faults)
@@ -75,6 +76,7 @@ class HubSpotBase(SandboxApp):
             clock=clock,
         )
         self.search_result_cap = search_result_cap
+        self.set_search_index_lag(search_index_lag_s)
         self.fragments = FragmentCache()
         self._tokens: dict[str, float] = {}
         self.seed_ids: dict[str, str] = {}  # "account:<seed key>" -> HubSpot id, after from_seed
@@ -90,6 +92,21 @@ class HubSpotBase(SandboxApp):
     def load_fixture(self, data: dict[str, Any]) -> None:
         """Native records; format in :mod:`sandbox.hubspot.account`."""
         self.account.load_fixture(data)
+
+    def set_search_index_lag(self, seconds: float) -> None:
+        """Search sees a change between half of ``seconds`` and ``seconds`` after it is made
+        (HubSpot: "the search index lags writes by seconds"); 0 makes it see changes at once."""
+        with self.lock:
+            for store in self.account.objects.values():
+                store.index_lag_ms = int(seconds * 1000)
+
+    def catch_up_search_index(self, obj: str | None = None, ids: list[str] | None = None
+                              ) -> None:
+        """The search index catches up (with ``ids`` of ``obj`` only, when given)."""
+        with self.lock:
+            for name, store in self.account.objects.items():
+                if obj is None or name == obj:
+                    store.catch_up(None if ids is None else [int(i) for i in ids])
 
     def rotate_token(self) -> str:
         """Issue a new private-app token (the old one stays valid until expired by faults)."""

@@ -1,9 +1,19 @@
-"""In-memory HubSpot objects: records, the indexes that keep paging fast, and CRM search."""
+"""In-memory HubSpot objects: records, the indexes that keep paging fast, and CRM search.
+
+CRM search reads an index that lags writes by seconds (vendor docs): with ``index_lag_ms``
+set, a change becomes searchable only some time after it is made, between half the lag
+and the whole of it (spread by record and change, so later changes can be indexed before
+earlier ones). Until then search does not see the record at all (HubSpot would still
+serve its previous version; either way the change is not visible). The list and batch
+read endpoints read the database, not the index, and see every change at once.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import re
+import time
+import zlib
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -60,6 +70,9 @@ class ObjectStore:
         self.schema = 0  # bumps when properties are added or removed: cached JSON is stale
         self._totals: dict[tuple[str, int], int] = {}
         self._sorted: dict[tuple[str, int], list[int]] = {}
+        self.index_lag_ms = 0  # how late search sees a change (0: at once)
+        self.unindexed: dict[int, int] = {}  # id -> epoch ms its latest change is searchable
+        self.clock: Callable[[], int] = _now_ms
 
     # -- values ---------------------------------------------------------------------
     def value(self, rec: HsRecord, name: str) -> str | None:
@@ -96,8 +109,32 @@ class ObjectStore:
         self._totals.clear()
         self._sorted.clear()
 
+    def _to_index(self, rec: HsRecord) -> None:
+        """The record's latest change reaches the search index later (``index_lag_ms``)."""
+        if self.index_lag_ms <= 0:
+            return
+        spread = zlib.crc32(f"{rec.id}:{rec.rev}".encode()) % 1000 / 1000
+        self.unindexed[rec.id] = self.clock() + int(self.index_lag_ms * (0.5 + spread / 2))
+
+    def catch_up(self, ids: Iterable[int] | None = None) -> None:
+        """The index catches up with these records (all when None): as if the lag passed."""
+        for rid in list(self.unindexed) if ids is None else ids:
+            self.unindexed.pop(int(rid), None)
+        self._changed()
+
+    def _hidden(self) -> set[int]:
+        """Ids whose latest change search cannot see yet."""
+        if not self.unindexed:
+            return set()
+        now = self.clock()
+        done = [rid for rid, at in self.unindexed.items() if at <= now]
+        for rid in done:
+            del self.unindexed[rid]
+        return set(self.unindexed)
+
     def insert(self, rec: HsRecord) -> None:
         rec.stamp()
+        self._to_index(rec)
         self.records[rec.id] = rec
         if rec.archived_ms is None:
             insort(self.live_ids, rec.id)
@@ -114,6 +151,7 @@ class ObjectStore:
         else:
             rec.updated_ms = updated_ms
         rec.stamp()
+        self._to_index(rec)
         self._changed()
 
     def archive(self, rec: HsRecord, at_ms: int) -> None:
@@ -134,6 +172,7 @@ class ObjectStore:
         rec.archived_ms = None
         rec.updated_ms = at_ms
         rec.stamp()
+        self._to_index(rec)
         insort(self.live_ids, rec.id)
         insort(self.by_modified, (rec.updated_ms, rec.id))
         self._changed()
@@ -170,11 +209,18 @@ class ObjectStore:
         if sort_prop is not None and sort_prop not in self.properties:
             raise SearchError(f"Unable to sort by unknown property {sort_prop}")
 
+        hidden = self._hidden()
+
         def matches(rec: HsRecord) -> bool:
+            if hidden and rec.id in hidden:
+                return False
             return not compiled or any(all(p(rec) for p in g) for g in compiled)
 
+        if hidden:  # what search sees changes with the clock: nothing is cached
+            key = repr((groups, sorts[:1], sorted(hidden)))
         if sort_prop == _MODIFIED:
             intervals, pure = _modified_intervals(groups)
+            pure = pure and not hidden
             # In a pure range query the index positions are exactly the matches.
             ids = self._scan(intervals, descending, (lambda r: True) if pure else matches)
             page = list(islice(ids, offset, offset + limit))
@@ -302,6 +348,10 @@ class ObjectStore:
         if op == "NEQ":
             return lambda r: test(getter(r))
         return lambda r: (v := getter(r)) is not None and test(v)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _kind(prop: PropertyDef) -> str:
