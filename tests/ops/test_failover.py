@@ -30,6 +30,11 @@ def roles(daemons: list[DaemonProcess]) -> list[str] | None:
     return found
 
 
+def _ready(daemon: DaemonProcess) -> tuple[int, dict[str, Any]] | None:
+    code, body = daemon.healthz()
+    return (code, body) if body.get("status") == "ready" else None
+
+
 def finished_runs(store: Store, *, after: datetime | None = None) -> list[Any]:
     return [
         r
@@ -93,7 +98,9 @@ def test_standby_takes_over_within_an_interval_after_kill_9(
                 deadline=TAKEOVER_DEADLINE,
             )
             assert standby.process.poll() is None
-            code, body = standby.healthz()
+            # the run row commits a moment before the daemon marks itself ready
+            code, body = wait_for(lambda: _ready(standby), what="the new leader to be ready",
+                                  deadline=10)
             assert (code, body["role"], body["status"]) == (200, "active", "ready"), body
             first = min(took_over, key=lambda r: r.started_at)
             print(f"takeover: first cycle started {first.started_at - killed_at} after kill -9")
