@@ -1,106 +1,77 @@
 """Full matching and rules over a very large SQLite store, without holding every row.
 
 The lean path: matching reads only the seven columns it needs into
-:class:`rules.matching.AccountRecord`; its links go to a temporary table in the same
-SQLite connection; the records then stream back joined to their customer, in customer
-order, and each customer's rows become facts (through :func:`sync.snapshot.build_snapshot`,
-so the facts are exactly the ones a normal evaluation builds), are evaluated and dropped.
-Only the rules' results stay in memory. Values are decoded as the store's column types
-decode them (UTC timestamps, dates, NUMERIC(20, 4) as Decimal), memoised: a store holds
-few distinct instants.
+:class:`rules.matching.AccountRecord`; its links go to a link table, one row per account
+in customer order; the records then stream back joined to it (one index seek per
+account, no sort), each row straight into a fact (:class:`sync.snapshot.FactMaker`, the
+code a normal evaluation builds its facts with), one customer at a time, are evaluated
+and dropped. Only the rules' results stay in memory. Values are decoded as the store's
+column types decode them (UTC timestamps, dates, NUMERIC(20, 4) as Decimal), memoised: a
+store holds few distinct instants.
+
+With ``workers=2`` the customers are cut in two halves of the link table (a scratch
+SQLite file next to nothing else) and a second process, started while matching runs,
+evaluates the second half from its own read connection; see :mod:`sync.scale_workers`.
 """
 
 from __future__ import annotations
 
 import gc
-from collections import namedtuple
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 
 from rules.engine import Evaluation, evaluate_customer
 from rules.matching import AccountRecord, MatchResult, MatchSettings, match_accounts
 from rules.model import AccountFact, OpportunityFact, Policy
-from state.rows import AccountRow, OpportunityRow
 from sync.cycle import Runtime
-from sync.snapshot import build_snapshot
+from sync.snapshot import FactMaker, fact_makers
 
-# Only the columns build_snapshot reads (a test compares the facts with the normal path):
-# fewer values to decode, and no per-row bookkeeping timestamps to parse.
-_ACCOUNT = ("connection", "external_id", "name", "country", "channel_owner", "owner_user",
-            "partner_id", "deleted")
-_OPPORTUNITY = ("connection", "external_id", "name", "account_ref", "amount", "currency",
-                "stage_category", "close_date", "created_at", "modified_at",
-                "last_activity_at", "owner_user", "registered_by", "registered_at",
-                "registration_expires_at", "registration_status", "registration_decision",
-                "reassign_to", "deleted", "vendor_modified_at")
-# The rows as named tuples: build_snapshot reads them by attribute name, and a tuple is
-# built in C, where a frozen dataclass of 26 fields sets each field in Python.
-_AccountTuple = namedtuple("_AccountTuple", _ACCOUNT)  # type: ignore[misc]  # dynamic fields
-_OpportunityTuple = namedtuple("_OpportunityTuple", _OPPORTUNITY)  # type: ignore[misc]  # same
-_DATETIMES = {"created_at", "modified_at", "deleted_at", "vendor_modified_at", "updated_at",
-              "last_activity_at", "registered_at"}
-_DATES = {"close_date", "registration_expires_at"}
 Group = tuple[str | None, list[AccountFact], list[OpportunityFact]]
+Ledgers = Mapping[str, Mapping[tuple[str, str, str], Any]]
+
+# Only the columns the facts hold (a test compares them with the normal path's): fewer
+# values to decode, and no per-row bookkeeping timestamps to parse.
+_ACCOUNT_SQL = (
+    "SELECT l.ord, l.customer_id, a.connection, a.external_id, a.name, a.country,"
+    " a.channel_owner, a.partner_id, a.owner_user"
+    " FROM {links} l JOIN account a"
+    " ON a.connection = l.connection AND a.external_id = l.external_id"
+    " WHERE l.rowid BETWEEN ? AND ? AND NOT a.deleted ORDER BY l.rowid")
+_OPPORTUNITY_SQL = (
+    "SELECT l.ord, o.connection, o.external_id, o.name, o.account_ref, o.amount, o.currency,"
+    " o.stage_category, o.close_date, o.created_at,"
+    " coalesce(o.modified_at, o.vendor_modified_at), o.last_activity_at, o.owner_user,"
+    " o.registered_by, o.registered_at, o.registration_expires_at, o.registration_status,"
+    " o.registration_decision, o.reassign_to"
+    " FROM {links} l JOIN opportunity o"
+    " ON o.connection = l.connection AND o.account_ref = l.external_id"
+    " WHERE l.rowid BETWEEN ? AND ? AND NOT o.deleted ORDER BY l.rowid, o.id")
 
 
-class _Decoder:
-    """SQLite storage values -> what the store's column types return, memoised."""
+class _Memo(dict[Any, Any]):
+    """Storage value -> decoded value, each distinct value decoded once (None stays None);
+    a hit is one dict lookup in C."""
 
-    def __init__(self) -> None:
-        self.instants: dict[str, datetime] = {}
-        self.days: dict[str, date] = {}
-        self.amounts: dict[float, Decimal] = {}
+    def __init__(self, decode: Callable[[Any], Any]) -> None:
+        super().__init__({None: None})
+        self.decode = decode
 
-    def instant(self, text: str | None) -> datetime | None:
-        if text is None:
-            return None
-        found = self.instants.get(text)
-        if found is None:
-            found = self.instants[text] = datetime.fromisoformat(text).replace(tzinfo=UTC)
-        return found
+    def __missing__(self, raw: Any) -> Any:
+        value = self[raw] = self.decode(raw)
+        return value
 
-    def day(self, text: str | None) -> date | None:
-        if text is None:
-            return None
-        found = self.days.get(text)
-        if found is None:
-            found = self.days[text] = date.fromisoformat(text)
-        return found
 
-    def amount(self, value: float | int | None) -> Decimal | None:
-        if value is None:
-            return None
-        found = self.amounts.get(value)
-        if found is None:
-            found = self.amounts[value] = Decimal(f"{value:.4f}")
-        return found
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
-    def row_maker(self, columns: Sequence[str], row_type: type) -> Callable[[tuple[Any, ...]], Any]:
-        converters: list[Callable[[Any], Any] | None] = []
-        for name in columns:
-            if name in _DATETIMES:
-                converters.append(self.instant)
-            elif name in _DATES:
-                converters.append(self.day)
-            elif name == "amount":
-                converters.append(self.amount)
-            elif name == "deleted":
-                converters.append(bool)
-            else:
-                converters.append(None)
-        plan = [(i, c) for i, c in enumerate(converters) if c is not None]
-        build = row_type._make if hasattr(row_type, "_make") else (lambda v: row_type(*v))
 
-        def make(raw: tuple[Any, ...]) -> Any:
-            values = list(raw)
-            for i, convert in plan:
-                values[i] = convert(values[i])
-            return build(values)
-
-        return make
+def _amount(value: float | int) -> Decimal:
+    return Decimal(f"{value:.4f}")
 
 
 def _raw(store: Any) -> Any:
@@ -122,122 +93,120 @@ def account_records(store: Any, connections: Sequence[str]) -> list[AccountRecor
         conn.close()
 
 
-def _rows(conn: Any, sql: str, make: Callable[[tuple[Any, ...]], Any], size: int = 20_000
-          ) -> Iterator[tuple[str, Any]]:
-    """(customer id, row) in customer order; the customer id is the query's last column."""
-    cursor = conn.execute(sql)
-    while batch := cursor.fetchmany(size):
-        for raw in batch:
-            yield raw[-1], make(raw[:-1])
+@dataclass(frozen=True, slots=True)
+class LinkTable:
+    """Where the links are (``schema.scale_link``: ord, connection, external_id,
+    customer_id; rowid order is customer order) and the rowid ranges of ``parts`` equal
+    shares of the customers, each range ending on a customer's last account."""
+
+    schema: str
+    parts: tuple[tuple[int, int], ...]
+    customers: int
+
+
+def write_links(conn: Any, links: dict[tuple[str, str], str], *, schema: str = "temp",
+                parts: int = 1, release: bool = False) -> LinkTable:
+    """The links into ``schema.scale_link``, grouped by customer; ``release`` empties
+    ``links`` once written (its memory is the caller's largest)."""
+    members: dict[str, list[tuple[str, str]]] = {}
+    for key, customer in links.items():
+        found = members.get(customer)
+        if found is None:
+            members[customer] = [key]
+        else:
+            found.append(key)
+    if release:
+        links.clear()
+    conn.execute(f"DROP TABLE IF EXISTS {schema}.scale_link")
+    conn.execute(f"CREATE TABLE {schema}.scale_link "
+                 "(ord INTEGER, connection TEXT, external_id TEXT, customer_id TEXT)")
+    conn.execute("BEGIN")
+    conn.executemany(
+        f"INSERT INTO {schema}.scale_link VALUES (?, ?, ?, ?)",
+        ((ord_, c, e, customer) for ord_, (customer, keys) in enumerate(members.items())
+         for c, e in keys))
+    conn.execute("COMMIT")
+    bounds: list[tuple[int, int]] = []
+    share, start, row = -(-len(members) // parts), 1, 0
+    for seen, keys in enumerate(members.values(), start=1):
+        row += len(keys)
+        if seen % share == 0 or seen == len(members):
+            bounds.append((start, row))
+            start = row + 1
+    return LinkTable(schema=schema, parts=tuple(bounds), customers=len(members))
+
+
+def _fetched(conn: Any, sql: str, bounds: tuple[int, int], size: int = 20_000
+             ) -> Iterator[tuple[Any, ...]]:
+    cursor = conn.execute(sql, bounds)
+    return chain.from_iterable(iter(lambda: cursor.fetchmany(size), []))
+
+
+def stream_part(conn: Any, table: LinkTable, part: int, makers: Mapping[str, FactMaker]
+                ) -> Iterator[Group]:
+    """Each customer of ``table``'s ``part``, with its facts, in link table order."""
+    bounds = table.parts[part] if table.parts else (1, 0)
+    links = f"{table.schema}.scale_link"
+    instants, days, amounts = _Memo(_instant), _Memo(date.fromisoformat), _Memo(_amount)
+    opportunities = _fetched(conn, _OPPORTUNITY_SQL.format(links=links), bounds)
+    upcoming = next(opportunities, None)
+    current: int | None = None
+    customer: str | None = None
+    accounts: list[AccountFact] = []
+    for ord_, cid, connection, *values in chain(
+            _fetched(conn, _ACCOUNT_SQL.format(links=links), bounds), [(None, None, "")]):
+        if ord_ != current or ord_ is None:
+            if current is not None:
+                while upcoming is not None and upcoming[0] < current:
+                    upcoming = next(opportunities, None)  # its account went since: not here
+                opps: list[OpportunityFact] = []
+                while upcoming is not None and upcoming[0] == current:
+                    (_, conn_name, ext, name, ref, amount, currency, stage, close, created,
+                     modified, activity, owner, registered_by, registered_at, expires,
+                     status, decision, reassign) = upcoming
+                    opps.append(makers[conn_name].opportunity(
+                        ext, name, ref, amounts[amount], currency, stage, days[close],
+                        instants[created], instants[modified], instants[activity], owner,
+                        registered_by, instants[registered_at], days[expires], status,
+                        decision, reassign, False, customer))
+                    upcoming = next(opportunities, None)
+                yield customer, accounts, opps
+            if ord_ is None:
+                break
+            current, customer, accounts = ord_, cid, []
+        ext, name, country, channel_owner, partner_id, owner_user = values
+        accounts.append(makers[connection].account(
+            ext, name, country, channel_owner, partner_id, owner_user, False, customer))
 
 
 def stream_groups(
     store: Any, runtimes: Sequence[Runtime], links: dict[tuple[str, str], str],
-    ledgers: Mapping[str, Mapping[tuple[str, str, str], Any]] | None = None, *,
-    release: bool = False, batch: int = 4000,
+    ledgers: Ledgers | None = None, *, release: bool = False,
 ) -> Iterator[Group]:
     """Each matched customer's facts, one customer at a time (customers without a link
     are left out: the caller evaluates the few unmatched deals the normal way). With
-    ``release`` the ``links`` dict is emptied once the database holds it. Facts are built
-    ``batch`` customers at a time (one ``build_snapshot`` call each: a call has a cost)."""
-    by_name = {rt.name: rt for rt in runtimes}
-    decoder = _Decoder()
+    ``release`` the ``links`` dict is emptied once the database holds it."""
+    makers = fact_makers({rt.name: rt for rt in runtimes}, ledgers or {})
     conn = _raw(store)
     try:
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS scale_link "
-                     "(connection TEXT, external_id TEXT, customer_id TEXT)")
-        conn.execute("DELETE FROM scale_link")
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO scale_link VALUES (?, ?, ?)",
-                         ((c, e, cid) for (c, e), cid in links.items()))
-        conn.execute("COMMIT")
-        if release:
-            links.clear()
-        conn.execute("CREATE INDEX IF NOT EXISTS temp.scale_link_customer "
-                     "ON scale_link (customer_id)")
-        account_sql = (
-            "SELECT " + ", ".join(f"a.{c}" for c in _ACCOUNT) + ", l.customer_id"
-            " FROM scale_link l JOIN account a"
-            " ON a.connection = l.connection AND a.external_id = l.external_id"
-            " WHERE NOT a.deleted ORDER BY l.customer_id, a.id")
-        opportunity_sql = (
-            "SELECT " + ", ".join(f"o.{c}" for c in _OPPORTUNITY) + ", l.customer_id"
-            " FROM scale_link l JOIN opportunity o"
-            " ON o.connection = l.connection AND o.account_ref = l.external_id"
-            " WHERE NOT o.deleted ORDER BY l.customer_id, o.id")
-        accounts = _rows(conn, account_sql, decoder.row_maker(_ACCOUNT, _AccountTuple))
-        opportunities = _rows(conn, opportunity_sql,
-                              decoder.row_maker(_OPPORTUNITY, _OpportunityTuple))
-        pending: list[tuple[str, list[AccountRow], list[OpportunityRow]]] = []
-        for group in _merged(accounts, opportunities):
-            pending.append(group)
-            if len(pending) >= batch:
-                yield from _facts(pending, by_name, ledgers)
-                pending = []
-        if pending:
-            yield from _facts(pending, by_name, ledgers)
+        table = write_links(conn, links, release=release)
+        yield from stream_part(conn, table, 0, makers)
         conn.execute("DROP TABLE IF EXISTS temp.scale_link")
     finally:
         conn.close()
 
 
-def _merged(accounts: Iterator[tuple[str, AccountRow]],
-            opportunities: Iterator[tuple[str, OpportunityRow]]
-            ) -> Iterator[tuple[str, list[AccountRow], list[OpportunityRow]]]:
-    """Join two streams ordered by customer id into (customer, accounts, deals)."""
-    next_opp = next(opportunities, None)
-    current: str | None = None
-    group_accounts: list[AccountRow] = []
-    group_opps: list[OpportunityRow] = []
-    for cid, row in accounts:
-        if cid != current:
-            if current is not None:
-                while next_opp is not None and next_opp[0] < current:
-                    next_opp = next(opportunities, None)  # cannot be: links are accounts'
-                while next_opp is not None and next_opp[0] == current:
-                    group_opps.append(next_opp[1])
-                    next_opp = next(opportunities, None)
-                yield current, group_accounts, group_opps
-            current, group_accounts, group_opps = cid, [], []
-        group_accounts.append(row)
-    if current is not None:
-        while next_opp is not None and next_opp[0] == current:
-            group_opps.append(next_opp[1])
-            next_opp = next(opportunities, None)
-        yield current, group_accounts, group_opps
-
-
-def _facts(pending: list[tuple[str, list[AccountRow], list[OpportunityRow]]],
-           runtimes: Mapping[str, Runtime],
-           ledgers: Mapping[str, Mapping[tuple[str, str, str], Any]] | None) -> Iterator[Group]:
-    local: dict[tuple[str, str], str] = {}
-    all_accounts: list[AccountRow] = []
-    all_opps: list[OpportunityRow] = []
-    for customer, accounts, opportunities in pending:
-        for a in accounts:
-            local[(a.connection, a.external_id)] = customer
-        all_accounts.extend(accounts)
-        all_opps.extend(opportunities)
-    snapshot = build_snapshot(accounts=all_accounts, opportunities=all_opps, links=local,
-                              runtimes=runtimes, ledgers=ledgers or {})
-    del all_accounts, all_opps
-    groups: dict[str, Group] = {c: (c, [], []) for c, _, _ in pending}
-    for fact in snapshot.accounts:
-        groups[fact.customer_id or ""][1].append(fact)
-    for opp in snapshot.opportunities:
-        groups[opp.customer_id or ""][2].append(opp)
-    yield from groups.values()
-
-
 @dataclass(slots=True)
 class ScaleRun:
-    """What :func:`evaluate_at_scale` did; ``match`` and ``evaluation`` only when kept."""
+    """What :func:`evaluate_at_scale` did; ``match`` and ``evaluation`` only when kept.
+    ``consumers``: with workers, each part's ``consume`` as it ended in its process."""
 
     accounts: int
     customers: int
     review_items: int
     match: MatchResult | None
     evaluation: Evaluation | None
+    consumers: list[Any] = field(default_factory=list)
 
 
 def evaluate_at_scale(
@@ -264,6 +233,25 @@ def evaluate_at_scale(
         gc.collect()
 
 
+def evaluate_groups_into(
+    groups: Iterator[Group], policy: Policy, now: datetime,
+    consume: Callable[[Evaluation], None] | None, batch: int,
+) -> Evaluation | None:
+    """Evaluate ``groups``; handed to ``consume`` every ``batch`` customers, or returned."""
+    result = Evaluation()
+    in_batch = 0
+    for customer, accounts, opportunities in groups:
+        evaluate_customer(customer, accounts, opportunities, policy, now, into=result)
+        in_batch += 1
+        if consume is not None and in_batch >= batch:
+            consume(result)
+            result, in_batch = Evaluation(), 0
+    if consume is not None:
+        consume(result)
+        return None
+    return result
+
+
 def _evaluate_at_scale(
     store: Any, runtimes: Sequence[Runtime], *, policy: Policy, settings: MatchSettings,
     now: datetime, previous: Mapping[Any, str] | None, tell: Callable[[str], None],
@@ -281,19 +269,12 @@ def _evaluate_at_scale(
     if consume is not None:
         run.match = match = None
     tell("matched")
-    result = Evaluation()
-    in_batch = 0
-    for customer, accounts, opportunities in stream_groups(store, runtimes, links,
-                                                           release=consume is not None,
-                                                           batch=batch):
-        evaluate_customer(customer, accounts, opportunities, policy, now, into=result)
-        in_batch += 1
-        if consume is not None and in_batch >= batch:
-            consume(result)
-            result, in_batch = Evaluation(), 0
-    if consume is not None:
-        consume(result)
-    else:
-        run.evaluation = result
+    groups = stream_groups(store, runtimes, links, release=consume is not None)
+    run.evaluation = evaluate_groups_into(groups, policy, now, consume, batch)
     tell("evaluated")
     return run
+
+
+def connect_read(path: str) -> sqlite3.Connection:
+    """A plain read connection to a SQLite file (for a worker process)."""
+    return sqlite3.connect(path, isolation_level=None)

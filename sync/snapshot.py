@@ -8,12 +8,12 @@ account or opportunity fact that knows whether its owner value and expiry date a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from connectors.base import Entity
 from rules.matching import AccountRecord, Decision, MatchResult, MatchSettings, match_accounts
-from rules.model import AccountFact, OpportunityFact, RecordKey, Snapshot
+from rules.model import AccountFact, OpportunityFact, RecordKey, Snapshot, positional_builder
 from state.rows import AccountRow, OpportunityRow, ReviewItemIn
 from state.tables import OPEN_OUTBOX_STATES
 from sync.cycle import Runtime
@@ -84,92 +84,104 @@ def build_snapshot(
     ``in_flight`` what open outbox items are writing (a write that reached the CRM but whose
     booking was lost in a crash is still open): an owner value or a registration expiry
     date equal to either is ours; any other was set by a person."""
-    per_connection: dict[str, _Written] = {}
-
-    def _written(connection: str) -> _Written:
-        found = per_connection.get(connection)
-        if found is None:
-            found = per_connection[connection] = _Written(
-                runtimes[connection], ledgers.get(connection, {}),
-                (in_flight or {}).get(connection),
-            )
-        return found
-
+    makers = fact_makers(runtimes, ledgers, in_flight)
     account_facts = []
     for a in accounts:
-        rt = runtimes.get(a.connection)
-        if rt is None:
+        maker = makers.get(a.connection)
+        if maker is None:
             continue
-        written = _written(a.connection)
-        ours = written.is_ours("account", a.external_id, "channel_owner", a.channel_owner)
-        account_facts.append(
-            AccountFact(
-                key=RecordKey(a.connection, "account", a.external_id),
-                customer_id=links.get((a.connection, a.external_id)),
-                role=_role(rt),
-                distributor_id=rt.distributor_id,
-                name=a.name,
-                country=a.country,
-                channel_owner=a.channel_owner,
-                partner_id=a.partner_id,
-                owner_user=a.owner_user,
-                deleted=a.deleted,
-                channel_owner_is_ours=ours,
-            )
-        )
+        account_facts.append(maker.account(
+            a.external_id, a.name, a.country, a.channel_owner, a.partner_id, a.owner_user,
+            a.deleted, links.get((a.connection, a.external_id))))
     opp_facts = []
     for o in opportunities:
-        rt = runtimes.get(o.connection)
-        if rt is None:
+        maker = makers.get(o.connection)
+        if maker is None:
             continue
-        account_key = RecordKey(o.connection, "account", o.account_ref) if o.account_ref else None
-        written = _written(o.connection)
-        expiry_is_ours = o.registration_expires_at is None or written.is_ours(
-            "opportunity", o.external_id, "registration_expires_at",
-            o.registration_expires_at,
-        )
-        if rt.role == "distributor":
-            party = rt.distributor_id or "unknown-distributor"
-            registered_by = rt.distributor_id if o.registered_at else None
-        else:
-            party = o.registered_by or "direct"
-            registered_by = o.registered_by
-        opp_facts.append(
-            OpportunityFact(
-                key=RecordKey(o.connection, "opportunity", o.external_id),
-                customer_id=links.get((o.connection, o.account_ref)) if o.account_ref else None,
-                role=_role(rt),
-                distributor_id=rt.distributor_id,
-                account_key=account_key,
-                party=party,
-                name=o.name,
-                amount=o.amount,
-                currency=o.currency,
-                stage_category=_stage(o.stage_category),
-                close_date=o.close_date,
-                created_at=o.created_at,
-                modified_at=o.modified_at or o.vendor_modified_at,
-                last_activity_at=o.last_activity_at,
-                owner_user=o.owner_user,
-                registered_by=registered_by,
-                registered_at=o.registered_at,
-                registration_expires_at=o.registration_expires_at,
-                registration_expiry_is_ours=expiry_is_ours,
-                registration_status=o.registration_status,
-                registration_decision=o.registration_decision,
-                reassign_to=o.reassign_to,
-                deleted=o.deleted,
-            )
-        )
+        opp_facts.append(maker.opportunity(
+            o.external_id, o.name, o.account_ref, o.amount, o.currency, o.stage_category,
+            o.close_date, o.created_at, o.modified_at or o.vendor_modified_at,
+            o.last_activity_at, o.owner_user, o.registered_by, o.registered_at,
+            o.registration_expires_at, o.registration_status, o.registration_decision,
+            o.reassign_to, o.deleted,
+            links.get((o.connection, o.account_ref)) if o.account_ref else None))
     return Snapshot(accounts=tuple(account_facts), opportunities=tuple(opp_facts))
+
+
+def fact_makers(
+    runtimes: Mapping[str, Runtime],
+    ledgers: Mapping[str, Mapping[tuple[str, str, str], Any]],
+    in_flight: Mapping[str, Mapping[tuple[str, str, str], Any]] | None = None,
+) -> dict[str, FactMaker]:
+    """One :class:`FactMaker` per connection."""
+    return {name: FactMaker(rt, _Written(rt, ledgers.get(name, {}),
+                                         (in_flight or {}).get(name)))
+            for name, rt in runtimes.items()}
+
+
+_account_fact = positional_builder(AccountFact)
+_opportunity_fact = positional_builder(OpportunityFact)
+_STAGES = {"open": "open", "won": "won", "lost": "lost"}
+
+
+class FactMaker:
+    """One connection's records as facts, from plain values (a row's attributes, or a
+    query's columns): what depends on the connection alone is worked out once, and the
+    "is this value ours" check is skipped where nothing was ever written."""
+
+    __slots__ = ("_check_expiry", "_check_owner", "connection", "distributor",
+                 "distributor_id", "party", "role", "written")
+
+    def __init__(self, runtime: Runtime, written: _Written) -> None:
+        self.connection = runtime.name
+        self.role = _role(runtime)
+        self.distributor_id = runtime.distributor_id
+        self.distributor = runtime.role == "distributor"
+        self.party = runtime.distributor_id or "unknown-distributor"
+        self.written = written
+        self._check_owner = written.may_hold("account", "channel_owner")
+        self._check_expiry = written.may_hold("opportunity", "registration_expires_at")
+
+    def account(self, external_id: str, name: str | None, country: str | None,
+                channel_owner: str | None, partner_id: str | None, owner_user: str | None,
+                deleted: bool, customer_id: str | None) -> AccountFact:
+        ours = self._check_owner and self.written.is_ours(
+            "account", external_id, "channel_owner", channel_owner)
+        return _account_fact(
+            RecordKey(self.connection, "account", external_id), customer_id, self.role,
+            self.distributor_id, name, country, channel_owner, partner_id, owner_user,
+            deleted, ours)
+
+    def opportunity(
+        self, external_id: str, name: str | None, account_ref: str | None, amount: Any,
+        currency: str | None, stage_category: str | None, close_date: date | None,
+        created_at: datetime | None, modified_at: datetime | None,
+        last_activity_at: datetime | None, owner_user: str | None,
+        registered_by: str | None, registered_at: datetime | None,
+        expires: date | None, status: str | None, decision: str | None,
+        reassign_to: str | None, deleted: bool, customer_id: str | None,
+    ) -> OpportunityFact:
+        """``modified_at``: the record's, else the vendor's modification time."""
+        connection = self.connection
+        expiry_is_ours = expires is None or (self._check_expiry and self.written.is_ours(
+            "opportunity", external_id, "registration_expires_at", expires))
+        if self.distributor:
+            party = self.party
+            registered_by = self.distributor_id if registered_at else None
+        else:
+            party = registered_by or "direct"
+        return _opportunity_fact(
+            RecordKey(connection, "opportunity", external_id), customer_id, self.role,
+            self.distributor_id,
+            RecordKey(connection, "account", account_ref) if account_ref else None,
+            party, name, amount, currency, _STAGES.get(stage_category, "open"),  # type: ignore[arg-type]  # None: open
+            close_date, created_at, modified_at, last_activity_at, owner_user,
+            registered_by, registered_at, expires, expiry_is_ours, status, decision,
+            reassign_to, deleted)
 
 
 def _role(rt: Runtime) -> Any:
     return "distributor" if rt.role == "distributor" else "internal"
-
-
-def _stage(value: str | None) -> Any:
-    return value if value in ("open", "won", "lost") else "open"
 
 
 class _Written:
@@ -185,6 +197,11 @@ class _Written:
     ) -> None:
         self.runtime, self.ledger, self.open_items = runtime, ledger, open_items or {}
         self.fields = _write_specs(runtime.mapping)
+
+    def may_hold(self, entity: str, output: str) -> bool:
+        """Can any value of ``output`` be ours? Not when it is no write-back field, or when
+        nothing was written to the connection or is being written (a new store)."""
+        return output in self.fields[entity] and bool(self.ledger or self.open_items)
 
     def is_ours(self, entity: str, external_id: str, output: str, value: Any) -> bool:
         """Is ``value`` (as read, canonical) what we last wrote to ``output`` of the record?

@@ -72,7 +72,7 @@ def test_the_lean_path_agrees_with_the_normal_one(filled: tuple[Store, Any]) -> 
     normal = evaluate(snapshot, policy, now)
     assert all(o.customer_id is not None for o in snapshot.opportunities)
 
-    streamed = list(stream_groups(store, runtimes, dict(links), batch=7))
+    streamed = list(stream_groups(store, runtimes, dict(links)))
     assert sorted(f.key for _, accs, _ in streamed for f in accs) == sorted(
         f.key for f in snapshot.accounts)
     facts: dict[Any, Any] = {f.key: f for _, accs, _ in streamed for f in accs}
