@@ -21,7 +21,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -96,6 +96,7 @@ def evaluate_incremental(
 ) -> Outcome:
     """Evaluate what changed since the last evaluation (or everything when due)."""
     engine = engine if engine is not None else engine_for(store)
+    read_at = datetime.now(UTC)  # every row touched before this is seen by this evaluation
     state = store.engine_state(STATE) or {}
     digest = config_hash(runtimes, policy, match_settings, scorecards)
     watermark = store.safe_generation(run_id)
@@ -115,7 +116,8 @@ def evaluate_incremental(
         store.save_engine_state(STATE, {"generation": watermark, "config": digest,
                                         "full_at": now.isoformat(), "decisions": seen,
                                         "token": engine.token,
-                                        "touched_from": _run_start(store, run_id)})
+                                        "touched_from": _touched_from(store, run_id,
+                                                                      watermark, read_at)})
         outcome.stats["evaluation"] = "full"
         return outcome
     outcome = _partial(store, runtimes, engine, policy=policy, settings=match_settings,
@@ -125,11 +127,18 @@ def evaluate_incremental(
                                       != d.verdict])
     store.save_engine_state(STATE, {**state, "generation": watermark, "decisions": seen,
                                     "token": engine.token, "pending": [],
-                                    "touched_from": _run_start(store, run_id)})
+                                    "touched_from": _touched_from(store, run_id, watermark,
+                                                                  read_at)})
     return outcome
 
 
-def _run_start(store: Any, run_id: int) -> str | None:
+def _touched_from(store: Any, run_id: int, watermark: int, read_at: datetime) -> str | None:
+    """Where the next evaluation looks for touched rows: from when this one read them, so
+    rows this cycle pulled (our echoes above all) are not evaluated a second time. While
+    another run may still commit pages (``watermark`` below this run), from this run's
+    start, as the generations do."""
+    if watermark == run_id:
+        return read_at.isoformat()
     started = store.run_started_at(run_id)
     return started.isoformat() if started is not None else None
 
