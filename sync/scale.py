@@ -20,7 +20,7 @@ import gc
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from itertools import chain
 from typing import Any
@@ -44,9 +44,11 @@ _ACCOUNT_SQL = (
     " WHERE l.rowid BETWEEN ? AND ? AND NOT a.deleted ORDER BY l.rowid")
 _OPPORTUNITY_SQL = (
     "SELECT l.ord, o.connection, o.external_id, o.name, o.account_ref, o.amount, o.currency,"
-    " o.stage_category, o.close_date, o.created_at,"
-    " coalesce(o.modified_at, o.vendor_modified_at), o.last_activity_at, o.owner_user,"
-    " o.registered_by, o.registered_at, o.registration_expires_at, o.registration_status,"
+    " o.stage_category, o.close_date, o.created_at || '+00:00',"
+    " coalesce(o.modified_at, o.vendor_modified_at) || '+00:00',"
+    " o.last_activity_at || '+00:00', o.owner_user,"
+    " o.registered_by, o.registered_at || '+00:00', o.registration_expires_at,"
+    " o.registration_status,"
     " o.registration_decision, o.reassign_to"
     " FROM {links} l JOIN opportunity o"
     " ON o.connection = l.connection AND o.account_ref = l.external_id"
@@ -55,19 +57,19 @@ _OPPORTUNITY_SQL = (
 
 class _Memo(dict[Any, Any]):
     """Storage value -> decoded value, each distinct value decoded once (None stays None);
-    a hit is one dict lookup in C."""
+    a hit is one dict lookup in C. For columns of few distinct values (dates, amounts):
+    past ``limit`` entries it starts afresh, so memory stays bounded whatever they hold."""
 
-    def __init__(self, decode: Callable[[Any], Any]) -> None:
+    def __init__(self, decode: Callable[[Any], Any], limit: int = 100_000) -> None:
         super().__init__({None: None})
-        self.decode = decode
+        self.decode, self.limit = decode, limit
 
     def __missing__(self, raw: Any) -> Any:
+        if len(self) > self.limit:
+            self.clear()
+            self[None] = None
         value = self[raw] = self.decode(raw)
         return value
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def _amount(value: float | int) -> Decimal:
@@ -147,7 +149,10 @@ def stream_part(conn: Any, table: LinkTable, part: int, makers: Mapping[str, Fac
     """Each customer of ``table``'s ``part``, with its facts, in link table order."""
     bounds = table.parts[part] if table.parts else (1, 0)
     links = f"{table.schema}.scale_link"
-    instants, days, amounts = _Memo(_instant), _Memo(date.fromisoformat), _Memo(_amount)
+    # instants are nearly all distinct: parsed as they come (the query appends the UTC
+    # offset the store leaves out), no memo to fill
+    instant = datetime.fromisoformat
+    days, amounts = _Memo(date.fromisoformat), _Memo(_amount)
     opportunities = _fetched(conn, _OPPORTUNITY_SQL.format(links=links), bounds)
     upcoming = next(opportunities, None)
     current: int | None = None
@@ -166,8 +171,9 @@ def stream_part(conn: Any, table: LinkTable, part: int, makers: Mapping[str, Fac
                      status, decision, reassign) = upcoming
                     opps.append(makers[conn_name].opportunity(
                         ext, name, ref, amounts[amount], currency, stage, days[close],
-                        instants[created], instants[modified], instants[activity], owner,
-                        registered_by, instants[registered_at], days[expires], status,
+                        created and instant(created), modified and instant(modified),
+                        activity and instant(activity), owner, registered_by,
+                        registered_at and instant(registered_at), days[expires], status,
                         decision, reassign, False, customer))
                     upcoming = next(opportunities, None)
                 yield customer, accounts, opps
