@@ -8,7 +8,7 @@ pages, so they are stored exactly as a pull stores them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sandbox.world import CrmSeed, SeedAccount, SeedDeal, World
@@ -79,3 +79,38 @@ def _page(store: Any, connection: str, entity: str, rows: list[dict[str, Any]],
                               full_refresh=False)
     if result.skipped:
         raise RuntimeError(f"{connection}/{entity}: {result.skipped} rows rejected")
+
+
+class NoWrites:
+    """A mapping without write-back fields: the benchmark stores have an empty ledger.
+    (Here, not in a script, so a worker process can unpickle it.)"""
+
+    def writes(self, entity: Any) -> Mapping[str, Any]:
+        return {}
+
+    def entity(self, entity: Any) -> Any:
+        raise NotImplementedError
+
+
+class Tally:
+    """A ``consume`` for :func:`sync.scale.evaluate_at_scale` that counts what a cycle
+    would plan and queue: findings per kind, records with desired values, customers with
+    a next threshold. Pickles, so each worker process counts its own part."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, int] = {}
+        self.desired = 0
+        self.thresholds = 0
+
+    def __call__(self, evaluation: Any) -> None:
+        kinds = self.kinds
+        for finding in evaluation.findings:
+            kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
+        self.desired += len(evaluation.desired)
+        self.thresholds += len(evaluation.next_thresholds)
+
+    def add(self, other: Tally) -> None:
+        for kind, count in other.kinds.items():
+            self.kinds[kind] = self.kinds.get(kind, 0) + count
+        self.desired += other.desired
+        self.thresholds += other.thresholds

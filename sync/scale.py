@@ -9,21 +9,28 @@ and dropped. Only the rules' results stay in memory. Values are decoded as the s
 column types decode them (UTC timestamps, dates, NUMERIC(20, 4) as Decimal), memoised: a
 store holds few distinct instants.
 
-With ``workers=2`` the customers are cut in two halves of the link table (a scratch
-SQLite file next to nothing else) and a second process, started while matching runs,
-evaluates the second half from its own read connection; see :mod:`sync.scale_workers`.
+With ``workers=2`` the second core helps: the link table goes to a scratch SQLite file,
+its customers are cut in two halves, and a second process (started before matching, so
+its imports cost nothing) evaluates the second half from its own read connection to the
+store while this one evaluates the first. ``consume`` then runs in both processes and
+must pickle; each process's copy comes back as it ended (``ScaleRun.consumers``).
 """
 
 from __future__ import annotations
 
 import gc
+import multiprocessing
+import os
+import resource
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 from rules.engine import Evaluation, evaluate_customer
 from rules.matching import AccountRecord, MatchResult, MatchSettings, match_accounts
@@ -213,6 +220,8 @@ class ScaleRun:
     match: MatchResult | None
     evaluation: Evaluation | None
     consumers: list[Any] = field(default_factory=list)
+    # per worker process: CPU seconds and peak RSS in MB (this process's are the caller's)
+    worker_usage: list[tuple[float, float]] = field(default_factory=list)
 
 
 def evaluate_at_scale(
@@ -220,20 +229,28 @@ def evaluate_at_scale(
     now: datetime, previous: Mapping[Any, str] | None = None,
     progress: Callable[[str], None] | None = None,
     consume: Callable[[Evaluation], None] | None = None, batch: int = 4000,
+    workers: int = 1,
 ) -> ScaleRun:
     """Match every account, then evaluate every matched customer, streaming.
 
     Without ``consume`` everything is kept and returned (small stores, tests). With it,
     each ``batch`` of customers is evaluated into a fresh :class:`Evaluation` handed to
     ``consume`` (which plans and writes, or counts) and dropped, and the match result is
-    not kept: memory stays flat whatever the store holds."""
+    not kept: memory stays flat whatever the store holds. ``workers`` > 1 needs
+    ``consume`` (see the module docstring)."""
+    if workers > 1 and consume is None:
+        raise ValueError("workers evaluate into consume: pass one")
     tell = progress or (lambda _stage: None)
     collecting = gc.isenabled()
     gc.disable()  # millions of acyclic objects: generation scans would cost a third
+    pool = _Workers(workers - 1) if workers > 1 else None
     try:
         return _evaluate_at_scale(store, runtimes, policy=policy, settings=settings, now=now,
-                                  previous=previous, tell=tell, consume=consume, batch=batch)
+                                  previous=previous, tell=tell, consume=consume, batch=batch,
+                                  pool=pool)
     finally:
+        if pool is not None:
+            pool.close()
         if collecting:
             gc.enable()
         gc.collect()
@@ -261,7 +278,7 @@ def evaluate_groups_into(
 def _evaluate_at_scale(
     store: Any, runtimes: Sequence[Runtime], *, policy: Policy, settings: MatchSettings,
     now: datetime, previous: Mapping[Any, str] | None, tell: Callable[[str], None],
-    consume: Callable[[Evaluation], None] | None, batch: int,
+    consume: Callable[[Evaluation], None] | None, batch: int, pool: _Workers | None,
 ) -> ScaleRun:
     records = account_records(store, [rt.name for rt in runtimes])
     tell("loaded_accounts")
@@ -275,12 +292,98 @@ def _evaluate_at_scale(
     if consume is not None:
         run.match = match = None
     tell("matched")
-    groups = stream_groups(store, runtimes, links, release=consume is not None)
-    run.evaluation = evaluate_groups_into(groups, policy, now, consume, batch)
+    if pool is None:
+        groups = stream_groups(store, runtimes, links, release=consume is not None)
+        run.evaluation = evaluate_groups_into(groups, policy, now, consume, batch)
+    else:
+        assert consume is not None  # checked by evaluate_at_scale
+        run.consumers, run.worker_usage = pool.evaluate(
+            store, runtimes, links, policy=policy, now=now, consume=consume, batch=batch)
     tell("evaluated")
     return run
 
 
-def connect_read(path: str) -> sqlite3.Connection:
-    """A plain read connection to a SQLite file (for a worker process)."""
-    return sqlite3.connect(path, isolation_level=None)
+def _store_path(store: Any) -> str:
+    if store.dialect != "sqlite" or not store.engine.url.database:
+        raise ValueError("workers read a SQLite store file")
+    return str(store.engine.url.database)
+
+
+class _Workers:
+    """Processes that evaluate parts of the link table; started at once (their imports
+    overlap the caller's loading and matching), each told its part once links exist."""
+
+    def __init__(self, count: int) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh, small process
+        self.pipes: list[Any] = []
+        self.processes: list[Any] = []
+        for _ in range(count):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_work, args=(theirs,), daemon=True)
+            process.start()
+            theirs.close()
+            self.pipes.append(ours)
+            self.processes.append(process)
+        self.scratch = tempfile.mkdtemp(prefix="channelsync-scale-")
+
+    def evaluate(
+        self, store: Any, runtimes: Sequence[Runtime], links: dict[tuple[str, str], str], *,
+        policy: Policy, now: datetime, consume: Callable[[Evaluation], None], batch: int,
+    ) -> tuple[list[Any], list[tuple[float, float]]]:
+        path = _store_path(store)
+        scratch = os.path.join(self.scratch, "links.db")
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("ATTACH DATABASE ? AS scale", (scratch,))
+            conn.execute("PRAGMA scale.journal_mode = OFF")
+            conn.execute("PRAGMA scale.synchronous = OFF")
+            table = write_links(conn, links, schema="scale", parts=len(self.pipes) + 1,
+                                release=True)
+            # no connector crosses a process boundary: facts need the rest
+            light = [replace(rt, connector=cast(Any, None)) for rt in runtimes]
+            for part, pipe in enumerate(self.pipes, start=1):
+                pipe.send((path, scratch, table, part, light, policy, now, consume, batch))
+            makers = fact_makers({rt.name: rt for rt in runtimes}, {})
+            evaluate_groups_into(stream_part(conn, table, 0, makers), policy, now, consume,
+                                 batch)
+        finally:
+            conn.close()
+        consumers, usage = [consume], []
+        for pipe in self.pipes:
+            try:
+                ended, cpu, peak = pipe.recv()
+            except EOFError:
+                raise RuntimeError("a scale worker process died") from None
+            consumers.append(ended)
+            usage.append((cpu, peak))
+        return consumers, usage
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            pipe.close()
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _work(pipe: Any) -> None:
+    """A worker process: evaluate the part it is told, send back its consumer and usage."""
+    gc.disable()  # as in the caller: acyclic objects by the million
+    try:
+        job = pipe.recv()
+    except EOFError:
+        return  # the caller stopped before matching ended
+    path, scratch, table, part, runtimes, policy, now, consume, batch = job
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("ATTACH DATABASE ? AS scale", (scratch,))
+        makers = fact_makers({rt.name: rt for rt in runtimes}, {})
+        evaluate_groups_into(stream_part(conn, table, part, makers), policy, now, consume,
+                             batch)
+    finally:
+        conn.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    pipe.send((consume, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024))
+    pipe.close()

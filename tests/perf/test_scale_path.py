@@ -3,20 +3,20 @@
 A scenario is written into a SQLite store; the normal path (load every row, match,
 ``build_snapshot``, ``evaluate``) and :mod:`sync.scale` (matching columns only, then the
 records streamed back per customer) must agree on links, facts, desired values and
-findings.
+findings, in one process and in two.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from bench.scale_data import fill_store
-from rules.engine import evaluate
+from rules.engine import Evaluation, evaluate
 from rules.matching import MatchSettings
 from rules.model import Policy
 from sandbox.scenario import generate
@@ -99,6 +99,56 @@ def test_the_lean_path_agrees_with_the_normal_one(filled: tuple[Store, Any]) -> 
     assert len(pieces) > 3
     assert sorted(repr(f) for p in pieces for f in p.findings) == sorted(map(repr, normal.findings))
     assert sum(len(p.desired) for p in pieces) == len(normal.desired)
+
+
+class Collect:
+    """A picklable ``consume``: what the rules concluded, as plain values."""
+
+    def __init__(self) -> None:
+        self.findings: list[str] = []
+        self.desired: dict[Any, dict[str, Any]] = {}
+        self.thresholds: dict[str, Any] = {}
+        self.batches = 0
+
+    def __call__(self, evaluation: Evaluation) -> None:
+        self.findings.extend(map(repr, evaluation.findings))
+        self.desired.update((k, dict(v)) for k, v in evaluation.desired.items())
+        self.thresholds.update(evaluation.next_thresholds)
+        self.batches += 1
+
+
+def test_two_processes_reach_the_verdicts_of_the_normal_path(filled: tuple[Store, Any]) -> None:
+    store, world = filled
+    runtimes = runtimes_for(world)
+    policy, settings = Policy(), MatchSettings()
+    assert world.now is not None
+    now = world.now + timedelta(hours=1)
+    accounts, opportunities = store.load_accounts(), store.load_opportunities()
+    links = {key: link.customer_id
+             for key, link in match_customers(store, accounts, settings).links.items()}
+    normal = evaluate(build_snapshot(accounts=accounts, opportunities=opportunities,
+                                     links=links, runtimes={rt.name: rt for rt in runtimes},
+                                     ledgers={}), policy, now)
+
+    run = evaluate_at_scale(store, runtimes, policy=policy, settings=settings, now=now,
+                            consume=Collect(), batch=5, workers=2)
+    assert len(run.consumers) == 2 and len(run.worker_usage) == 1
+    parts: list[Collect] = run.consumers
+    assert all(part.batches > 1 and part.desired for part in parts)  # both did a share
+    assert not set(parts[0].desired) & set(parts[1].desired)  # and no record twice
+    assert sorted(parts[0].findings + parts[1].findings) == sorted(map(repr, normal.findings))
+    assert {**parts[0].desired, **parts[1].desired} == {
+        k: dict(v) for k, v in normal.desired.items()}
+    assert {**parts[0].thresholds, **parts[1].thresholds} == normal.next_thresholds
+    cpu, peak = run.worker_usage[0]
+    assert cpu > 0 and peak > 0
+
+
+def test_workers_need_a_consumer(filled: tuple[Store, Any]) -> None:
+    store, world = filled
+    with pytest.raises(ValueError, match="consume"):
+        evaluate_at_scale(store, runtimes_for(world), policy=Policy(),
+                          settings=MatchSettings(), now=datetime.now(UTC), workers=2)
 
 
 def test_a_store_other_than_sqlite_is_refused(tmp_path: Path) -> None:
