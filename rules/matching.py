@@ -437,7 +437,19 @@ def match_accounts(
     ``previous`` maps ``(connection, "account", external_id)`` (or ``(connection,
     external_id)``) to the customer id of the last cycle, so ids stay stable.
     """
-    matcher = _Matcher(RecordFeatures(records), settings or MatchSettings(), decisions)
+    return match_features(RecordFeatures(records), decisions=decisions, previous=previous,
+                          settings=settings)
+
+
+def match_features(
+    features: RecordFeatures,
+    *,
+    decisions: Iterable[Decision] = (),
+    previous: PreviousLinks | None = None,
+    settings: MatchSettings | None = None,
+) -> MatchResult:
+    """:func:`match_accounts` over records already normalised (e.g. in parts, in parallel)."""
+    matcher = _Matcher(features, settings or MatchSettings(), decisions)
     matcher.run()
     return matcher.result(previous or {})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from operator import attrgetter
 from typing import Final, Protocol
 
@@ -355,6 +355,22 @@ class RecordFeatures:
             add_country(country)
             add_name(cleaned)
             add_compact(compact)
+
+
+    @classmethod
+    def joined(cls, parts: Sequence[RecordFeatures]) -> RecordFeatures:
+        """The features of several batches of records as one, in key order: each part's
+        keys must all sort after the previous part's (e.g. normalised in two processes)."""
+        whole = cls([])
+        for part in parts:
+            if whole.keys and part.keys and part.keys[0] <= whole.keys[-1]:
+                raise ValueError("feature parts overlap or are out of key order")
+            offset = len(whole.keys)
+            whole.legal_countries.update(
+                (offset + i, legal) for i, legal in part.legal_countries.items())
+            for name in ("keys", "country", "duns", "vat", "domain", "name", "compact"):
+                getattr(whole, name).extend(getattr(part, name))
+        return whole
 
 
 def fuzzy_blocks(name: str) -> tuple[str, str]:

@@ -33,13 +33,21 @@ from itertools import chain
 from typing import Any, cast
 
 from rules.engine import Evaluation, evaluate_customer
-from rules.matching import AccountRecord, MatchResult, MatchSettings, match_accounts
+from rules.matching import (
+    AccountRecord,
+    MatchResult,
+    MatchSettings,
+    match_accounts,
+    match_features,
+)
 from rules.model import AccountFact, OpportunityFact, Policy
+from rules.names import RecordFeatures
 from sync.cycle import Runtime
 from sync.snapshot import FactMaker, fact_makers
 
 Group = tuple[str | None, list[AccountFact], list[OpportunityFact]]
 Ledgers = Mapping[str, Mapping[tuple[str, str, str], Any]]
+Key = tuple[str, str]
 
 # Only the columns the facts hold (a test compares them with the normal path's): fewer
 # values to decode, and no per-row bookkeeping timestamps to parse.
@@ -93,13 +101,30 @@ def account_records(store: Any, connections: Sequence[str]) -> list[AccountRecor
     """What matching needs of every live account of ``connections``, in store order."""
     conn = _raw(store)
     try:
-        marks = ",".join("?" * len(connections))
-        cursor = conn.execute(
-            "SELECT connection, external_id, name, domain, country, duns, vat_id FROM account"
-            f" WHERE NOT deleted AND connection IN ({marks}) ORDER BY id", tuple(connections))
-        return [AccountRecord(*row) for row in cursor]
+        return _account_records(conn, connections, None, None)
     finally:
         conn.close()
+
+
+def _account_records(conn: Any, connections: Sequence[str], start: Key | None,
+                     end: Key | None) -> list[AccountRecord]:
+    """... those whose (connection, external id) is in [start, end) (None: open end)."""
+    marks = ",".join("?" * len(connections))
+    sql = ("SELECT connection, external_id, name, domain, country, duns, vat_id FROM account"
+           f" WHERE NOT deleted AND connection IN ({marks})")
+    args: list[str] = list(connections)
+    if start is not None:
+        sql += " AND (connection, external_id) >= (?, ?)"
+        args.extend(start)
+    if end is not None:
+        sql += " AND (connection, external_id) < (?, ?)"
+        args.extend(end)
+    return [AccountRecord(*row) for row in conn.execute(sql + " ORDER BY id", args)]
+
+
+def _features(conn: Any, connections: Sequence[str], start: Key | None, end: Key | None
+              ) -> RecordFeatures:
+    return RecordFeatures(_account_records(conn, connections, start, end))
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,11 +305,17 @@ def _evaluate_at_scale(
     now: datetime, previous: Mapping[Any, str] | None, tell: Callable[[str], None],
     consume: Callable[[Evaluation], None] | None, batch: int, pool: _Workers | None,
 ) -> ScaleRun:
-    records = account_records(store, [rt.name for rt in runtimes])
-    tell("loaded_accounts")
-    match: MatchResult | None = match_accounts(records, previous=previous or {},
-                                               settings=settings)
-    del records
+    connections = [rt.name for rt in runtimes]
+    match: MatchResult | None
+    if pool is None:
+        records = account_records(store, connections)
+        tell("loaded_accounts")
+        match = match_accounts(records, previous=previous or {}, settings=settings)
+        del records
+    else:  # each process loads and normalises its share of the accounts
+        features = pool.features(store, connections, tell)
+        match = match_features(features, previous=previous or {}, settings=settings)
+        del features
     assert match is not None
     links = {key: link.customer_id for key, link in match.links.items()}
     run = ScaleRun(accounts=len(links), customers=len(set(links.values())),
@@ -326,6 +357,44 @@ class _Workers:
             self.processes.append(process)
         self.scratch = tempfile.mkdtemp(prefix="channelsync-scale-")
 
+    def features(self, store: Any, connections: Sequence[str], tell: Callable[[str], None]
+                 ) -> RecordFeatures:
+        """The accounts' matching features, normalised in equal shares of their keys,
+        the first share here, the others in the workers at the same time."""
+        path = _store_path(store)
+        marks = ",".join("?" * len(connections))
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            count = conn.execute(f"SELECT count(*) FROM account WHERE connection IN ({marks})",
+                                 connections).fetchone()[0]
+            cuts: list[Key | None] = []
+            for part in range(1, len(self.pipes) + 1):
+                found = conn.execute(
+                    "SELECT connection, external_id FROM account"
+                    f" WHERE connection IN ({marks}) ORDER BY connection, external_id"
+                    " LIMIT 1 OFFSET ?", (*connections, count * part // (len(self.pipes) + 1))
+                ).fetchone()
+                cuts.append(tuple(found) if found else None)
+            bounds = list(zip([None, *cuts], [*cuts, None], strict=True))
+            for pipe, (start, end) in zip(self.pipes, bounds[1:], strict=True):
+                pipe.send(("features", path, list(connections), start, end))
+            records = _account_records(conn, connections, *bounds[0])
+        finally:
+            conn.close()
+        tell("loaded_accounts")
+        parts = [RecordFeatures(records)]
+        del records
+        for pipe in self.pipes:
+            parts.append(self._answer(pipe))
+        return RecordFeatures.joined(parts)
+
+    @staticmethod
+    def _answer(pipe: Any) -> Any:
+        try:
+            return pipe.recv()
+        except EOFError:
+            raise RuntimeError("a scale worker process died") from None
+
     def evaluate(
         self, store: Any, runtimes: Sequence[Runtime], links: dict[tuple[str, str], str], *,
         policy: Policy, now: datetime, consume: Callable[[Evaluation], None], batch: int,
@@ -342,7 +411,8 @@ class _Workers:
             # no connector crosses a process boundary: facts need the rest
             light = [replace(rt, connector=cast(Any, None)) for rt in runtimes]
             for part, pipe in enumerate(self.pipes, start=1):
-                pipe.send((path, scratch, table, part, light, policy, now, consume, batch))
+                pipe.send(("rules", path, scratch, table, part, light, policy, now, consume,
+                           batch))
             makers = fact_makers({rt.name: rt for rt in runtimes}, {})
             evaluate_groups_into(stream_part(conn, table, 0, makers), policy, now, consume,
                                  batch)
@@ -350,10 +420,7 @@ class _Workers:
             conn.close()
         consumers, usage = [consume], []
         for pipe in self.pipes:
-            try:
-                ended, cpu, peak = pipe.recv()
-            except EOFError:
-                raise RuntimeError("a scale worker process died") from None
+            ended, cpu, peak = self._answer(pipe)
             consumers.append(ended)
             usage.append((cpu, peak))
         return consumers, usage
@@ -369,13 +436,22 @@ class _Workers:
 
 
 def _work(pipe: Any) -> None:
-    """A worker process: evaluate the part it is told, send back its consumer and usage."""
+    """A worker process: normalise the accounts it is told (optional), then evaluate the
+    part of the customers it is told; send back the features, then its consumer and usage."""
     gc.disable()  # as in the caller: acyclic objects by the million
     try:
         job = pipe.recv()
+        if job[0] == "features":
+            _, path, connections, start, end = job
+            conn = sqlite3.connect(path, isolation_level=None)
+            try:
+                pipe.send(_features(conn, connections, start, end))
+            finally:
+                conn.close()
+            job = pipe.recv()
     except EOFError:
-        return  # the caller stopped before matching ended
-    path, scratch, table, part, runtimes, policy, now, consume, batch = job
+        return  # the caller stopped before it had a part for us
+    _, path, scratch, table, part, runtimes, policy, now, consume, batch = job
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("ATTACH DATABASE ? AS scale", (scratch,))
