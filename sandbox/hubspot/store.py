@@ -20,19 +20,21 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from sandbox.hubspot.schema import SYSTEM_PROPERTIES, PropertyDef, iso_ms, to_ms
+from sandbox.hubspot.filters import (
+    CONVERT,
+    MODIFIED,
+    SearchError,
+    kind_of,
+    modified_intervals,
+    parse_value,
+)
+from sandbox.hubspot.schema import SYSTEM_PROPERTIES, PropertyDef, iso_ms
 
 OPERATORS = frozenset({
     "EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN",
     "HAS_PROPERTY", "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN",
 })
-_MODIFIED = "hs_lastmodifieddate"
-_NEVER = 1 << 62
 _SYSTEM = SYSTEM_PROPERTIES
-
-
-class SearchError(Exception):
-    """A search request HubSpot answers with 400 VALIDATION_ERROR."""
 
 
 @dataclass(slots=True)
@@ -218,8 +220,8 @@ class ObjectStore:
 
         if hidden:  # what search sees changes with the clock: nothing is cached
             key = repr((groups, sorts[:1], sorted(hidden)))
-        if sort_prop == _MODIFIED:
-            intervals, pure = _modified_intervals(groups)
+        if sort_prop == MODIFIED:
+            intervals, pure = modified_intervals(groups)
             pure = pure and not hidden
             # In a pure range query the index positions are exactly the matches.
             ids = self._scan(intervals, descending, (lambda r: True) if pure else matches)
@@ -268,8 +270,8 @@ class ObjectStore:
                         yield rid
 
     def _sort_key(self, name: str) -> Callable[[HsRecord], tuple[int, Any]]:
-        kind = _kind(self.properties[name])
-        convert = _CONVERT[kind]
+        kind = kind_of(self.properties[name])
+        convert = CONVERT[kind]
 
         def key(rec: HsRecord) -> tuple[int, Any]:
             raw = self.value(rec, name)
@@ -288,7 +290,7 @@ class ObjectStore:
             raise SearchError(f"Unknown filter operator {op}")
         if not isinstance(name, str) or name not in self.properties:
             raise SearchError(f"Unable to find property {name!r} on {self.name}")
-        if name == _MODIFIED:
+        if name == MODIFIED:
             getter: Callable[[HsRecord], Any] = lambda r: r.updated_ms  # noqa: E731 - tiny accessor
             kind = "time"
         elif name == "createdate":
@@ -296,8 +298,8 @@ class ObjectStore:
         elif name == "hs_object_id":
             getter, kind = (lambda r: float(r.id)), "num"
         else:
-            kind = _kind(self.properties[name])
-            conv = _CONVERT[kind]
+            kind = kind_of(self.properties[name])
+            conv = CONVERT[kind]
 
             def getter(r: HsRecord) -> Any:
                 raw = r.props.get(name)
@@ -319,22 +321,22 @@ class ObjectStore:
                 return any(fnmatch.fnmatchcase(w, token) for w in words) or token in raw.lower()
 
             return contains if op == "CONTAINS_TOKEN" else (lambda r: not contains(r))
-        conv = _CONVERT[kind]
+        conv = CONVERT[kind]
         if op in ("IN", "NOT_IN"):
             values = flt.get("values")
             if not isinstance(values, list) or not values:
                 raise SearchError(f"{op} on {name} needs a non-empty 'values' list")
-            wanted = {_parse(conv, v, name) for v in values}
+            wanted = {parse_value(conv, v, name) for v in values}
             if op == "IN":
                 return lambda r: getter(r) in wanted
             return lambda r: getter(r) not in wanted
         if "value" not in flt:
             raise SearchError(f"{op} on {name} needs a 'value'")
-        value = _parse(conv, flt["value"], name)
+        value = parse_value(conv, flt["value"], name)
         if op == "BETWEEN":
             if "highValue" not in flt:
                 raise SearchError(f"BETWEEN on {name} needs a 'highValue'")
-            high = _parse(conv, flt["highValue"], name)
+            high = parse_value(conv, flt["highValue"], name)
             return lambda r: (v := getter(r)) is not None and value <= v <= high
         compare: dict[str, Callable[[Any], bool]] = {
             "EQ": lambda v: v == value,
@@ -352,82 +354,3 @@ class ObjectStore:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _kind(prop: PropertyDef) -> str:
-    if prop.type == "number":
-        return "num"
-    if prop.type in ("date", "datetime"):
-        return "time"
-    return "str"
-
-
-def _num(raw: Any) -> float:
-    return float(raw)
-
-
-def _time(raw: Any) -> int:
-    ms = to_ms(raw)
-    if ms is None:
-        raise ValueError(raw)
-    return ms
-
-
-def _str(raw: Any) -> str:
-    return str(raw).lower()
-
-
-_CONVERT: dict[str, Callable[[Any], Any]] = {"num": _num, "time": _time, "str": _str}
-
-
-def _parse(conv: Callable[[Any], Any], raw: Any, name: str) -> Any:
-    try:
-        return conv(raw)
-    except (TypeError, ValueError):
-        raise SearchError(f"{raw!r} is not a valid value for {name}") from None
-
-
-def _modified_intervals(groups: list[dict[str, Any]]) -> tuple[list[tuple[int, int]], bool]:
-    """Union of the hs_lastmodifieddate ranges the groups allow, and whether the groups
-    filter on nothing else (so the total is a count of index positions)."""
-    spans: list[tuple[int, int]] = []
-    pure = bool(groups)
-    for group in groups or [{}]:
-        lo, hi = -_NEVER, _NEVER
-        for flt in group.get("filters") or []:
-            if flt.get("propertyName") != _MODIFIED:
-                pure = False
-                continue
-            op = str(flt.get("operator", "")).upper()
-            value = to_ms(flt.get("value"))
-            if value is None:
-                pure = False
-                continue
-            if op == "GT":
-                lo = max(lo, value + 1)
-            elif op == "GTE":
-                lo = max(lo, value)
-            elif op == "LT":
-                hi = min(hi, value - 1)
-            elif op == "LTE":
-                hi = min(hi, value)
-            elif op == "EQ":
-                lo, hi = max(lo, value), min(hi, value)
-            elif op == "BETWEEN":
-                high = to_ms(flt.get("highValue"))
-                lo = max(lo, value)
-                hi = min(hi, high if high is not None else _NEVER)
-            else:
-                pure = False
-        if not (group.get("filters") or []):
-            pure = False
-        if lo <= hi:
-            spans.append((lo, hi))
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for lo, hi in spans:
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged, pure
