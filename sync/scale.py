@@ -6,14 +6,15 @@ in customer order; the records then stream back joined to it (one index seek per
 account, no sort), each row straight into a fact (:class:`sync.snapshot.FactMaker`, the
 code a normal evaluation builds its facts with), one customer at a time, are evaluated
 and dropped. Only the rules' results stay in memory. Values are decoded as the store's
-column types decode them (UTC timestamps, dates, NUMERIC(20, 4) as Decimal), memoised: a
-store holds few distinct instants.
+column types decode them (UTC timestamps, dates, NUMERIC(20, 4) as Decimal); dates and
+amounts through a bounded memo, as a store holds few distinct ones.
 
-With ``workers=2`` the second core helps: the link table goes to a scratch SQLite file,
-its customers are cut in two halves, and a second process (started before matching, so
-its imports cost nothing) evaluates the second half from its own read connection to the
-store while this one evaluates the first. ``consume`` then runs in both processes and
-must pickle; each process's copy comes back as it ended (``ScaleRun.consumers``).
+With ``workers=2`` the second core helps: a second process, started before matching (so
+its imports cost nothing), loads and normalises half of the accounts for matching, then
+evaluates the second half of the customers (their links in a scratch SQLite file) from
+its own read connection to the store while this one evaluates the first. ``consume``
+then runs in both processes and must pickle; each process's copy comes back as it ended
+(``ScaleRun.consumers``).
 """
 
 from __future__ import annotations
@@ -127,22 +128,13 @@ def _features(conn: Any, connections: Sequence[str], start: Key | None, end: Key
     return RecordFeatures(_account_records(conn, connections, start, end))
 
 
-@dataclass(frozen=True, slots=True)
-class LinkTable:
-    """Where the links are (``schema.scale_link``: ord, connection, external_id,
-    customer_id; rowid order is customer order) and the rowid ranges of ``parts`` equal
-    shares of the customers, each range ending on a customer's last account."""
-
-    schema: str
-    parts: tuple[tuple[int, int], ...]
-    customers: int
+Customers = list[tuple[str, list[Key]]]  # (customer id, its accounts' keys)
 
 
-def write_links(conn: Any, links: dict[tuple[str, str], str], *, schema: str = "temp",
-                parts: int = 1, release: bool = False) -> LinkTable:
-    """The links into ``schema.scale_link``, grouped by customer; ``release`` empties
-    ``links`` once written (its memory is the caller's largest)."""
-    members: dict[str, list[tuple[str, str]]] = {}
+def customers_of(links: dict[Key, str], *, release: bool = False) -> Customers:
+    """The links grouped by customer; ``release`` empties ``links`` on the way (its
+    memory is the caller's largest)."""
+    members: dict[str, list[Key]] = {}
     for key, customer in links.items():
         found = members.get(customer)
         if found is None:
@@ -151,23 +143,28 @@ def write_links(conn: Any, links: dict[tuple[str, str], str], *, schema: str = "
             found.append(key)
     if release:
         links.clear()
+    return list(members.items())
+
+
+def shares(customers: Customers, parts: int) -> list[Customers]:
+    """``parts`` runs of about as many customers each, in order."""
+    size = -(-len(customers) // parts) or 1
+    return [customers[i * size:(i + 1) * size] for i in range(parts)]
+
+
+def write_links(conn: Any, customers: Customers, *, schema: str = "temp") -> tuple[int, int]:
+    """``customers`` into ``schema.scale_link`` (ord, connection, external_id,
+    customer_id), one row per account in customer order; its rowid range."""
     conn.execute(f"DROP TABLE IF EXISTS {schema}.scale_link")
     conn.execute(f"CREATE TABLE {schema}.scale_link "
                  "(ord INTEGER, connection TEXT, external_id TEXT, customer_id TEXT)")
     conn.execute("BEGIN")
     conn.executemany(
         f"INSERT INTO {schema}.scale_link VALUES (?, ?, ?, ?)",
-        ((ord_, c, e, customer) for ord_, (customer, keys) in enumerate(members.items())
+        ((ord_, c, e, customer) for ord_, (customer, keys) in enumerate(customers)
          for c, e in keys))
     conn.execute("COMMIT")
-    bounds: list[tuple[int, int]] = []
-    share, start, row = -(-len(members) // parts), 1, 0
-    for seen, keys in enumerate(members.values(), start=1):
-        row += len(keys)
-        if seen % share == 0 or seen == len(members):
-            bounds.append((start, row))
-            start = row + 1
-    return LinkTable(schema=schema, parts=tuple(bounds), customers=len(members))
+    return 1, sum(len(keys) for _, keys in customers)
 
 
 def _fetched(conn: Any, sql: str, bounds: tuple[int, int], size: int = 20_000
@@ -176,11 +173,11 @@ def _fetched(conn: Any, sql: str, bounds: tuple[int, int], size: int = 20_000
     return chain.from_iterable(iter(lambda: cursor.fetchmany(size), []))
 
 
-def stream_part(conn: Any, table: LinkTable, part: int, makers: Mapping[str, FactMaker]
-                ) -> Iterator[Group]:
-    """Each customer of ``table``'s ``part``, with its facts, in link table order."""
-    bounds = table.parts[part] if table.parts else (1, 0)
-    links = f"{table.schema}.scale_link"
+def stream_part(conn: Any, schema: str, bounds: tuple[int, int],
+                makers: Mapping[str, FactMaker]) -> Iterator[Group]:
+    """Each customer of ``schema.scale_link`` whose rows are in the rowid range
+    ``bounds``, with its facts, in link table order."""
+    links = f"{schema}.scale_link"
     # instants are nearly all distinct: parsed as they come (the query appends the UTC
     # offset the store leaves out), no memo to fill
     instant = datetime.fromisoformat
@@ -227,8 +224,8 @@ def stream_groups(
     makers = fact_makers({rt.name: rt for rt in runtimes}, ledgers or {})
     conn = _raw(store)
     try:
-        table = write_links(conn, links, release=release)
-        yield from stream_part(conn, table, 0, makers)
+        bounds = write_links(conn, customers_of(links, release=release))
+        yield from stream_part(conn, "temp", bounds, makers)
         conn.execute("DROP TABLE IF EXISTS temp.scale_link")
     finally:
         conn.close()
@@ -400,22 +397,30 @@ class _Workers:
         policy: Policy, now: datetime, consume: Callable[[Evaluation], None], batch: int,
     ) -> tuple[list[Any], list[tuple[float, float]]]:
         path = _store_path(store)
-        scratch = os.path.join(self.scratch, "links.db")
+        # no connector crosses a process boundary: facts need the rest
+        light = [replace(rt, connector=cast(Any, None)) for rt in runtimes]
+        parts = shares(customers_of(links, release=True), len(self.pipes) + 1)
+        # the workers' shares first, each in its own file (no reader blocks a writer),
+        # so they start while this process writes its own
+        for part in range(len(parts) - 1, 0, -1):
+            scratch = os.path.join(self.scratch, f"links-{part}.db")
+            conn = sqlite3.connect(scratch, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = OFF")
+                conn.execute("PRAGMA synchronous = OFF")
+                bounds = write_links(conn, parts[part], schema="main")
+            finally:
+                conn.close()
+            parts[part] = []
+            self.pipes[part - 1].send(("rules", path, scratch, bounds, light, policy, now,
+                                       consume, batch))
         conn = sqlite3.connect(path, isolation_level=None)
         try:
-            conn.execute("ATTACH DATABASE ? AS scale", (scratch,))
-            conn.execute("PRAGMA scale.journal_mode = OFF")
-            conn.execute("PRAGMA scale.synchronous = OFF")
-            table = write_links(conn, links, schema="scale", parts=len(self.pipes) + 1,
-                                release=True)
-            # no connector crosses a process boundary: facts need the rest
-            light = [replace(rt, connector=cast(Any, None)) for rt in runtimes]
-            for part, pipe in enumerate(self.pipes, start=1):
-                pipe.send(("rules", path, scratch, table, part, light, policy, now, consume,
-                           batch))
+            bounds = write_links(conn, parts[0])
+            del parts
             makers = fact_makers({rt.name: rt for rt in runtimes}, {})
-            evaluate_groups_into(stream_part(conn, table, 0, makers), policy, now, consume,
-                                 batch)
+            evaluate_groups_into(stream_part(conn, "temp", bounds, makers), policy, now,
+                                 consume, batch)
         finally:
             conn.close()
         consumers, usage = [consume], []
@@ -451,13 +456,13 @@ def _work(pipe: Any) -> None:
             job = pipe.recv()
     except EOFError:
         return  # the caller stopped before it had a part for us
-    _, path, scratch, table, part, runtimes, policy, now, consume, batch = job
+    _, path, scratch, bounds, runtimes, policy, now, consume, batch = job
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("ATTACH DATABASE ? AS scale", (scratch,))
         makers = fact_makers({rt.name: rt for rt in runtimes}, {})
-        evaluate_groups_into(stream_part(conn, table, part, makers), policy, now, consume,
-                             batch)
+        evaluate_groups_into(stream_part(conn, "scale", bounds, makers), policy, now,
+                             consume, batch)
     finally:
         conn.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
