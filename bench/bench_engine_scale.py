@@ -109,9 +109,10 @@ def main() -> int:
     for ended in run.consumers[1:]:  # the workers' counts (the first is ours: tally)
         tally.add(ended)
     wall = marks[-1][1] - marks[0][1]
-    cpu = marks[-1][2] - marks[0][2] + sum(c for c, _ in run.worker_usage)
-    peak = status_mb("VmHWM") + sum(p for _, p in run.worker_usage)
-    workers = "".join(f"; worker cpu {c:.1f}s, peak RSS {p:.0f}MB" for c, p in run.worker_usage)
+    cpu = marks[-1][2] - marks[0][2] + sum(c for c, _, _ in run.worker_usage)
+    peak = status_mb("VmHWM") + sum(p for _, p, _ in run.worker_usage)
+    workers = "".join(f"; worker cpu {c:.1f}s, peak RSS {p:.0f}MB, its rules share {w:.1f}s"
+                      for c, p, w in run.worker_usage)
     print(f"total: wall {wall:.1f}s, cpu {cpu:.1f}s (all processes), peak RSS {peak:.0f}MB "
           f"(sum of processes){workers}; load average {os.getloadavg()[0]:.1f}")
     print(f"{run.accounts} accounts -> {run.customers} customers, {run.review_items} review "

@@ -26,6 +26,7 @@ import resource
 import shutil
 import sqlite3
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -242,8 +243,9 @@ class ScaleRun:
     match: MatchResult | None
     evaluation: Evaluation | None
     consumers: list[Any] = field(default_factory=list)
-    # per worker process: CPU seconds and peak RSS in MB (this process's are the caller's)
-    worker_usage: list[tuple[float, float]] = field(default_factory=list)
+    # per worker process: CPU seconds, peak RSS in MB (this process's are the caller's),
+    # and the wall seconds its share of the rules took
+    worker_usage: list[tuple[float, float, float]] = field(default_factory=list)
 
 
 def evaluate_at_scale(
@@ -326,7 +328,8 @@ def _evaluate_at_scale(
     else:
         assert consume is not None  # checked by evaluate_at_scale
         run.consumers, run.worker_usage = pool.evaluate(
-            store, runtimes, links, policy=policy, now=now, consume=consume, batch=batch)
+            store, runtimes, links, policy=policy, now=now, consume=consume, batch=batch,
+            tell=tell)
     tell("evaluated")
     return run
 
@@ -395,7 +398,8 @@ class _Workers:
     def evaluate(
         self, store: Any, runtimes: Sequence[Runtime], links: dict[tuple[str, str], str], *,
         policy: Policy, now: datetime, consume: Callable[[Evaluation], None], batch: int,
-    ) -> tuple[list[Any], list[tuple[float, float]]]:
+        tell: Callable[[str], None],
+    ) -> tuple[list[Any], list[tuple[float, float, float]]]:
         path = _store_path(store)
         # no connector crosses a process boundary: facts need the rest
         light = [replace(rt, connector=cast(Any, None)) for rt in runtimes]
@@ -418,6 +422,7 @@ class _Workers:
         try:
             bounds = write_links(conn, parts[0])
             del parts
+            tell("links_written")
             makers = fact_makers({rt.name: rt for rt in runtimes}, {})
             evaluate_groups_into(stream_part(conn, "temp", bounds, makers), policy, now,
                                  consume, batch)
@@ -425,9 +430,9 @@ class _Workers:
             conn.close()
         consumers, usage = [consume], []
         for pipe in self.pipes:
-            ended, cpu, peak = self._answer(pipe)
+            ended, *used = self._answer(pipe)
             consumers.append(ended)
-            usage.append((cpu, peak))
+            usage.append(tuple(used))
         return consumers, usage
 
     def close(self) -> None:
@@ -457,6 +462,7 @@ def _work(pipe: Any) -> None:
     except EOFError:
         return  # the caller stopped before it had a part for us
     _, path, scratch, bounds, runtimes, policy, now, consume, batch = job
+    started = time.perf_counter()
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("ATTACH DATABASE ? AS scale", (scratch,))
@@ -466,5 +472,6 @@ def _work(pipe: Any) -> None:
     finally:
         conn.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    pipe.send((consume, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024))
+    pipe.send((consume, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+               time.perf_counter() - started))
     pipe.close()

@@ -140,8 +140,8 @@ def test_two_processes_reach_the_verdicts_of_the_normal_path(filled: tuple[Store
     assert {**parts[0].desired, **parts[1].desired} == {
         k: dict(v) for k, v in normal.desired.items()}
     assert {**parts[0].thresholds, **parts[1].thresholds} == normal.next_thresholds
-    cpu, peak = run.worker_usage[0]
-    assert cpu > 0 and peak > 0
+    cpu, peak, wall = run.worker_usage[0]
+    assert cpu > 0 and peak > 0 and wall > 0
 
 
 def test_workers_need_a_consumer(filled: tuple[Store, Any]) -> None:
