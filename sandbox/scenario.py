@@ -98,6 +98,9 @@ class _Builder:
     def __init__(self, seed: int, now: datetime) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
+        # decisions added after the first release draw from their own stream, so that every
+        # seed still yields the same companies, accounts and deals as before
+        self.later_rng = random.Random(f"{seed}-later")
         self.now = now
         self.crms = {c: CrmSeed(connection=c, vendor=v, role=r, distributor_id=d)
                      for c, v, r, d in LAYOUT}
@@ -268,7 +271,9 @@ class _Builder:
             if rng.random() < 0.75:
                 self._registered_deal(home, key, company, dist, self._background_state())
             else:
-                self._distributor_deal(home, key, company, open_deal=home != "sf-direct")
+                deal = self._distributor_deal(home, key, company, open_deal=home != "sf-direct")
+                if home != "sf-direct":
+                    self._perhaps_closed(deal)
         if home != "sf-direct" and rng.random() < 0.35:
             owner = dist if rng.random() < 0.6 else None
             internal = self._internal_for(company)
@@ -277,6 +282,20 @@ class _Builder:
                 self._direct_deal(internal, internal_key, company, stage="lost")
         if rng.random() < 0.12:
             self._add_account(HOME_OF[self._distributor_for(company, exclude=(dist,))], company)
+
+    def _perhaps_closed(self, deal: SeedDeal) -> None:
+        """Some of a distributor's unregistered deals in its own CRM are long closed: won or
+        lost without ever being registered (what the scorecards' unregistered win rate
+        counts)."""
+        rng = self.later_rng
+        if rng.random() >= 0.45:
+            return
+        deal.stage = "won" if rng.random() < 0.4 else "lost"
+        deal.created_at = self.now - timedelta(days=rng.uniform(150, 500))
+        deal.last_activity_at = deal.created_at + timedelta(days=rng.uniform(20, 90))
+        deal.modified_at = deal.last_activity_at
+        deal.close_date = max(deal.created_at.date(),
+                              (deal.last_activity_at - timedelta(days=rng.randint(0, 5))).date())
 
     def _background_state(self) -> str:
         return self.rng.choices(

@@ -203,6 +203,24 @@ def test_background_customers_have_no_unplanted_conflict(world: World) -> None:
         assert not (live - {party}), f"{key} competes with {live}"
 
 
+def test_every_distributor_has_closed_unregistered_deals_in_its_own_crm() -> None:
+    """The scorecards compare registered and unregistered win rates: the default scenario
+    gives each distributor CRM closed deals it never registered, won and lost."""
+    world = generate(seed=7, customers=400, now=NOW)
+    outcomes: set[str] = set()
+    for crm in world.crms:
+        if crm.role != "distributor":
+            continue
+        closed = [d for d in crm.deals if d.registered_at is None and d.stage != "open"]
+        assert closed, crm.connection
+        outcomes |= {d.stage for d in closed}
+        for deal in closed:
+            assert deal.last_activity_at is not None
+            assert deal.created_at <= deal.last_activity_at < NOW - timedelta(days=30)
+            assert deal.created_at.date() <= deal.close_date <= deal.last_activity_at.date()
+    assert outcomes == {"won", "lost"}
+
+
 def test_world_round_trips_through_a_fixture_file(world: World, tmp_path: Path) -> None:
     path = tmp_path / "world.json"
     path.write_text(json.dumps(world_to_dict(world)))
