@@ -18,15 +18,16 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
-from rapidfuzz import fuzz, process
-from rapidfuzz.distance import OSA
+from rapidfuzz import fuzz
 
-from rules.names import RecordFeatures, fuzzy_blocks, unrelated_domains
+from rules.fuzzy import FuzzyPair, fuzzy_candidates
+from rules.names import RecordFeatures, unrelated_domains
 
 RecordKey = tuple[str, str]  # (connection, external_id)
 METHODS = ("single", "human", "duns", "vat", "domain", "name", "name_no_country", "name_fuzzy")
 _METHOD_CODE = {method: code for code, method in enumerate(METHODS)}
 Evidence = tuple[str, ...] | Callable[[], tuple[str, ...]]
+FuzzyFound = Callable[[], tuple[list[FuzzyPair], list[str]]]
 # Last cycle's links: (connection, "account", external_id) or (connection, external_id) -> id
 PreviousLinks = Mapping[tuple[str, str, str], str] | Mapping[tuple[str, str], str]
 
@@ -202,13 +203,16 @@ class _Matcher:
             return 100.0
         return max(fuzz.ratio(self.f.compact[i], self.f.compact[j]), fuzz.token_set_ratio(a, b))
 
-    def run(self) -> None:
+    def run(self, fuzzy: FuzzyFound | None = None) -> None:
+        """``fuzzy``: where the close-name candidates come from when computed elsewhere
+        (:func:`rules.fuzzy.fuzzy_candidates` of these features); asked for only once the
+        exact evidence is joined, so it may be running meanwhile."""
         f = self.f
         self._by_key(f.duns, 1.0, "duns")
         self._by_key(f.vat, 0.99, "vat")
         self._domains()
         self._exact_names()
-        self._fuzzy_names()
+        self._fuzzy_names(fuzzy)
 
     def _by_key(self, values: list[str | None], score: float, method: str) -> None:
         groups: dict[str, list[int]] = defaultdict(list)
@@ -288,42 +292,14 @@ class _Matcher:
             for other in fitting or sorted(known):
                 self.reviews.append((by_name[(other, f.compact[j])][0], j, 0.7, "name", evidence))
 
-    def _fuzzy_names(self) -> None:
+    def _fuzzy_names(self, found: FuzzyFound | None) -> None:
         f, s = self.f, self.s
-        reps: dict[tuple[str, str], int] = {}
-        for i, compact in enumerate(f.compact):
-            country = f.country[i]
-            if country and len(compact) >= 4:
-                reps.setdefault((country, compact), i)
-        blocks: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for (country, _), i in reps.items():
-            for name_block in fuzzy_blocks(f.name[i]):
-                blocks[(country, name_block)].append(i)
-        candidates: dict[tuple[int, int], float] = {}
-        for block, members in blocks.items():
-            if len(members) < 2:
-                continue
-            if len(members) > s.max_block:
-                self.skipped.append(f"{block[0]}/{block[1]} ({len(members)} names)")
-                continue
-            choices = [f.compact[i] for i in members]
-            for pos in range(len(members) - 1):
-                found = process.extract(choices[pos], choices[pos + 1:], scorer=fuzz.ratio,
-                                        score_cutoff=s.fuzzy_review, limit=None)
-                for _, score, offset in found:
-                    a, b = members[pos], members[pos + 1 + offset]
-                    candidates[(a, b) if a < b else (b, a)] = score
-        # one slip of the keyboard (a letter dropped, doubled, swapped or wrong) is a typo;
-        # two are as likely another company ("Nexor" / "Nexra")
-        edits = {pair: OSA.distance(f.compact[pair[0]], f.compact[pair[1]], score_cutoff=3)
-                 for pair in candidates}
-        typo_neighbours: Counter[int] = Counter()
-        for (a, b), n in edits.items():
-            if n <= 1 and min(len(f.compact[a]), len(f.compact[b])) >= s.min_typo_length:
-                typo_neighbours.update((a, b))
-        for (a, b), score in sorted(candidates.items(), key=lambda kv: (-kv[1], kv[0])):
-            ambiguous = max(typo_neighbours[a], typo_neighbours[b]) > 1
-            self._fuzzy_pair(a, b, score, edits[(a, b)], ambiguous)
+        pairs, skipped = found() if found is not None else fuzzy_candidates(
+            f.name, f.compact, f.country, review_floor=s.fuzzy_review,
+            min_typo_length=s.min_typo_length, max_block=s.max_block)
+        self.skipped.extend(skipped)
+        for a, b, score, edits, ambiguous in pairs:
+            self._fuzzy_pair(a, b, score, edits, ambiguous)
 
     def _fuzzy_pair(self, a: int, b: int, score: float, edits: int, ambiguous: bool) -> None:
         f, s = self.f, self.s
@@ -447,10 +423,12 @@ def match_features(
     decisions: Iterable[Decision] = (),
     previous: PreviousLinks | None = None,
     settings: MatchSettings | None = None,
+    fuzzy: FuzzyFound | None = None,
 ) -> MatchResult:
-    """:func:`match_accounts` over records already normalised (e.g. in parts, in parallel)."""
+    """:func:`match_accounts` over records already normalised (e.g. in parts, in parallel);
+    ``fuzzy`` as in ``_Matcher.run``."""
     matcher = _Matcher(features, settings or MatchSettings(), decisions)
-    matcher.run()
+    matcher.run(fuzzy)
     return matcher.result(previous or {})
 
 
