@@ -31,45 +31,19 @@ from decimal import Decimal
 from pathlib import Path
 
 from sandbox import names
+from sandbox.layout import (
+    CHANNEL_MANAGER,
+    DISTRIBUTORS,
+    HISTORIC_WIN_RATE,
+    HOME_OF,
+    LAYOUT,
+    PRODUCTS,
+    REGISTRATION_AGES,
+    REGISTRATION_TERM_DAYS,
+    USD_RATE,
+)
 from sandbox.names import COUNTRIES, EMEA, Company
 from sandbox.world import CrmSeed, GroundTruth, SeedAccount, SeedDeal, SeedUser, World
-
-REGISTRATION_TERM_DAYS = 90
-INACTIVITY_LIMIT_DAYS = 30
-WARNING_WINDOW_DAYS = 14
-
-DISTRIBUTORS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    # id -> (legal name, home country, territory)
-    "dist-northwind": ("Northwind Distribution Ltd", "GB", ("US", "CA", "GB", "IE", "AU")),
-    "dist-brightline": ("Brightline Channel GmbH", "DE",
-                        ("DE", "AT", "CH", "NL", "BE", "FR", "SE", "FI", "NO", "DK")),
-    "dist-alpine": ("Alpine Trade Partners AG", "CH", ("CH", "AT", "DE", "IT", "ES", "FR")),
-    "dist-portal": ("Portal Resellers Inc.", "US", ("US", "JP", "SG", "BR", "MX", "AU", "CA")),
-}
-LAYOUT: tuple[tuple[str, str, str, str | None], ...] = (
-    ("sf-direct", "salesforce", "internal", None),
-    ("d365-emea", "dynamics", "internal", None),
-    ("hs-northwind", "hubspot", "distributor", "dist-northwind"),
-    ("hs-brightline", "hubspot", "distributor", "dist-brightline"),
-    ("pd-alpine", "pipedrive", "distributor", "dist-alpine"),
-)
-# Where a distributor's registrations live: its own CRM, or the manufacturer's partner portal.
-HOME_OF = {"dist-northwind": "hs-northwind", "dist-brightline": "hs-brightline",
-           "dist-alpine": "pd-alpine", "dist-portal": "sf-direct"}
-CHANNEL_MANAGER = {"sf-direct": "sf-u-cm", "d365-emea": "d365-u-cm"}
-USD_RATE = {"USD": 1, "EUR": 0.92, "GBP": 0.79, "CHF": 0.88, "CAD": 1.36, "AUD": 1.52,
-            "JPY": 150, "SEK": 10.5, "NOK": 10.7, "DKK": 6.9, "BRL": 5.0, "MXN": 17,
-            "SGD": 1.34}
-PRODUCTS = ("Line sensors", "Controller upgrade", "Service contract", "Spare parts",
-            "Pilot installation", "Renewal", "Site licence", "Retrofit", "Training days")
-# Registration ages: state -> (registered days ago range, last activity days ago range)
-REGISTRATION_AGES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
-    "active": ((5, 60), (0, 10)),
-    "expiring_term": ((77, 88), (0, 8)),
-    "expiring_inactivity": ((20, 50), (18, 27)),
-    "expired_term": ((95, 200), (0, 20)),
-    "expired_inactivity": ((35, 70), (35, 60)),
-}
 
 
 def generate(*, seed: int = 7, customers: int = 400, now: datetime | None = None) -> World:
@@ -109,6 +83,7 @@ class _Builder:
         self.used_names: set[tuple[str, str]] = set()
         self.used_domains: set[str] = set()
         self.companies: list[Company] = []
+        self.distributor_homes: list[tuple[str, str, Company, str]] = []  # for _history
 
     # -- top level ------------------------------------------------------------------------
     def build(self, customers: int) -> World:
@@ -124,6 +99,7 @@ class _Builder:
         for crm in self.crms.values():  # CRMs list records in no meaningful order
             self.rng.shuffle(crm.accounts)
             self.rng.shuffle(crm.deals)
+        self._history()
         return World(seed=self.seed, crms=list(self.crms.values()), truth=self.truth,
                      now=self.now)
 
@@ -267,6 +243,7 @@ class _Builder:
         dist = self._distributor_for(company)
         home = HOME_OF[dist]
         key = self._add_account(home, company, channel_owner=dist if home == "sf-direct" else None)
+        self.distributor_homes.append((home, key, company, dist))
         for _ in range(rng.choice((1, 1, 2))):
             if rng.random() < 0.75:
                 self._registered_deal(home, key, company, dist, self._background_state())
@@ -296,6 +273,21 @@ class _Builder:
         deal.modified_at = deal.last_activity_at
         deal.close_date = max(deal.created_at.date(),
                               (deal.last_activity_at - timedelta(days=rng.randint(0, 5))).date())
+
+    def _history(self) -> None:
+        """Registrations closed a year or more ago, so that distributors have the history the
+        scorecards' verdicts need; one distributor wins few of them (a paper partner). Drawn
+        last, from their own stream: every other record keeps its id and values."""
+        main, self.rng = self.rng, self.later_rng
+        try:
+            for home, key, company, dist in self.distributor_homes:
+                if self.rng.random() >= 0.35:
+                    continue
+                won = self.rng.random() < HISTORIC_WIN_RATE.get(dist, 0.45)
+                self._registered_deal(home, key, company, dist, "won" if won else "lost",
+                                      registered=self._days_ago(370, 530))
+        finally:
+            self.rng = main
 
     def _background_state(self) -> str:
         return self.rng.choices(

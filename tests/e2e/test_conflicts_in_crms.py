@@ -17,7 +17,7 @@ import pytest
 from cli.cycles import one_cycle
 from rules.model import PARTNER_TEXT_OTHER, PARTNER_TEXT_YOURS
 from sandbox.launch import SandboxSet
-from sandbox.scenario import DISTRIBUTORS
+from sandbox.layout import DISTRIBUTORS
 from sandbox.world import World
 from tests.e2e.support import (
     CrmView,

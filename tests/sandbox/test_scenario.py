@@ -14,14 +14,13 @@ import requests
 
 from sandbox.cli import _native_entries, serve_command
 from sandbox.launch import LaunchError, start_native, start_world
-from sandbox.scenario import (
+from sandbox.layout import (
     CHANNEL_MANAGER,
     INACTIVITY_LIMIT_DAYS,
     REGISTRATION_TERM_DAYS,
     WARNING_WINDOW_DAYS,
-    generate,
-    load_fixture_world,
 )
+from sandbox.scenario import generate, load_fixture_world
 from sandbox.world import SeedDeal, World
 from sandbox.worldio import FixtureError, world_from_dict, world_to_dict
 
@@ -219,6 +218,23 @@ def test_every_distributor_has_closed_unregistered_deals_in_its_own_crm() -> Non
             assert deal.created_at <= deal.last_activity_at < NOW - timedelta(days=30)
             assert deal.created_at.date() <= deal.close_date <= deal.last_activity_at.date()
     assert outcomes == {"won", "lost"}
+
+
+def test_distributors_have_a_year_of_history_and_one_wins_little_of_it() -> None:
+    """Scorecard verdicts need 12 months since a distributor's first registration."""
+    world = generate(seed=7, customers=400, now=NOW)
+    old: dict[str, list[str]] = {}
+    for crm in world.crms:
+        for deal in crm.deals:
+            if deal.registered_by and deal.registered_at and \
+                    deal.registered_at < NOW - timedelta(days=365):
+                assert deal.stage in ("won", "lost")
+                assert world.truth.registrations[(crm.connection, deal.key)] == deal.stage
+                old.setdefault(deal.registered_by, []).append(deal.stage)
+    assert set(old) >= {"dist-northwind", "dist-brightline", "dist-alpine"}
+    rates = {dist: stages.count("won") / len(stages) for dist, stages in old.items()}
+    assert rates["dist-northwind"] < 0.15 < min(r for d, r in rates.items()
+                                                if d != "dist-northwind")
 
 
 def test_world_round_trips_through_a_fixture_file(world: World, tmp_path: Path) -> None:
