@@ -66,7 +66,10 @@ def _run(console: Console, workdir: Path, sandboxes: SandboxSet, *, keep_running
         second = _cycle(console, wiring, "Cycle 2: incremental, after the changes")
         console.print(_cycle_line(second))
         _summary(console, wiring, sandboxes, changes, first, second)
-        report = _scorecards(wiring, workdir)
+        report, verdicts = _scorecards(wiring, workdir)
+        console.rule("[bold]Which distributors really sell")
+        for line in verdicts:
+            console.print(line)
         console.print("Scorecard report, to open in a browser:")
         console.print(f"  [bold]{report}[/bold]", soft_wrap=True)
         _next_steps(console, config_path, sandboxes, keep_running)
@@ -321,7 +324,7 @@ def read_back(sandboxes: SandboxSet, connection: str, record_id: str) -> dict[st
     return {}
 
 
-def _scorecards(wiring: Wiring, workdir: Path) -> Path:
+def _scorecards(wiring: Wiring, workdir: Path) -> tuple[Path, list[str]]:
     from rules.report import render
     from sync.evaluate import scorecard_report
     from sync.findings import stored_findings
@@ -337,7 +340,12 @@ def _scorecards(wiring: Wiring, workdir: Path) -> Path:
     )
     path = (workdir / "scorecards.html").resolve()
     path.write_text(render(report, "html"))
-    return path
+    lines = []
+    for card in report.scorecards:
+        rate = card.win_rate_registered
+        won = f"wins {rate:.0%} of its registrations" if rate is not None else "no decided deals"
+        lines.append(f"  {card.distributor_id:<16} {won:<32} {card.verdict.replace('_', ' ')}")
+    return path, lines
 
 
 def _next_steps(console: Console, config: Path, sandboxes: SandboxSet, keep: bool) -> None:

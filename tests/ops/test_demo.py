@@ -20,6 +20,7 @@ def test_demo_runs_both_cycles_and_points_to_what_next(
     assert (workdir / "channelsync.db").stat().st_size > 0
     assert "<svg" in (workdir / "scorecards.html").read_text()
     for expected in ("run 1: ", "run 2: ", "What Channel Sync found",
+                     "Which distributors really sell", "paper partner",
                      "CONFIG=.channelsync/demo/channelsync.yaml",
                      "channelsync --config $CONFIG status",
                      "channelsync --config $CONFIG report scorecards",
