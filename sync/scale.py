@@ -35,8 +35,10 @@ from itertools import chain
 from typing import Any, cast
 
 from rules.engine import Evaluation, evaluate_customer
+from rules.fuzzy import fuzzy_candidates
 from rules.matching import (
     AccountRecord,
+    FuzzyFound,
     MatchResult,
     MatchSettings,
     match_accounts,
@@ -312,8 +314,9 @@ def _evaluate_at_scale(
         match = match_accounts(records, previous=previous or {}, settings=settings)
         del records
     else:  # each process loads and normalises its share of the accounts
-        features = pool.features(store, connections, tell)
-        match = match_features(features, previous=previous or {}, settings=settings)
+        features, fuzzy = pool.features(store, connections, settings, tell)
+        match = match_features(features, previous=previous or {}, settings=settings,
+                               fuzzy=fuzzy)
         del features
     assert match is not None
     links = {key: link.customer_id for key, link in match.links.items()}
@@ -357,10 +360,11 @@ class _Workers:
             self.processes.append(process)
         self.scratch = tempfile.mkdtemp(prefix="channelsync-scale-")
 
-    def features(self, store: Any, connections: Sequence[str], tell: Callable[[str], None]
-                 ) -> RecordFeatures:
+    def features(self, store: Any, connections: Sequence[str], settings: MatchSettings,
+                 tell: Callable[[str], None]) -> tuple[RecordFeatures, FuzzyFound]:
         """The accounts' matching features, normalised in equal shares of their keys,
-        the first share here, the others in the workers at the same time."""
+        the first share here, the others in the workers at the same time; and the close-name
+        candidates, which the first worker then finds while this process matches the rest."""
         path = _store_path(store)
         marks = ",".join("?" * len(connections))
         conn = sqlite3.connect(path, isolation_level=None)
@@ -376,17 +380,24 @@ class _Workers:
                 ).fetchone()
                 cuts.append(tuple(found) if found else None)
             bounds = list(zip([None, *cuts], [*cuts, None], strict=True))
-            for pipe, (start, end) in zip(self.pipes, bounds[1:], strict=True):
-                pipe.send(("features", path, list(connections), start, end))
+            for n, (pipe, (start, end)) in enumerate(zip(self.pipes, bounds[1:], strict=True)):
+                pipe.send(("features", path, list(connections), start, end, settings, n == 0))
             records = _account_records(conn, connections, *bounds[0])
         finally:
             conn.close()
         tell("loaded_accounts")
         parts = [RecordFeatures(records)]
         del records
-        for pipe in self.pipes:
+        for pipe in self.pipes[1:]:
             parts.append(self._answer(pipe))
-        return RecordFeatures.joined(parts)
+        # the first worker needs every other share's names, in key order around its own
+        before, after = parts[:1], parts[1:]
+        self.pipes[0].send(("names", *(
+            [name for part in side for name in getattr(part, field)]
+            for side in (before, after) for field in ("name", "compact", "country"))))
+        parts.insert(1, self._answer(self.pipes[0]))
+        first = self.pipes[0]
+        return RecordFeatures.joined(parts), lambda: self._answer(first)
 
     @staticmethod
     def _answer(pipe: Any) -> Any:
@@ -452,12 +463,26 @@ def _work(pipe: Any) -> None:
     try:
         job = pipe.recv()
         if job[0] == "features":
-            _, path, connections, start, end = job
+            _, path, connections, start, end, settings, finds_names = job
             conn = sqlite3.connect(path, isolation_level=None)
             try:
-                pipe.send(_features(conn, connections, start, end))
+                mine = _features(conn, connections, start, end)
             finally:
                 conn.close()
+            if finds_names:  # the close-name candidates over every share
+                # (the others' names first: both ends sending at once would block)
+                _, names, compacts, countries, names_after, compacts_after, countries_after = (
+                    pipe.recv())
+                pipe.send(mine)
+                pipe.send(fuzzy_candidates(
+                    [*names, *mine.name, *names_after],
+                    [*compacts, *mine.compact, *compacts_after],
+                    [*countries, *mine.country, *countries_after],
+                    review_floor=settings.fuzzy_review,
+                    min_typo_length=settings.min_typo_length, max_block=settings.max_block))
+            else:
+                pipe.send(mine)
+            del mine
             job = pipe.recv()
     except EOFError:
         return  # the caller stopped before it had a part for us

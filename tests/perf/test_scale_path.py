@@ -124,8 +124,8 @@ def test_two_processes_reach_the_verdicts_of_the_normal_path(filled: tuple[Store
     assert world.now is not None
     now = world.now + timedelta(hours=1)
     accounts, opportunities = store.load_accounts(), store.load_opportunities()
-    links = {key: link.customer_id
-             for key, link in match_customers(store, accounts, settings).links.items()}
+    match = match_customers(store, accounts, settings)
+    links = {key: link.customer_id for key, link in match.links.items()}
     normal = evaluate(build_snapshot(accounts=accounts, opportunities=opportunities,
                                      links=links, runtimes={rt.name: rt for rt in runtimes},
                                      ledgers={}), policy, now)
@@ -133,6 +133,9 @@ def test_two_processes_reach_the_verdicts_of_the_normal_path(filled: tuple[Store
     run = evaluate_at_scale(store, runtimes, policy=policy, settings=settings, now=now,
                             consume=Collect(), batch=5, workers=2)
     assert len(run.consumers) == 2 and len(run.worker_usage) == 1
+    # matched from features and close names found in two processes: the same clusters
+    assert (run.accounts, run.customers) == (len(links), len(set(links.values())))
+    assert run.review_items == len(match.review)
     parts: list[Collect] = run.consumers
     assert all(part.batches > 1 and part.desired for part in parts)  # both did a share
     assert not set(parts[0].desired) & set(parts[1].desired)  # and no record twice
