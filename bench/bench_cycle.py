@@ -142,6 +142,7 @@ def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock,
         stats = pstats.Stats(profiler).sort_stats("cumulative")
         stats.print_stats(40)
         stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(r"sync/|state/|rules/", 40)
     total = (time.perf_counter() - wall, time.process_time() - cpu, time.thread_time() - own)
     calls = api_calls(sandboxes)
     sent = sum(c.push.sent for c in report.connections.values() if c.push)
