@@ -149,10 +149,12 @@ def customers_of(links: dict[Key, str], *, release: bool = False) -> Customers:
     return list(members.items())
 
 
-def shares(customers: Customers, parts: int) -> list[Customers]:
-    """``parts`` runs of about as many customers each, in order."""
-    size = -(-len(customers) // parts) or 1
-    return [customers[i * size:(i + 1) * size] for i in range(parts)]
+def shares(customers: Customers, parts: int, *, first: float = 1.0) -> list[Customers]:
+    """``parts`` runs of customers in order, the first ``first`` times as large as each
+    of the others (which are equal)."""
+    size = len(customers) / (parts - 1 + first)
+    cuts = [0, *(round(size * (first + i)) for i in range(parts - 1)), len(customers)]
+    return [customers[cuts[i]:cuts[i + 1]] for i in range(parts)]
 
 
 def write_links(conn: Any, customers: Customers, *, schema: str = "temp") -> tuple[int, int]:
@@ -414,7 +416,9 @@ class _Workers:
         path = _store_path(store)
         # no connector crosses a process boundary: facts need the rest
         light = [replace(rt, connector=cast(Any, None)) for rt in runtimes]
-        parts = shares(customers_of(links, release=True), len(self.pipes) + 1)
+        # this process's share is smaller: it writes its own link table after the
+        # workers', while they already evaluate (about a tenth of the time a share takes)
+        parts = shares(customers_of(links, release=True), len(self.pipes) + 1, first=0.9)
         # the workers' shares first, each in its own file (no reader blocks a writer),
         # so they start while this process writes its own
         for part in range(len(parts) - 1, 0, -1):

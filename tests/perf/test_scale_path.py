@@ -22,7 +22,7 @@ from rules.model import Policy
 from sandbox.scenario import generate
 from state.store import Store
 from sync.cycle import Runtime
-from sync.scale import evaluate_at_scale, stream_groups
+from sync.scale import evaluate_at_scale, shares, stream_groups
 from sync.snapshot import build_snapshot, match_customers
 
 
@@ -145,6 +145,16 @@ def test_two_processes_reach_the_verdicts_of_the_normal_path(filled: tuple[Store
     assert {**parts[0].thresholds, **parts[1].thresholds} == normal.next_thresholds
     cpu, peak, wall = run.worker_usage[0]
     assert cpu > 0 and peak > 0 and wall > 0
+
+
+def test_shares_keep_every_customer_once_in_order() -> None:
+    customers = [(f"cust-{i}", [("crm", str(i))]) for i in range(1000)]
+    for parts, first in ((1, 1.0), (2, 1.0), (2, 0.9), (3, 0.5)):
+        cut = shares(customers, parts, first=first)
+        assert len(cut) == parts and [c for part in cut for c in part] == customers
+        if parts > 1:  # the first is `first` times as large as each of the others
+            assert abs(len(cut[0]) - first * len(cut[1])) <= 1
+    assert shares([], 2) == [[], []]
 
 
 def test_workers_need_a_consumer(filled: tuple[Store, Any]) -> None:
