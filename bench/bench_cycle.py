@@ -1,7 +1,8 @@
 """Benchmark: whole cycles over the default scenario against the sandboxes.
 
 Five cycles in one process (as the daemon runs them): the first (full evaluation), the
-second (reads back our own writes), the third with no change, a cycle after people
+second (reads back our own writes), the third with no change (repeated, up to three times,
+while it still writes what a vendor's limit held back in the first), a cycle after people
 edited ``--change`` of the records (1% by default: deal amounts and account names, through
 each sandbox's Python API), and a last one with no change but a full evaluation forced
 (what every cycle would cost without incremental evaluation). Per cycle: wall and CPU
@@ -107,6 +108,7 @@ def edit_share(wiring: Wiring, sandboxes: SandboxSet, share: float, rng: random.
 
 
 DEFAULT_INTERVAL_S = ScheduleSettings().cycle_interval.total_seconds()
+SETTLE_MAX = 3  # no-change cycles before the edits, until one writes nothing
 
 
 class Spacing:
@@ -153,6 +155,7 @@ def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock,
         print(f"   {stage:<34} wall {w:7.3f}s  cpu {c:7.3f}s")
     print("   API calls: " + ", ".join(f"{n} {k}" for n, k in calls.items()))
     return {"wall": total[0], "cpu": total[1], "own": total[2], "calls": sum(calls.values()),
+            "sent": sent,
             "evaluate": tuple(clock.stages.get("evaluate", (0.0, 0.0)))}
 
 
@@ -203,8 +206,11 @@ def main() -> int:
                 full = run_one("cycle 1 (full)", wiring, sandboxes, clock)
                 spacing.wait()
                 run_one("cycle 2 (reads back our writes)", wiring, sandboxes, clock)
-                spacing.wait()
-                run_one("cycle 3 (no change)", wiring, sandboxes, clock, args.profile)
+                for extra in range(SETTLE_MAX):  # until the vendors' limits let all out
+                    spacing.wait()
+                    label = "cycle 3 (no change)" if not extra else f"cycle 3{'abc'[extra]} (again)"
+                    if run_one(label, wiring, sandboxes, clock, args.profile)["sent"] == 0:
+                        break
                 edited = edit_share(wiring, sandboxes, args.change, random.Random(args.seed))
                 if args.once:
                     engine_for(wiring.store()).index = None
