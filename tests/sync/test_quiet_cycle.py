@@ -1,0 +1,38 @@
+"""A cycle after the one that read our own writes back re-evaluates nothing: those rows were
+evaluated by that cycle, and nothing changed since."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cli.cycles import one_cycle
+from cli.democonfig import write_config
+from config.loader import load_settings
+from sandbox.launch import start_world
+from sandbox.scenario import generate
+from wiring import Wiring
+
+
+def test_no_change_cycle_after_the_echoes_evaluates_no_customer(tmp_path: Path) -> None:
+    world = generate(seed=7, customers=40, now=datetime(2026, 11, 26, tzinfo=UTC))
+    sandboxes = start_world(world, tls_dir=tmp_path / "tls")
+    wiring = Wiring(load_settings(write_config(sandboxes, tmp_path)))
+    try:
+        first = one_cycle(wiring)
+        assert first.stats["evaluation"] == "full" and first.stats["queued"] > 0
+        echoes = one_cycle(wiring)  # reads our writes back: those rows are touched
+        assert echoes.stats["customers"] > 0
+        quiet = one_cycle(wiring)
+        assert quiet.stats["evaluation"] == "incremental"
+        assert quiet.stats["customers"] == 0 and quiet.stats["queued"] == 0
+        # a person's edit after that is still seen
+        app: Any = sandboxes["sf-direct"].app
+        deal = next(r["Id"] for r in app.org.tables["Opportunity"].values()
+                    if not r["IsDeleted"])
+        app.org.update("Opportunity", deal, {"Amount": 123456})
+        assert one_cycle(wiring).stats["changed_records"] >= 1
+    finally:
+        wiring.close()
+        sandboxes.stop()
