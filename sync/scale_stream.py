@@ -1,0 +1,232 @@
+"""The store side of the scale path: account records for matching, the link table, and
+every matched customer streamed back from it as facts into the rules.
+
+Matching reads only the seven columns it needs into :class:`rules.matching.AccountRecord`;
+its links go to a link table, one row per account in customer order; the records then
+stream back joined to it (one index seek per account, no sort), each row straight into a
+fact (:class:`sync.snapshot.FactMaker`, the code a normal evaluation builds its facts
+with), one customer at a time. Values are decoded as the store's column types decode
+them (UTC timestamps, dates, NUMERIC(20, 4) as Decimal); dates and amounts through a
+bounded memo, as a store holds few distinct ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from itertools import chain
+from typing import Any
+
+from rules.engine import Evaluation, evaluate_customer
+from rules.matching import AccountRecord
+from rules.model import AccountFact, OpportunityFact, Policy
+from rules.names import RecordFeatures
+from sync.cycle import Runtime
+from sync.snapshot import FactMaker, fact_makers
+
+Group = tuple[str | None, list[AccountFact], list[OpportunityFact]]
+Ledgers = Mapping[str, Mapping[tuple[str, str, str], Any]]
+Key = tuple[str, str]
+
+# Only the columns the facts hold (a test compares them with the normal path's): fewer
+# values to decode, and no per-row bookkeeping timestamps to parse.
+_ACCOUNT_SQL = (
+    "SELECT l.ord, l.customer_id, a.connection, a.external_id, a.name, a.country,"
+    " a.channel_owner, a.partner_id, a.owner_user"
+    " FROM {links} l JOIN account a"
+    " ON a.connection = l.connection AND a.external_id = l.external_id"
+    " WHERE l.rowid BETWEEN ? AND ? AND NOT a.deleted ORDER BY l.rowid")
+_OPPORTUNITY_SQL = (
+    "SELECT l.ord, o.connection, o.external_id, o.name, o.account_ref, o.amount, o.currency,"
+    " o.stage_category, o.close_date, o.created_at || '+00:00',"
+    " coalesce(o.modified_at, o.vendor_modified_at) || '+00:00',"
+    " o.last_activity_at || '+00:00', o.owner_user,"
+    " o.registered_by, o.registered_at || '+00:00', o.registration_expires_at,"
+    " o.registration_status,"
+    " o.registration_decision, o.reassign_to"
+    " FROM {links} l JOIN opportunity o"
+    " ON o.connection = l.connection AND o.account_ref = l.external_id"
+    " WHERE l.rowid BETWEEN ? AND ? AND NOT o.deleted ORDER BY l.rowid, o.id")
+
+
+class _Memo(dict[Any, Any]):
+    """Storage value -> decoded value, each distinct value decoded once (None stays None);
+    a hit is one dict lookup in C. For columns of few distinct values (dates, amounts):
+    past ``limit`` entries it starts afresh, so memory stays bounded whatever they hold."""
+
+    def __init__(self, decode: Callable[[Any], Any], limit: int = 100_000) -> None:
+        super().__init__({None: None})
+        self.decode, self.limit = decode, limit
+
+    def __missing__(self, raw: Any) -> Any:
+        if len(self) > self.limit:
+            self.clear()
+            self[None] = None
+        value = self[raw] = self.decode(raw)
+        return value
+
+
+def _amount(value: float | int) -> Decimal:
+    return Decimal(f"{value:.4f}")
+
+
+def _raw(store: Any) -> Any:
+    if store.dialect != "sqlite":
+        raise ValueError("the lean scale path reads SQLite directly; use evaluate_store")
+    return store.engine.raw_connection()
+
+
+def account_records(store: Any, connections: Sequence[str]) -> list[AccountRecord]:
+    """What matching needs of every live account of ``connections``, in store order."""
+    conn = _raw(store)
+    try:
+        return account_records_in(conn, connections, None, None)
+    finally:
+        conn.close()
+
+
+def account_records_in(conn: Any, connections: Sequence[str], start: Key | None,
+                       end: Key | None) -> list[AccountRecord]:
+    """What matching needs of the live accounts whose (connection, external id) is in
+    [start, end) (None: open end), in store order."""
+    marks = ",".join("?" * len(connections))
+    sql = ("SELECT connection, external_id, name, domain, country, duns, vat_id FROM account"
+           f" WHERE NOT deleted AND connection IN ({marks})")
+    args: list[str] = list(connections)
+    if start is not None:
+        sql += " AND (connection, external_id) >= (?, ?)"
+        args.extend(start)
+    if end is not None:
+        sql += " AND (connection, external_id) < (?, ?)"
+        args.extend(end)
+    return [AccountRecord(*row) for row in conn.execute(sql + " ORDER BY id", args)]
+
+
+def features_in(conn: Any, connections: Sequence[str], start: Key | None, end: Key | None
+              ) -> RecordFeatures:
+    return RecordFeatures(account_records_in(conn, connections, start, end))
+
+
+Customers = list[tuple[str, list[Key]]]  # (customer id, its accounts' keys)
+
+
+def customers_of(links: dict[Key, str], *, release: bool = False) -> Customers:
+    """The links grouped by customer; ``release`` empties ``links`` on the way (its
+    memory is the caller's largest)."""
+    members: dict[str, list[Key]] = {}
+    for key, customer in links.items():
+        found = members.get(customer)
+        if found is None:
+            members[customer] = [key]
+        else:
+            found.append(key)
+    if release:
+        links.clear()
+    return list(members.items())
+
+
+def shares(customers: Customers, parts: int, *, first: float = 1.0) -> list[Customers]:
+    """``parts`` runs of customers in order, the first ``first`` times as large as each
+    of the others (which are equal)."""
+    size = len(customers) / (parts - 1 + first)
+    cuts = [0, *(round(size * (first + i)) for i in range(parts - 1)), len(customers)]
+    return [customers[cuts[i]:cuts[i + 1]] for i in range(parts)]
+
+
+def write_links(conn: Any, customers: Customers, *, schema: str = "temp") -> tuple[int, int]:
+    """``customers`` into ``schema.scale_link`` (ord, connection, external_id,
+    customer_id), one row per account in customer order; its rowid range."""
+    conn.execute(f"DROP TABLE IF EXISTS {schema}.scale_link")
+    conn.execute(f"CREATE TABLE {schema}.scale_link "
+                 "(ord INTEGER, connection TEXT, external_id TEXT, customer_id TEXT)")
+    conn.execute("BEGIN")
+    conn.executemany(
+        f"INSERT INTO {schema}.scale_link VALUES (?, ?, ?, ?)",
+        ((ord_, c, e, customer) for ord_, (customer, keys) in enumerate(customers)
+         for c, e in keys))
+    conn.execute("COMMIT")
+    return 1, sum(len(keys) for _, keys in customers)
+
+
+def _fetched(conn: Any, sql: str, bounds: tuple[int, int], size: int = 20_000
+             ) -> Iterator[tuple[Any, ...]]:
+    cursor = conn.execute(sql, bounds)
+    return chain.from_iterable(iter(lambda: cursor.fetchmany(size), []))
+
+
+def stream_part(conn: Any, schema: str, bounds: tuple[int, int],
+                makers: Mapping[str, FactMaker]) -> Iterator[Group]:
+    """Each customer of ``schema.scale_link`` whose rows are in the rowid range
+    ``bounds``, with its facts, in link table order."""
+    links = f"{schema}.scale_link"
+    # instants are nearly all distinct: parsed as they come (the query appends the UTC
+    # offset the store leaves out), no memo to fill
+    instant = datetime.fromisoformat
+    days, amounts = _Memo(date.fromisoformat), _Memo(_amount)
+    opportunities = _fetched(conn, _OPPORTUNITY_SQL.format(links=links), bounds)
+    upcoming = next(opportunities, None)
+    current: int | None = None
+    customer: str | None = None
+    accounts: list[AccountFact] = []
+    for ord_, cid, connection, *values in chain(
+            _fetched(conn, _ACCOUNT_SQL.format(links=links), bounds), [(None, None, "")]):
+        if ord_ != current or ord_ is None:
+            if current is not None:
+                while upcoming is not None and upcoming[0] < current:
+                    upcoming = next(opportunities, None)  # its account went since: not here
+                opps: list[OpportunityFact] = []
+                while upcoming is not None and upcoming[0] == current:
+                    (_, conn_name, ext, name, ref, amount, currency, stage, close, created,
+                     modified, activity, owner, registered_by, registered_at, expires,
+                     status, decision, reassign) = upcoming
+                    opps.append(makers[conn_name].opportunity(
+                        ext, name, ref, amounts[amount], currency, stage, days[close],
+                        created and instant(created), modified and instant(modified),
+                        activity and instant(activity), owner, registered_by,
+                        registered_at and instant(registered_at), days[expires], status,
+                        decision, reassign, False, customer))
+                    upcoming = next(opportunities, None)
+                yield customer, accounts, opps
+            if ord_ is None:
+                break
+            current, customer, accounts = ord_, cid, []
+        ext, name, country, channel_owner, partner_id, owner_user = values
+        accounts.append(makers[connection].account(
+            ext, name, country, channel_owner, partner_id, owner_user, False, customer))
+
+
+def stream_groups(
+    store: Any, runtimes: Sequence[Runtime], links: dict[tuple[str, str], str],
+    ledgers: Ledgers | None = None, *, release: bool = False,
+) -> Iterator[Group]:
+    """Each matched customer's facts, one customer at a time (customers without a link
+    are left out: the caller evaluates the few unmatched deals the normal way). With
+    ``release`` the ``links`` dict is emptied once the database holds it."""
+    makers = fact_makers({rt.name: rt for rt in runtimes}, ledgers or {})
+    conn = _raw(store)
+    try:
+        bounds = write_links(conn, customers_of(links, release=release))
+        yield from stream_part(conn, "temp", bounds, makers)
+        conn.execute("DROP TABLE IF EXISTS temp.scale_link")
+    finally:
+        conn.close()
+
+
+def evaluate_groups_into(
+    groups: Iterator[Group], policy: Policy, now: datetime,
+    consume: Callable[[Evaluation], None] | None, batch: int,
+) -> Evaluation | None:
+    """Evaluate ``groups``; handed to ``consume`` every ``batch`` customers, or returned."""
+    result = Evaluation()
+    in_batch = 0
+    for customer, accounts, opportunities in groups:
+        evaluate_customer(customer, accounts, opportunities, policy, now, into=result)
+        in_batch += 1
+        if consume is not None and in_batch >= batch:
+            consume(result)
+            result, in_batch = Evaluation(), 0
+    if consume is not None:
+        consume(result)
+        return None
+    return result
