@@ -18,7 +18,7 @@ import pytest
 from bench.scale_data import fill_store
 from rules.engine import Evaluation, evaluate
 from rules.matching import MatchSettings
-from rules.model import Policy
+from rules.model import Policy, Snapshot
 from sandbox.scenario import generate
 from state.store import Store
 from sync.cycle import Runtime
@@ -56,20 +56,24 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, An
         store.close()
 
 
-def test_the_lean_path_agrees_with_the_normal_one(filled: tuple[Store, Any]) -> None:
-    store, world = filled
-    runtimes = runtimes_for(world)
-    by_name = {rt.name: rt for rt in runtimes}
-    policy, settings = Policy(), MatchSettings()
+def _normal_path(store: Store, world: Any, policy: Policy, settings: MatchSettings
+                 ) -> tuple[datetime, Any, dict[Any, str], Snapshot, Any]:
+    """Every row loaded, matched and evaluated at once: what the lean path must equal."""
     assert world.now is not None
     now = world.now + timedelta(hours=1)
-
     accounts, opportunities = store.load_accounts(), store.load_opportunities()
     match = match_customers(store, accounts, settings)
     links = {key: link.customer_id for key, link in match.links.items()}
     snapshot = build_snapshot(accounts=accounts, opportunities=opportunities, links=links,
-                              runtimes=by_name, ledgers={})
-    normal = evaluate(snapshot, policy, now)
+                              runtimes={rt.name: rt for rt in runtimes_for(world)}, ledgers={})
+    return now, match, links, snapshot, evaluate(snapshot, policy, now)
+
+
+def test_the_lean_path_agrees_with_the_normal_one(filled: tuple[Store, Any]) -> None:
+    store, world = filled
+    runtimes = runtimes_for(world)
+    policy, settings = Policy(), MatchSettings()
+    now, _match, links, snapshot, normal = _normal_path(store, world, policy, settings)
     assert all(o.customer_id is not None for o in snapshot.opportunities)
 
     streamed = list(stream_groups(store, runtimes, dict(links)))
@@ -121,14 +125,7 @@ def test_two_processes_reach_the_verdicts_of_the_normal_path(filled: tuple[Store
     store, world = filled
     runtimes = runtimes_for(world)
     policy, settings = Policy(), MatchSettings()
-    assert world.now is not None
-    now = world.now + timedelta(hours=1)
-    accounts, opportunities = store.load_accounts(), store.load_opportunities()
-    match = match_customers(store, accounts, settings)
-    links = {key: link.customer_id for key, link in match.links.items()}
-    normal = evaluate(build_snapshot(accounts=accounts, opportunities=opportunities,
-                                     links=links, runtimes={rt.name: rt for rt in runtimes},
-                                     ledgers={}), policy, now)
+    now, match, links, _snapshot, normal = _normal_path(store, world, policy, settings)
 
     run = evaluate_at_scale(store, runtimes, policy=policy, settings=settings, now=now,
                             consume=Collect(), batch=5, workers=2)
