@@ -208,7 +208,7 @@ def main() -> int:
                 run_one("cycle 2 (reads back our writes)", wiring, sandboxes, clock)
                 for extra in range(SETTLE_MAX):  # until the vendors' limits let all out
                     spacing.wait()
-                    label = "cycle 3 (no change)" if not extra else f"cycle 3{'abc'[extra]} (again)"
+                    label = f"cycle 3{'abc'[extra - 1]} (again)" if extra else "cycle 3 (no change)"
                     if run_one(label, wiring, sandboxes, clock, args.profile)["sent"] == 0:
                         break
                 edited = edit_share(wiring, sandboxes, args.change, random.Random(args.seed))
