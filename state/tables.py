@@ -44,6 +44,7 @@ class Account(RecordColumns, table=True):
     __table_args__ = (
         UniqueConstraint("connection", "external_id", name="uq_account_key"),
         Index("ix_account_changed_generation", "changed_generation"),
+        Index("ix_account_updated_at", "updated_at"),
     )
 
     name: str | None = None
@@ -64,6 +65,7 @@ class Opportunity(RecordColumns, table=True):
         UniqueConstraint("connection", "external_id", name="uq_opportunity_key"),
         Index("ix_opportunity_account_ref", "connection", "account_ref"),
         Index("ix_opportunity_changed_generation", "changed_generation"),
+        Index("ix_opportunity_updated_at", "updated_at"),
     )
 
     name: str | None = None
