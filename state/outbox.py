@@ -207,6 +207,19 @@ class OutboxMixin(StoreBase):
         with self._read() as conn:
             return [OutboxRow(*row) for row in conn.execute(query)]
 
+    def open_values(self, connections: Sequence[str]) -> dict[str, dict[tuple[str, str, str], Any]]:
+        """connection -> (entity, external id, field) -> value of its open (pending or
+        failed) item: only the columns the engine's "is this value ours" check needs."""
+        tbl = table(OutboxItem)
+        query = sa.select(tbl.c.connection, tbl.c.entity, tbl.c.external_id, tbl.c.field,
+                          tbl.c.value).where(tbl.c.state.in_(OPEN_OUTBOX_STATES),
+                                             tbl.c.connection.in_(list(connections)))
+        out: dict[str, dict[tuple[str, str, str], Any]] = {}
+        with self._read() as conn:
+            for connection, entity, external_id, field, value in conn.execute(query):
+                out.setdefault(connection, {})[(entity, external_id, field)] = value
+        return out
+
     def dead_letters(self, connection: str | None = None) -> list[OutboxRow]:
         return self.outbox_items(connection=connection, state="dead", limit=100_000)
 

@@ -15,7 +15,6 @@ from connectors.base import Entity
 from rules.matching import AccountRecord, Decision, MatchResult, MatchSettings, match_accounts
 from rules.model import AccountFact, OpportunityFact, RecordKey, Snapshot, positional_builder
 from state.rows import AccountRow, OpportunityRow, ReviewItemIn
-from state.tables import OPEN_OUTBOX_STATES
 from sync.cycle import Runtime
 from sync.plan import same_value
 
@@ -270,12 +269,6 @@ def in_flight(
     Open items (pending, failed) may already be in the CRM: a crash between the vendor's
     answer and the booking, or a timeout after the vendor applied the write. There is at
     most one open item per field (``enqueue`` replaces an older value)."""
-    out: dict[str, dict[tuple[str, str, str], Any]] = {}
-    for name in runtimes:
-        for state in OPEN_OUTBOX_STATES:
-            for item in store.outbox_items(connection=name, state=state, limit=_ALL):
-                out.setdefault(name, {})[(item.entity, item.external_id, item.field)] = item.value
-    return out
+    return store.open_values(list(runtimes))
 
 
-_ALL = 2**62  # outbox_items takes a limit; open items are few, and all of them count

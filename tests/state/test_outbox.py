@@ -68,6 +68,26 @@ def test_failed_items_wait_for_their_next_attempt(store: Store) -> None:
         store.mark_failed(99999, error="x", now=NOW, next_attempt_at=None, dead=True)
 
 
+def test_open_values_are_the_pending_and_failed_items_of_the_asked_connections(
+    store: Store,
+) -> None:
+    store.enqueue([item({"a": 1}), item("sent", field="Sent__c"), item("dead", field="Dead__c"),
+                   item("retry", field="Retry__c"),
+                   OutboxItemIn("hs", "account", "1", "owner", "dist-x")])
+    by_field = {i.field: i for i in store.due_outbox("sf", now=NOW, limit=10)}
+    store.mark_sent([by_field["Sent__c"].id], now=NOW)
+    store.mark_failed(by_field["Dead__c"].id, error="no", now=NOW, next_attempt_at=None,
+                      dead=True)
+    store.mark_failed(by_field["Retry__c"].id, error="busy", now=NOW,
+                      next_attempt_at=NOW + timedelta(hours=1), dead=False)
+    assert store.open_values(["sf"]) == {"sf": {
+        ("opportunity", "o1", "Conflict__c"): {"a": 1},
+        ("opportunity", "o1", "Retry__c"): "retry",
+    }}
+    assert store.open_values(["hs", "pd"]) == {"hs": {("account", "1", "owner"): "dist-x"}}
+    assert store.open_values([]) == {}
+
+
 def test_dead_letters_are_not_requeued_with_the_same_value_until_retried(store: Store) -> None:
     store.enqueue([item(True)])
     (pending,) = store.due_outbox("sf", now=NOW, limit=10)
