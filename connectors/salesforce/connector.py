@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -33,7 +34,7 @@ from connectors.errors import (
 )
 from connectors.http import QuotaGovernor, RetryPolicy
 from connectors.salesforce.auth import SalesforceToken, TokenSource
-from connectors.salesforce.cursor import EPOCH_STAMP, ReadPosition, parse_stamp, stamp_text
+from connectors.salesforce.cursor import EPOCH_STAMP, ReadPosition, parse_stamp, query_sent
 from connectors.salesforce.failures import translate
 from connectors.salesforce.schema import PathResolver, check_mapping, entity_schema
 from connectors.salesforce.shapes import Reshaper, json_default, reshaper, save_result
@@ -56,6 +57,7 @@ class _OrjsonSalesforce(Salesforce):
     timeout, so a server that stops answering would hang the cycle: every call gets one."""
 
     request_timeout_s: float = 120.0
+    served: str | None = None  # the last answer's Date header
 
     def parse_result_to_json(self, result: requests.Response) -> Any:
         return orjson.loads(result.content)
@@ -63,7 +65,9 @@ class _OrjsonSalesforce(Salesforce):
     def _call_salesforce(self, method: str, url: str, name: str = "", retries: int = 0,
                          max_retries: int = 3, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.request_timeout_s)
-        return super()._call_salesforce(method, url, name, retries, max_retries, **kwargs)
+        response = super()._call_salesforce(method, url, name, retries, max_retries, **kwargs)
+        self.served = response.headers.get("Date")
+        return response
 
 
 class SalesforceConnector:
@@ -81,7 +85,7 @@ class SalesforceConnector:
         quota: QuotaGovernor,
         page_size: int = MAX_BATCH,
         api_version: str = API_VERSION,
-        lookback: timedelta = timedelta(minutes=5),
+        lookback: timedelta = timedelta(minutes=5),  # how long a transaction may run
         delete_window: timedelta = timedelta(days=15),
         objects: Mapping[Entity, str] = DEFAULT_OBJECTS,
         name: str = "salesforce",
@@ -253,8 +257,10 @@ class SalesforceConnector:
                 select.append(name)
         reshape = reshaper([f for f in select if "." in f], renames)
         position = ReadPosition.from_cursor(cursor)
-        if position is not None and self._delete_window_exceeded(obj, position):
-            self._log.warning("delete_window_exceeded", entity=entity.value, since=position.since)
+        # see .cursor: min(newest delivered, when the last read's first query was sent - lookback)
+        start = position.start(self.lookback) if position is not None else None
+        if start is not None and self._delete_window_exceeded(obj, start):
+            self._log.warning("delete_window_exceeded", entity=entity.value, since=str(start))
             position = None
         full = position is None
         if position is None:
@@ -265,30 +271,31 @@ class SalesforceConnector:
             soql = format_soql(
                 "SELECT {:literal} FROM {:literal} WHERE SystemModstamp >= {} "
                 "ORDER BY SystemModstamp, Id",
-                ", ".join(select), obj, position.since_at - self.lookback)
-        # Once a full read is complete, everything older than its start is known: the cursor
-        # may move up to there (less the lookback) even when the newest record is older.
-        floor = stamp_text(self._clock() - self.lookback) if full else None
+                ", ".join(select), obj, start)
         try:
-            yield from self._pages(entity, soql, position, reshape, full=full, floor=floor)
+            yield from self._pages(entity, soql, position, reshape, full=full)
         except SchemaDriftError as exc:
             raise self._drifted(entity, obj, fields, exc) from None
 
     def _pages(self, entity: Entity, soql: str, position: ReadPosition,
-               reshape: Reshaper | None, *, full: bool, floor: str | None) -> Iterator[Page]:
+               reshape: Reshaper | None, *, full: bool) -> Iterator[Page]:
         headers = {"Sforce-Query-Options": f"batchSize={self.page_size}"}
         include_deleted = not full
-        boundary = position.since
-        result = self._call(lambda c: c.query(soql, include_deleted=include_deleted,
-                                              headers=headers),
-                            what="query", entity=entity.value)
+        boundary = position.settled(self.lookback)  # from the previous read's query time
+        sent, began = self._clock(), time.monotonic()
+        result, served = self._call(lambda c: (c.query(soql, include_deleted=include_deleted,
+                                                       headers=headers),
+                                                   getattr(c, "served", None)),
+                                    what="query", entity=entity.value)
+        # anything changed before this and not in the answer started after it less lookback
+        position.queried = query_sent(sent, served, time.monotonic() - began)
         while True:
             records, skipped = self._decode(result.get("records") or [], position, reshape,
                                             boundary)
-            position.trim(self.lookback)
             done = bool(result.get("done", True))
-            if done and floor is not None and position.since < floor:
-                position.since, position.last_id = floor, ""
+            if done:
+                position.complete(self.lookback)
+            position.trim(self.lookback)
             self._log.debug("page_pulled", entity=entity.value, records=len(records),
                             skipped=len(skipped), full_refresh=full)
             yield Page(records=records, cursor=position.cursor(), skipped=skipped,
@@ -318,8 +325,8 @@ class SalesforceConnector:
             if not isinstance(record_id, str) or not record_id:
                 skipped.append(SkippedRecord(None, "record without an Id", rec))
                 continue
-            # Stamps are whole seconds: a record changed twice within the cursor's own second
-            # keeps its stamp, so only versions older than that second are skipped as seen.
+            # Stamps are whole seconds: a record changed twice within one second keeps its
+            # stamp, so only versions older than the boundary are skipped as seen (.cursor).
             if stamp < boundary and position.already_delivered(record_id, stamp):  # type: ignore[arg-type, operator]  # parse_stamp proved str
                 continue
             del rec["attributes"]
@@ -330,14 +337,14 @@ class SalesforceConnector:
             position.advance(record_id, stamp)  # type: ignore[arg-type]  # parse_stamp proved str
         return records, skipped
 
-    def _delete_window_exceeded(self, obj: str, position: ReadPosition) -> bool:
+    def _delete_window_exceeded(self, obj: str, since: datetime) -> bool:
         """True when deletions since the cursor may be gone from the recycle bin and the
         delete log (getDeleted's earliestDateAvailable is later than where we start)."""
         now = self._clock()
         # getDeleted wants end > start + 1 minute (whole minutes) and no end in the future:
         # ending a minute ago keeps a client clock running ahead of the org's out of trouble.
         end = now - timedelta(minutes=1)
-        start = min(position.since_at - self.lookback, end - timedelta(minutes=3))
+        start = min(since, end - timedelta(minutes=3))
         if start < now - self.delete_window:
             return True
         try:

@@ -1,14 +1,27 @@
 """The Salesforce read cursor: (SystemModstamp, Id) plus the ids seen near the boundary.
 
 JSON form: ``{"v": 1, "since": "2026-03-01T12:00:00.000+0000", "id": "006...",
+"queried": "2026-03-01T12:04:10.000+0000",
 "recent": {"006...": "2026-03-01T11:58:00.000+0000", ...}}``. ``since`` is a
 SystemModstamp exactly as Salesforce returns it (UTC, ``+0000``), which orders as text.
+
+SystemModstamp is set when a transaction starts, and a long one commits up to the
+allowance (``lookback``, 5 minutes) later: a query can miss a record whose stamp it has
+already passed, and only such a record. ``queried`` is when the read's first query was sent
+(the earlier of our clock and the server's ``Date`` less the round trip, so a clock running
+ahead does not move it later; whole seconds, rounded down). Every version a read Q could
+not see committed after Q was sent, so its transaction started after ``queried - lookback``:
+the next read starts at ``min(since, queried - lookback)``, and a delivered (id, stamp)
+older than ``queried - lookback`` cannot hide a second version of the same second, so it is
+skipped as seen. A cursor without ``queried`` (written before it existed) starts at
+``since - lookback`` and skips only what is older than ``since``, as before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from connectors.base import Cursor
@@ -29,11 +42,31 @@ def parse_stamp(text: Any) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP ``Date`` header (whole seconds), or None."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).astimezone(UTC)
+    except (TypeError, ValueError):
+        return None
+
+
+def query_sent(sent: datetime, date_header: str | None, elapsed_s: float) -> str:
+    """When a query was sent, no later than the server's clock says: the server answered
+    at ``Date`` (or later), so it received the query no earlier than ``Date - elapsed``."""
+    served = http_date(date_header)
+    if served is not None:
+        sent = min(sent, served - timedelta(seconds=max(0.0, elapsed_s)))
+    return stamp_text(sent)
+
+
 @dataclass(slots=True)
 class ReadPosition:
     since: str  # SystemModstamp of the last record delivered (or where an empty read began)
     last_id: str = ""
     recent: dict[str, str] = field(default_factory=dict)  # id -> SystemModstamp delivered
+    queried: str | None = None  # when the (last) read's first query was sent
 
     @classmethod
     def from_cursor(cls, cursor: Cursor | None) -> ReadPosition | None:
@@ -44,14 +77,40 @@ class ReadPosition:
             parse_stamp(cursor["since"])
         except ValueError:
             return None
+        queried = cursor.get("queried")
+        try:
+            parse_stamp(queried)
+        except ValueError:
+            queried = None  # an older cursor: the read falls back to since - lookback
         recent = cursor.get("recent") or {}
         return cls(str(cursor["since"]), str(cursor.get("id") or ""),
                    {str(k): str(v) for k, v in recent.items()} if isinstance(recent, dict)
-                   else {})
+                   else {}, queried)
 
     @property
     def since_at(self) -> datetime:
         return parse_stamp(self.since)
+
+    def start(self, lookback: timedelta) -> datetime:
+        """Where the next read starts: nothing older can have been missed."""
+        if self.queried is None:
+            return self.since_at - lookback
+        return min(self.since_at, parse_stamp(self.queried) - lookback)
+
+    def settled(self, lookback: timedelta) -> str:
+        """Delivered versions older than this are skipped when met again: ``since``'s own
+        second can still gain a version, and so can any second after ``queried - lookback``."""
+        if self.queried is None:
+            return self.since
+        return max(self.since, stamp_text(parse_stamp(self.queried) - lookback))
+
+    def complete(self, lookback: timedelta) -> None:
+        """A read that ran to the end knows everything older than ``queried - lookback``:
+        the cursor moves up to there even when the newest record is older."""
+        if self.queried is not None:
+            floor = stamp_text(parse_stamp(self.queried) - lookback)
+            if self.since < floor:
+                self.since, self.last_id = floor, ""
 
     def already_delivered(self, record_id: str, stamp: str) -> bool:
         return self.recent.get(record_id) == stamp
@@ -63,8 +122,9 @@ class ReadPosition:
         self.recent[record_id] = stamp
 
     def trim(self, lookback: timedelta) -> None:
-        """Forget boundary ids older than the lookback window, and the oldest beyond the cap."""
-        cutoff = stamp_text(self.since_at - lookback)
+        """Forget boundary ids older than where the next read starts, and the oldest beyond
+        the cap."""
+        cutoff = stamp_text(self.start(lookback))
         recent = self.recent
         while recent:
             oldest = next(iter(recent))
@@ -74,4 +134,4 @@ class ReadPosition:
 
     def cursor(self) -> dict[str, Any]:
         return {"v": VERSION, "since": self.since, "id": self.last_id,
-                "recent": dict(self.recent)}
+                "queried": self.queried, "recent": dict(self.recent)}
