@@ -104,6 +104,20 @@ class FactsMixin(StoreBase):
             ).scalar()
         return run_id if other is None else min(run_id, int(other) - 1)
 
+    def others_running_since(self, run_id: int, *, window: timedelta = timedelta(hours=6)
+                             ) -> datetime | None:
+        """When the earliest other run still running (started within ``window``) began: its
+        pages, stamped from then on, may commit after anything this run reads now."""
+        tbl = table(SyncRun)
+        since = utcnow() - window
+        with self._read() as conn:
+            started: datetime | None = conn.execute(
+                sa.select(sa.func.min(tbl.c.started_at)).where(
+                    tbl.c.status == "running", tbl.c.id != run_id, tbl.c.started_at > since
+                )
+            ).scalar()
+        return started
+
     def due_groups(self, now: datetime) -> set[str]:
         tbl = table(EngineThreshold)
         with self._read() as conn:

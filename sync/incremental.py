@@ -97,6 +97,9 @@ def evaluate_incremental(
     """Evaluate what changed since the last evaluation (or everything when due)."""
     engine = engine if engine is not None else engine_for(store)
     read_at = datetime.now(UTC)  # every row touched before this is seen by this evaluation
+    # ... unless another run (a ``plan`` or ``sync --once`` beside the daemon) is pulling:
+    # its pages are stamped from its start and may commit after this evaluation reads
+    busy_since = store.others_running_since(run_id)
     state = store.engine_state(STATE) or {}
     digest = config_hash(runtimes, policy, match_settings, scorecards)
     watermark = store.safe_generation(run_id)
@@ -116,8 +119,7 @@ def evaluate_incremental(
         store.save_engine_state(STATE, {"generation": watermark, "config": digest,
                                         "full_at": now.isoformat(), "decisions": seen,
                                         "token": engine.token,
-                                        "touched_from": _touched_from(store, run_id,
-                                                                      watermark, read_at)})
+                                        "touched_from": touched_from(read_at, busy_since)})
         outcome.stats["evaluation"] = "full"
         return outcome
     outcome = _partial(store, runtimes, engine, policy=policy, settings=match_settings,
@@ -127,20 +129,16 @@ def evaluate_incremental(
                                       != d.verdict])
     store.save_engine_state(STATE, {**state, "generation": watermark, "decisions": seen,
                                     "token": engine.token, "pending": [],
-                                    "touched_from": _touched_from(store, run_id, watermark,
-                                                                  read_at)})
+                                    "touched_from": touched_from(read_at, busy_since)})
     return outcome
 
 
-def _touched_from(store: Any, run_id: int, watermark: int, read_at: datetime) -> str | None:
+def touched_from(read_at: datetime, busy_since: datetime | None) -> str:
     """Where the next evaluation looks for touched rows: from when this one read them, so
-    rows this cycle pulled (our echoes above all) are not evaluated a second time. While
-    another run may still commit pages (``watermark`` below this run), from this run's
-    start, as the generations do."""
-    if watermark == run_id:
-        return read_at.isoformat()
-    started = store.run_started_at(run_id)
-    return started.isoformat() if started is not None else None
+    rows this cycle pulled (our echoes above all) are not evaluated a second time; from the
+    start of another run that was still pulling then, whatever its id, as its pages may
+    have committed after this evaluation read."""
+    return min(read_at, busy_since or read_at).isoformat()
 
 
 def _decision_id(d: Any) -> str:
