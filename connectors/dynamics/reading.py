@@ -90,9 +90,11 @@ class ReadPlan:
 class Reader:
     def __init__(self, connector: DynamicsConnector) -> None:
         self.c = connector
+        self._relearned = False  # option labels read again during this read
 
     def read(self, meta: TableMeta, plan: ReadPlan, cursor: dict[str, Any] | None
              ) -> Iterator[Page]:
+        self._relearned = False
         mode = (cursor or {}).get("mode")
         tracking = meta.change_tracking and self.c.use_change_tracking
         if mode == "delta" and tracking and cursor and cursor.get("select") == plan.select:
@@ -158,6 +160,8 @@ class Reader:
                     value = fields[name]
                     if value is not None:
                         label = options.get(value)
+                        if label is None and self._relearn_options(meta, plan):
+                            label = options.get(value)
                         if label is None:
                             unknown = f"{name}: option value {value!r} is not in the table metadata"
                             break
@@ -173,6 +177,20 @@ class Reader:
             set_etag(record, etag)
             keep(record)
         return records, skipped
+
+    def _relearn_options(self, meta: TableMeta, plan: ReadPlan) -> bool:
+        """A choice value the cached metadata lacks: an administrator may have added the
+        option since. Read the table's metadata again, once per read, and learn its labels
+        in place; a value still unknown after that is skipped with its reason."""
+        if self._relearned:
+            return False
+        self._relearned = True
+        fresh = self.c.table(meta.entity, fresh=True)
+        for name, options in plan.choices:
+            column = fresh.columns.get(name)
+            if column is not None:
+                options.update(column.options)
+        return True
 
     @staticmethod
     def _odd_row(row: dict[str, Any], record_id: Any, pk: str, records: list[Record],

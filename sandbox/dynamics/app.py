@@ -332,6 +332,12 @@ class DynamicsApp(ReadEndpoints, MetadataEndpoints, WriteEndpoints, SandboxApp):
             return self._api(request, lambda: self.remove(request, set_name, key))
         return self._api(request, lambda: self.retrieve(request, set_name, key))
 
+    def add_option(self, table: str, logical: str, value: int, label: str) -> None:
+        """An administrator adds a choice to a column (the column's metadata changes)."""
+        with self.lock:
+            self._table(table).definition.attributes[logical].options[value] = label
+            self.schema_journal.record(self._table(table).definition.logical, "entity")
+
     # -- seeding and serving ----------------------------------------------------------------
     @classmethod
     def from_seed(cls, crm: CrmSeed, *, faults: Faults | None = None,

@@ -253,6 +253,24 @@ def test_unknown_option_value_is_skipped_with_reason(h: DynamicsHarness) -> None
     assert ids[1] in by_id(pages)
 
 
+def test_an_option_added_since_the_metadata_was_read_is_learned_not_skipped(
+    h: DynamicsHarness,
+) -> None:
+    ids = h.create(Entity.OPPORTUNITY, 3)
+    connector = h.connector(schema_ttl=timedelta(hours=1))
+    read(connector, Entity.OPPORTUNITY, None, ["new_registrationstatus"])
+    h.app.add_option("opportunity", "new_registrationstatus", 777, "On hold")
+    h.app.corrupt_record("opportunity", ids[0], "new_registrationstatus", 777)
+    h.app.corrupt_record("opportunity", ids[1], "new_registrationstatus", 778)  # truly unknown
+    described = count(h, "GET", "/RetrieveMetadataChanges(<path:params>)")
+    pages, _ = read(connector, Entity.OPPORTUNITY, None, ["new_registrationstatus"])
+    records = by_id(pages)
+    assert records[ids[0]].fields["new_registrationstatus"] == "On hold"
+    assert [s.id for s in pages[0].skipped] == [ids[1]] and "778" in pages[0].skipped[0].reason
+    # one metadata call for the whole read, not one per unknown value
+    assert count(h, "GET", "/RetrieveMetadataChanges(<path:params>)") == described + 1
+
+
 def test_two_environments_at_once() -> None:
     first, second = make_harness(), make_harness()
     try:
