@@ -163,9 +163,17 @@ def print_cycle(report: CycleReport) -> None:
 def sync_command(args: argparse.Namespace, wiring: Wiring) -> int:
     if not args.once:
         return run_command(args, wiring)
+    # the daemon's lock: a cycle by hand never runs beside the daemon's (or another's)
+    leader = leadership_for(wiring.store().engine)
     try:
+        if not leader.try_acquire():
+            print("another channelsync process (the daemon, or a sync --once) is active on "
+                  "this store; its cycles do this work, so no second cycle was started",
+                  file=sys.stderr)
+            return 1
         report = one_cycle(wiring, trigger="sync --once")
     finally:
+        leader.release()
         wiring.close()
     print_cycle(report)
     return 0 if report.ok else 1
