@@ -68,6 +68,7 @@ class HubSpotConnector:
         burst_share: float = 1.0,
         search_per_second: float | None = 4.0,
         index_lag: timedelta = timedelta(minutes=2),
+        deal_full_read_every: timedelta | None = timedelta(days=1),
         connection: str = "hubspot",
         timeout_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -84,6 +85,10 @@ class HubSpotConnector:
         # How late search may see a change (HubSpot: seconds) plus any clock skew: the next
         # read starts that long before the previous one's first query (see .reading).
         self.index_lag_ms = int(index_lag.total_seconds() * 1000)
+        # Moving a deal to another company changes no property, so no modified date: deals
+        # are read in full this often to see their companies (see .reading).
+        self.deal_full_every_ms = (None if deal_full_read_every is None
+                                   else int(deal_full_read_every.total_seconds() * 1000))
         self._wall_clock = wall_clock
         self.quota = quota
         self.api = HubSpotApi(
@@ -138,24 +143,27 @@ class HubSpotConnector:
         except SchemaDriftError:  # the cache may predate a new property: ask once more
             require_fields(self._schema(entity, fresh=True), list(fields))
         properties = [f for f in fields if f != ASSOCIATED_COMPANY]
+        with_company = entity is Entity.OPPORTUNITY and ASSOCIATED_COMPANY in fields
         reader = HubSpotReader(
             api=self.api,
             object_type=OBJECTS[entity],
             properties=properties,
-            with_company=entity is Entity.OPPORTUNITY and ASSOCIATED_COMPANY in fields,
+            with_company=with_company,
             page_size=self.page_size,
             index_lag_ms=self.index_lag_ms,
+            full_every_ms=self.deal_full_every_ms if with_company else None,
             wall_clock=self._wall_clock,
         )
-        pulled = 0
+        pulled, full_refresh = 0, False
         for page in reader.read(cursor):
             self._check_returned(entity, fields, properties, page)
             pulled += len(page.records)
+            full_refresh = page.full_refresh
             self.log.debug("page_pulled", entity=entity.value, records=len(page.records),
                            skipped=len(page.skipped), complete=page.complete)
             yield page
         self.log.info("read_finished", entity=entity.value, records=pulled,
-                      full_refresh=cursor is None)
+                      full_refresh=full_refresh)
 
     def _check_returned(self, entity: Entity, fields: Sequence[str], properties: list[str],
                         page: Page) -> None:

@@ -77,6 +77,7 @@ class ReadPosition:
     recent: dict[str, int] = field(default_factory=dict)
     archived_ms: int = -1
     archived_ids: list[str] = field(default_factory=list)
+    full_at_ms: int | None = None  # when the last full read started (epoch ms)
 
     @classmethod
     def from_cursor(cls, cursor: Cursor | None) -> ReadPosition:
@@ -89,12 +90,15 @@ class ReadPosition:
             recent={str(k): int(v) for k, v in dict(cursor.get("recent") or {}).items()},
             archived_ms=int(cursor.get("archived_ms", -1)),
             archived_ids=[str(i) for i in cursor.get("archived_ids") or []],
+            full_at_ms=int(full_at) if (full_at := cursor.get("full_at_ms")) is not None
+            else None,
         )
 
     def cursor(self) -> dict[str, JSONValue]:
         return {"modified_ms": self.modified_ms, "searched_ms": self.searched_ms,
                 "recent": dict(self.recent),
-                "archived_ms": self.archived_ms, "archived_ids": list(self.archived_ids)}
+                "archived_ms": self.archived_ms, "archived_ids": list(self.archived_ids),
+                "full_at_ms": self.full_at_ms}
 
     def since(self, index_lag_ms: int) -> int:
         """Where the next read starts: nothing older can have been missed."""
@@ -126,9 +130,11 @@ class HubSpotReader:
         with_company: bool,
         page_size: int,
         index_lag_ms: int,
+        full_every_ms: int | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.api = api
+        self.full_every_ms = full_every_ms
         self.object_type = object_type
         self.properties = list(dict.fromkeys([*properties, MODIFIED, "createdate"]))
         self.with_company = with_company
@@ -137,8 +143,12 @@ class HubSpotReader:
         self.wall_clock = wall_clock
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
-        full = cursor is None
         position = ReadPosition.from_cursor(cursor)
+        now_ms = int(self.wall_clock() * 1000)
+        full = cursor is None or (self.full_every_ms is not None and (
+            position.full_at_ms is None or now_ms - position.full_at_ms >= self.full_every_ms))
+        if full:  # everything again, as a first read: what no modified date shows is seen
+            position = ReadPosition(full_at_ms=now_ms)
         pages = self._changed(position, full)
         if self.with_company:
             pages = self._with_companies(pages)

@@ -188,6 +188,17 @@ class HubSpotAccount:
                 companies.append(company)
             self.company_deals.setdefault(company, set()).add(deal)
 
+    def make_primary(self, deal_id: str, company_id: str) -> None:
+        """A person moves the deal to another company. Like HubSpot's, this changes no
+        property of the deal, so its ``hs_lastmodifieddate`` stays where it was."""
+        with self.lock:
+            deal, company = int(deal_id), int(company_id)
+            old = self.deal_companies.get(deal, [])
+            for previous in old:
+                self.company_deals.get(previous, set()).discard(deal)
+            self.deal_companies[deal] = [company]
+            self.company_deals.setdefault(company, set()).add(deal)
+
     def apply_properties(
         self, store: ObjectStore, rec: HsRecord, properties: Mapping[str, Any], *, system: bool
     ) -> None:

@@ -151,6 +151,34 @@ def test_primary_company_becomes_associatedcompanyid(h: HubSpotHarness) -> None:
     assert h.app.requests.count("POST", "/associations") == 0
 
 
+def test_a_deal_moved_to_another_company_is_seen_by_the_daily_full_read(
+    h: HubSpotHarness,
+) -> None:
+    other = h.account.create("companies", {"name": "Elsewhere"})
+    [deal] = h.create(Entity.OPPORTUNITY, 1)
+    now = [time.time()]
+    connector = h.connector(wall_clock=lambda: now[0])
+    fields = ["dealname", ASSOCIATED_COMPANY]
+    first = list(connector.read(Entity.OPPORTUNITY, None, fields))
+    assert {r.id: r.fields[ASSOCIATED_COMPANY] for p in first for r in p.records}[deal] \
+        == h.company
+    h.account.make_primary(deal, other)  # no property changes: the modified date stays
+    now[0] += 3600
+    hourly = list(connector.read(Entity.OPPORTUNITY, first[-1].cursor, fields))
+    assert deal not in {r.id for p in hourly for r in p.records}
+    assert not any(p.full_refresh for p in hourly)
+    now[0] += 86400
+    daily = list(connector.read(Entity.OPPORTUNITY, hourly[-1].cursor, fields))
+    assert {r.id: r.fields[ASSOCIATED_COMPANY] for p in daily for r in p.records}[deal] == other
+    assert all(p.full_refresh for p in daily)
+    after = list(connector.read(Entity.OPPORTUNITY, daily[-1].cursor, fields))
+    assert not any(p.full_refresh for p in after)  # the next full read is a day away
+    companies = list(connector.read(Entity.ACCOUNT, None, ["name"]))
+    now[0] += 2 * 86400
+    again = list(connector.read(Entity.ACCOUNT, companies[-1].cursor, ["name"]))
+    assert not any(p.full_refresh for p in again)  # only deals carry associations
+
+
 def test_archived_sweep_only_reports_new_archives(h: HubSpotHarness) -> None:
     old = h.create(Entity.ACCOUNT, 2)
     h.delete(Entity.ACCOUNT, old[0])
