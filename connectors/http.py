@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import requests
@@ -129,6 +131,16 @@ def header_int(headers: Mapping[str, str] | None, name: str) -> int | None:
         value = headers.get(name.lower())
     try:
         return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP ``Date`` header (whole seconds) in UTC, or None when absent or garbled."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).astimezone(UTC)
     except (TypeError, ValueError):
         return None
 

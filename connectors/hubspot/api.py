@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -36,6 +35,7 @@ from connectors.http import (
     QuotaGovernor,
     RetryPolicy,
     header_int,
+    http_date,
     retry_after_seconds,
     retry_worthy,
 )
@@ -218,7 +218,8 @@ class HubSpotApi:
             headers = getattr(api_exc, "headers", None) or {}
             raw = getattr(api_exc, "body", None) or b""
         self._observe(headers)
-        self.server_ms = _date_ms(headers.get("Date") or headers.get("date"))
+        served = http_date(headers.get("Date") or headers.get("date"))
+        self.server_ms = None if served is None else int(served.timestamp() * 1000)
         body = self._decode(what, status, raw)
         if status < 300 or status in BATCH_STATUSES:
             return status, body
@@ -291,11 +292,3 @@ class HubSpotApi:
         self._pacer.observe(remaining=left, reset_in_s=max(0.0, wait))
 
 
-def _date_ms(value: str | None) -> int | None:
-    """An HTTP ``Date`` header (whole seconds) as epoch ms, or None."""
-    if not value:
-        return None
-    try:
-        return int(parsedate_to_datetime(value).timestamp() * 1000)
-    except (TypeError, ValueError):
-        return None

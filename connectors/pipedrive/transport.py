@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -30,6 +29,7 @@ from connectors.http import (
     QuotaGovernor,
     RetryPolicy,
     header_int,
+    http_date,
     retry_after_seconds,
     retry_worthy,
 )
@@ -62,10 +62,9 @@ def _server_time(headers: Mapping[str, str]) -> int | None:
     parts = value.split(", ")
     stamps: list[int] = []
     for i in range(0, len(parts) - 1, 2):  # "Thu, 26 Nov 2026 22:41:59 GMT" holds one ", "
-        try:
-            stamps.append(int(parsedate_to_datetime(f"{parts[i]}, {parts[i + 1]}").timestamp()))
-        except (TypeError, ValueError, IndexError):
-            continue
+        served = http_date(f"{parts[i]}, {parts[i + 1]}")
+        if served is not None:
+            stamps.append(int(served.timestamp()))
     return min(stamps) if stamps else None
 
 

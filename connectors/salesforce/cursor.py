@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from connectors.base import Cursor
+from connectors.http import http_date
 
 VERSION = 1
 EPOCH_STAMP = "1970-01-01T00:00:00.000+0000"  # where a full read starts
@@ -40,16 +40,6 @@ def parse_stamp(text: Any) -> datetime:
     if not isinstance(text, str):
         raise ValueError(f"not a datetime: {text!r}")
     return datetime.fromisoformat(text)
-
-
-def http_date(value: str | None) -> datetime | None:
-    """An HTTP ``Date`` header (whole seconds), or None."""
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value).astimezone(UTC)
-    except (TypeError, ValueError):
-        return None
 
 
 def query_sent(sent: datetime, date_header: str | None, elapsed_s: float) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import requests
 
 from connectors.base import did_you_mean
 from connectors.errors import BudgetExhaustedError
-from connectors.http import QuotaGovernor, header_int, make_session, retry_worthy
+from connectors.http import QuotaGovernor, header_int, http_date, make_session, retry_worthy
 
 
 def test_a_spent_share_is_rechecked_once_per_interval_after_the_vendor_figure_ages() -> None:
@@ -76,3 +78,9 @@ def test_sessions_time_out_requests_that_set_no_timeout() -> None:
     finally:
         h.app.faults.latency_ms = 0
         h.stop()
+
+
+def test_http_date_reads_the_date_header_in_utc_and_ignores_garbage() -> None:
+    assert http_date("Thu, 26 Nov 2026 22:41:59 GMT") == datetime(2026, 11, 26, 22, 41, 59,
+                                                                 tzinfo=UTC)
+    assert http_date(None) is None and http_date("") is None and http_date("soon") is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from unittest.mock import patch
 
@@ -38,13 +38,13 @@ def pull(h: HubSpotHarness, cursor: Cursor | None, *, later_s: float = 0.0,
     and in the ``Date`` the server answers with)."""
     connector = h.connector(index_lag=ALLOWANCE, wall_clock=lambda: time.time() + later_s,
                             **options)
-    served = hubspot_api._date_ms
+    served = hubspot_api.http_date
 
-    def server_later(value: str | None) -> int | None:
-        ms = served(value)
-        return None if ms is None else ms + int(later_s * 1000)
+    def server_later(value: str | None) -> datetime | None:
+        at = served(value)
+        return None if at is None else at + timedelta(seconds=later_s)
 
-    with patch.object(hubspot_api, "_date_ms", server_later):
+    with patch.object(hubspot_api, "http_date", server_later):
         return list(connector.read(Entity.ACCOUNT, cursor, ["name", "domain"]))
 
 
