@@ -326,18 +326,10 @@ def read_back(sandboxes: SandboxSet, connection: str, record_id: str) -> dict[st
 
 def _scorecards(wiring: Wiring, workdir: Path) -> tuple[Path, list[str]]:
     from rules.report import render
-    from sync.evaluate import scorecard_report
-    from sync.findings import stored_findings
-    from sync.snapshot import snapshot_from_store
+    from sync.evaluate import stored_scorecards
 
-    store = wiring.store()
-    report = scorecard_report(
-        snapshot_from_store(store, wiring.runtimes()),
-        wiring.policy(),
-        datetime.now(UTC),
-        wiring.scorecards(),
-        stored_findings(store),
-    )
+    report = stored_scorecards(wiring.store(), wiring.runtimes(), policy=wiring.policy(),
+                               now=datetime.now(UTC), config=wiring.scorecards())
     path = (workdir / "scorecards.html").resolve()
     path.write_text(render(report, "html"))
     lines = []

@@ -10,9 +10,7 @@ from pathlib import Path
 
 from config.durations import parse_period_months
 from rules.report import render
-from sync.evaluate import scorecard_report
-from sync.findings import stored_findings
-from sync.snapshot import snapshot_from_store
+from sync.evaluate import stored_scorecards
 from wiring import Wiring
 
 
@@ -29,17 +27,9 @@ def scorecards_command(args: argparse.Namespace, wiring: Wiring) -> int:
         print(f"--territory {args.territory}: unknown territory (known: {known})", file=sys.stderr)
         return 2
     try:
-        store = wiring.store()
-        runtimes = wiring.runtimes()
-        snapshot = snapshot_from_store(store, runtimes)
-        report = scorecard_report(
-            snapshot,
-            wiring.policy(),
-            datetime.now(UTC),
-            config,
-            stored_findings(store),
-            territory=args.territory,
-        )
+        report = stored_scorecards(wiring.store(), wiring.runtimes(), policy=wiring.policy(),
+                                   now=datetime.now(UTC), config=config,
+                                   territory=args.territory)
     finally:
         wiring.close()
     text = render(report, args.format)

@@ -16,7 +16,7 @@ import structlog
 from connectors.base import Entity
 from rules.engine import Evaluation, evaluate
 from rules.matching import MatchResult, MatchSettings
-from rules.model import Policy, Snapshot
+from rules.model import Policy
 from rules.scorecards import (
     ScorecardConfig,
     ScorecardReport,
@@ -34,7 +34,13 @@ from sync.findings import (
     stored_findings,
 )
 from sync.plan import HeldBack, PlannedWrite, Target, plan_writes
-from sync.snapshot import build_snapshot, in_flight, match_customers, save_match
+from sync.snapshot import (
+    build_snapshot,
+    in_flight,
+    match_customers,
+    save_match,
+    snapshot_from_store,
+)
 from sync.visibility import Audience, Secrets
 
 log = structlog.get_logger(__name__)
@@ -78,15 +84,14 @@ def secrets_for(
 
 
 
-def scorecard_report(
-    snapshot: Snapshot,
-    policy: Policy,
-    now: datetime,
-    config: ScorecardConfig,
-    findings: Iterable[Any],
-    territory: str | None = None,
+def stored_scorecards(
+    store: Any, runtimes: Sequence[Runtime], *, policy: Policy, now: datetime,
+    config: ScorecardConfig, territory: str | None = None,
 ) -> ScorecardReport:
-    return compute_scorecards(snapshot, policy, now, config, findings=findings, territory=territory)
+    """Distributor scorecards over the store as the last cycle left it (the report
+    command, the demo), with the findings kept over the period."""
+    return compute_scorecards(snapshot_from_store(store, runtimes), policy, now, config,
+                              findings=stored_findings(store), territory=territory)
 
 
 def evaluate_store(
@@ -122,9 +127,8 @@ def evaluate_store(
     desired = {(k.connection, k.entity, k.external_id): v for k, v in evaluation.desired.items()}
     if scorecards is not None:
         # headline figures on each distributor's partner account, internal CRMs only
-        report = scorecard_report(
-            snapshot, policy, now, scorecards, [*stored_findings(store), *evaluation.findings]
-        )
+        report = compute_scorecards(snapshot, policy, now, scorecards,
+                                    findings=[*stored_findings(store), *evaluation.findings])
         for key, values in scorecard_desired(snapshot, report).items():
             k = (key.connection, key.entity, key.external_id)
             desired[k] = {**desired.get(k, {}), **values}

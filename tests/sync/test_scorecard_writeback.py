@@ -15,9 +15,7 @@ from cli.democonfig import write_config
 from config.loader import load_settings
 from sandbox.launch import SandboxSet, start_world
 from sandbox.scenario import generate
-from sync.evaluate import scorecard_report
-from sync.findings import stored_findings
-from sync.snapshot import snapshot_from_store
+from sync.evaluate import stored_scorecards
 from wiring import Wiring
 
 FIELDS = ("Scorecard_Win_Rate__c", "Scorecard_Active_Registrations__c", "Scorecard_Verdict__c")
@@ -45,13 +43,8 @@ def test_headline_figures_land_on_partner_accounts_only(wiring: tuple[Wiring, An
         if row.get("Distributor_Id__c")
     }
     store = w.store()
-    report = scorecard_report(
-        snapshot_from_store(store, w.runtimes()),
-        w.policy(),
-        datetime.now(UTC),
-        w.scorecards(),
-        stored_findings(store),
-    )
+    report = stored_scorecards(store, w.runtimes(), policy=w.policy(), now=datetime.now(UTC),
+                               config=w.scorecards())
     assert report.scorecards
     for card in report.scorecards:
         row = partners[card.distributor_id]
