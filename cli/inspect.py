@@ -86,9 +86,10 @@ def print_status(data: dict[str, Any], *, console: Any = None,
     moment = now or datetime.now(UTC)
     table = Table(title="Connections", box=None, pad_edge=False, padding=(0, 1, 0, 0),
                   header_style="bold underline")
-    for column, justify in (("connection", "left"), ("for", "left"), ("last run", "left"),
-                            ("pulled", "right"), ("writes", "right"), ("budget", "right")):
-        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]  # rich's Literal
+    for column in ("connection", "for", "last run"):
+        table.add_column(column, no_wrap=True)
+    for column in ("pulled", "writes", "budget"):  # figures
+        table.add_column(column, justify="right", no_wrap=True)
     for name, c in data["connections"].items():
         counts = c["counts"] or {}
         pulled = counts.get("pulled", {})
@@ -159,8 +160,8 @@ def _short(value: float) -> str:
     for suffix, size in (("M", 1e6), ("k", 1e3)):
         if value >= size:
             scaled = value / size
-            return f"{scaled:.0f}{suffix}" if scaled >= 10 or scaled.is_integer() else \
-                f"{scaled:.1f}{suffix}"
+            decimals = 0 if scaled >= 10 or scaled.is_integer() else 1
+            return f"{scaled:.{decimals}f}{suffix}"
     return f"{value:.0f}"
 
 
