@@ -77,14 +77,6 @@ class FactsMixin(StoreBase):
         with self._write() as conn:
             conn.execute(sa.delete(tbl).where(tbl.c.name == name))
 
-    def run_started_at(self, run_id: int) -> datetime | None:
-        tbl = table(SyncRun)
-        with self._read() as conn:
-            started: datetime | None = conn.execute(
-                sa.select(tbl.c.started_at).where(tbl.c.id == run_id)
-            ).scalar()
-        return started
-
     def touched_since(self, when: datetime) -> set[RecordKey]:
         """Records whose stored row changed in any way (also only the raw vendor fields, e.g. a
         person clearing a flag we own) at or after ``when``."""
