@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -23,6 +23,10 @@ from state.rows import AccountRow, OpportunityRow, RecordKey
 from state.tables import CustomerLink, Finding, LedgerEntry, SyncRun, table
 from state.types import UtcDateTime, json_type
 
+
+class RunOverlap(NamedTuple):
+    generation: int  # below it every change is visible now (this run's id, or less)
+    busy_since: datetime | None  # the earliest other run's start: its pages may commit later
 
 class EngineState(SQLModel, table=True):
     __tablename__ = "engine_state"
@@ -83,32 +87,17 @@ class FactsMixin(StoreBase):
         with self._read() as conn:
             return record_keys_where(conn, lambda tbl: tbl.c.updated_at >= when)
 
-    def safe_generation(self, run_id: int, *, window: timedelta = timedelta(hours=6)) -> int:
-        """The generation below which every change is visible now: ``run_id``, or less
-        while another run that started recently (a ``plan`` pulling) may still commit."""
+    def overlap(self, run_id: int, *, window: timedelta = timedelta(hours=6)) -> RunOverlap:
+        """What other runs still running (started within ``window``: a ``plan`` or
+        ``sync --once`` beside the daemon) mean for this one's reads now."""
         tbl = table(SyncRun)
-        since = utcnow() - window
         with self._read() as conn:
-            other = conn.execute(
-                sa.select(sa.func.min(tbl.c.id)).where(
-                    tbl.c.status == "running", tbl.c.id != run_id, tbl.c.started_at > since
-                )
-            ).scalar()
-        return run_id if other is None else min(run_id, int(other) - 1)
-
-    def others_running_since(self, run_id: int, *, window: timedelta = timedelta(hours=6)
-                             ) -> datetime | None:
-        """When the earliest other run still running (started within ``window``) began: its
-        pages, stamped from then on, may commit after anything this run reads now."""
-        tbl = table(SyncRun)
-        since = utcnow() - window
-        with self._read() as conn:
-            started: datetime | None = conn.execute(
-                sa.select(sa.func.min(tbl.c.started_at)).where(
-                    tbl.c.status == "running", tbl.c.id != run_id, tbl.c.started_at > since
-                )
-            ).scalar()
-        return started
+            first, started = conn.execute(
+                sa.select(sa.func.min(tbl.c.id), sa.func.min(tbl.c.started_at)).where(
+                    tbl.c.status == "running", tbl.c.id != run_id,
+                    tbl.c.started_at > utcnow() - window)
+            ).one()
+        return RunOverlap(run_id if first is None else min(run_id, int(first) - 1), started)
 
     def due_groups(self, now: datetime) -> set[str]:
         tbl = table(EngineThreshold)

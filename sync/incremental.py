@@ -99,10 +99,10 @@ def evaluate_incremental(
     read_at = datetime.now(UTC)  # every row touched before this is seen by this evaluation
     # ... unless another run (a ``plan`` or ``sync --once`` beside the daemon) is pulling:
     # its pages are stamped from its start and may commit after this evaluation reads
-    busy_since = store.others_running_since(run_id)
+    overlap = store.overlap(run_id)
+    watermark, busy_since = overlap.generation, overlap.busy_since
     state = store.engine_state(STATE) or {}
     digest = config_hash(runtimes, policy, match_settings, scorecards)
-    watermark = store.safe_generation(run_id)
     decisions = store.match_decisions()
     seen = {_decision_id(d): d.verdict for d in decisions}
     full_at = state.get("full_at")

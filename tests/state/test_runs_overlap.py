@@ -9,19 +9,19 @@ from state import Store
 from sync.incremental import touched_from
 
 
-def test_others_running_since_is_the_earliest_other_open_run(store: Store) -> None:
+def test_overlap_is_the_earliest_other_open_run(store: Store) -> None:
     first = store.start_run(trigger="schedule")
     second = store.start_run(trigger="plan")
     third = store.start_run(trigger="manual")
     started = {r.id: r.started_at for r in store.recent_runs(limit=10)}
-    assert store.others_running_since(first) == started[second]
-    assert store.others_running_since(third) == started[first]  # an older id counts too
+    assert store.overlap(first) == (first, started[second])  # a later run: same generation
+    assert store.overlap(third) == (first - 1, started[first])  # an older one lowers it
     store.finish_run(first, status="ok", counts={}, error=None)
-    assert store.others_running_since(second) == started[third]  # a later id counts too
+    assert store.overlap(second) == (second, started[third])
     store.finish_run(third, status="interrupted", counts={}, error=None)
-    assert store.others_running_since(second) is None
+    assert store.overlap(second) == (second, None)
     # a run left "running" longer ago than the window is not waited for
-    assert store.others_running_since(first, window=timedelta(0)) is None
+    assert store.overlap(first, window=timedelta(0)) == (first, None)
 
 
 def test_touched_from_is_the_read_unless_another_run_was_pulling() -> None:
