@@ -23,7 +23,13 @@ Cursor (JSON)::
     {"modified_ms": T,                  # newest delivered hs_lastmodifieddate
      "searched_ms": S,                  # when the read's first search was sent (epoch ms)
      "recent": {"<id>": ms, ...},       # delivered ids the next read can meet again (bounded)
-     "archived_ms": A, "archived_ids": [...]}   # newest archivedAt seen by the sweep
+     "archived_ms": A, "archived_ids": [...],   # newest archivedAt seen by the sweep
+     "full_at_ms": F}                   # when the last full read started
+
+Deals are read in full again once ``full_every_ms`` has passed since F: moving a deal to
+another company changes none of its properties, so no modified date shows it. A full read
+cut short goes on as an incremental one (its pages ascend in modified date, so nothing
+older is left), only without the tombstones a completed full read gives.
 
 A cursor without ``searched_ms`` (written before it existed) starts at ``T - index lag``.
 """
