@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -29,9 +31,11 @@ from typing import Any, cast
 from bench.scale_data import NoWrites, Tally
 from rules.matching import MatchSettings
 from rules.model import Policy
+from rules.scorecards import ScorecardConfig
 from sandbox.scenario import generate
 from state.store import Store
 from sync.cycle import Runtime
+from sync.evaluate import evaluate_store
 from sync.scale import evaluate_at_scale
 
 
@@ -70,6 +74,10 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/channelsync-bench-scale"))
     parser.add_argument("--workers", type=int, default=2,
                         help="processes evaluating the rules (1: this one only)")
+    parser.add_argument("--product", choices=["dry-run", "record"], default=None,
+                        help="run the product's full evaluation (sync.evaluate.evaluate_store)"
+                        " instead of the engine alone: a dry run, or recording into a copy"
+                        " of the cached store")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -94,6 +102,10 @@ def main() -> int:
     runtimes = [Runtime(name=c, vendor=v, role=r, distributor_id=d, channel_manager=None,
                         connector=cast(Any, None), mapping=NoWrites())
                 for c, v, r, d in meta["crms"]]
+    if args.product == "record":  # the cached store stays as built
+        copy = path.with_name("recording.db")
+        shutil.copyfile(path, copy)
+        path = copy
     store = Store.from_url(f"sqlite:///{path}")
     marks = [("start", time.perf_counter(), time.process_time())]
 
@@ -103,6 +115,8 @@ def main() -> int:
               f"cpu {marks[-1][2] - marks[-2][2]:6.1f}s  rss {status_mb('VmRSS'):6.0f}MB  "
               f"peak {status_mb('VmHWM'):6.0f}MB", flush=True)
 
+    if args.product:
+        return _product(store, runtimes, now, args, marks, progress)
     tally = Tally()
     run = evaluate_at_scale(store, runtimes, policy=Policy(), settings=MatchSettings(),
                             now=now, progress=progress, consume=tally, workers=args.workers)
@@ -118,6 +132,22 @@ def main() -> int:
     print(f"{run.accounts} accounts -> {run.customers} customers, {run.review_items} review "
           f"items, {tally.desired} records with desired values, {tally.thresholds} "
           f"customers with a next threshold, findings {dict(sorted(tally.kinds.items()))}")
+    store.close()
+    return 0
+
+
+def _product(store: Store, runtimes: list[Runtime], now: Any, args: argparse.Namespace,
+             marks: list[tuple[str, float, float]], progress: Any) -> int:
+    outcome = evaluate_store(store, runtimes, policy=Policy(), match_settings=MatchSettings(),
+                             now=now, record=args.product == "record", progress=progress,
+                             workers=args.workers, scorecards=ScorecardConfig())
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = marks[-1][1] - marks[0][1]
+    cpu = marks[-1][2] - marks[0][2] + children.ru_utime + children.ru_stime
+    peak = status_mb("VmHWM") + (children.ru_maxrss / 1024 if args.workers > 1 else 0)
+    print(f"total: wall {wall:.1f}s, cpu {cpu:.1f}s (all processes), peak RSS {peak:.0f}MB "
+          f"(sum of processes); load average {os.getloadavg()[0]:.1f}")
+    print({k: v for k, v in outcome.stats.items()})
     store.close()
     return 0
 

@@ -102,7 +102,8 @@ class Tally:
         self.desired = 0
         self.thresholds = 0
 
-    def __call__(self, evaluation: Any) -> None:
+    def __call__(self, batch: Any) -> None:
+        evaluation = batch.evaluation
         kinds = self.kinds
         for finding in evaluation.findings:
             kinds[finding.kind] = kinds.get(finding.kind, 0) + 1

@@ -99,6 +99,14 @@ class CompiledMapping:
     vendor: str
     source: str
     entities: Mapping[str, EntityMapping]
+    # the YAML data it was compiled from: its converters are closures, so a copy for
+    # another process (a full evaluation's second one) is compiled again from this
+    data: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.data is None:
+            raise TypeError(f"mapping {self.source} was not compiled from data: cannot copy")
+        return _recompiled, (self.data, self.vendor, self.source)
 
     def entity(self, entity: str) -> EntityMapping:
         try:
@@ -144,3 +152,14 @@ class CompiledMapping:
 
 EMPTY_MAPPING = CompiledMapping(vendor="", source="(none)", entities={})
 """Placeholder used while a config with errors is still being checked; never returned."""
+
+
+def _recompiled(data: Any, vendor: str, source: str) -> CompiledMapping:
+    from config.mapping_compiler import compile_mapping
+    from config.yamlsource import YamlDocument
+
+    doc = YamlDocument(file=source, data=data)
+    compiled = compile_mapping(doc, data, (), vendor, source=source)
+    if compiled is None:  # it compiled once: the same data cannot fail now
+        raise ValueError(f"mapping {source} no longer compiles: {doc.problems}")
+    return compiled

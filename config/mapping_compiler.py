@@ -74,7 +74,7 @@ def compile_mapping(
                 entities[name] = compiled
     if len(doc.problems) > before:
         return None
-    return CompiledMapping(vendor=vendor, source=source, entities=entities)
+    return CompiledMapping(vendor=vendor, source=source, entities=entities, data=data)
 
 
 def _unknown_keys(

@@ -36,7 +36,15 @@ from decimal import Decimal
 from typing import Any
 
 from config.canonical import DIRECT
-from rules.model import CONFLICT_KINDS, Finding, OpportunityFact, Policy, RecordKey, Snapshot
+from rules.model import (
+    CONFLICT_KINDS,
+    AccountFact,
+    Finding,
+    OpportunityFact,
+    Policy,
+    RecordKey,
+    Snapshot,
+)
 from rules.registrations import VALID_STATES, assess
 
 OUTCOMES = ("won", "lost", "expired", "released", "open")
@@ -167,38 +175,89 @@ def compute_scorecards(
     territory: str | None = None,
 ) -> ScorecardReport:
     """Scorecards of every distributor with deals in the snapshot (or in ``territory``)."""
-    start = add_months(now, -config.period_months)
-    months = (*(add_months(start, n) for n in range(1, config.period_months)), now)
-    tallies: dict[str, _Tally] = {}
-    skipped: list[tuple[RecordKey, str]] = []
-    rates_used: dict[str, Decimal] = {}
-    rates = config.currency_rates
-    base = config.base_currency
-    for opp in snapshot.opportunities:
-        if opp.deleted or opp.party == DIRECT:
-            continue
-        amount = _converted(opp, rates, base, rates_used, skipped)
-        if opp.registered_by:
-            _count_registration(opp, amount, policy, now, start, months, tallies)
-            continue
-        created = opp.created_at
-        if created is None or not start <= created <= now:
-            continue
-        tally = tallies.get(opp.party) or tallies.setdefault(opp.party, _new_tally(months))
-        stage = opp.stage_category
-        if stage != "open":
-            tally.unregistered_closed += 1
-            if stage == "won":
-                tally.unregistered_won += 1
-                _add_won(tally, amount)
-    conflicts = _conflicts_by_party(findings, start, now)
-    countries = _partner_countries(snapshot, config)
-    scorecards = _finish(tallies, conflicts, countries, config, now, territory)
-    return ScorecardReport(
-        generated_at=now, period_start=start, period_months=config.period_months,
-        base_currency=base, rates_used=dict(sorted(rates_used.items())),
-        scorecards=scorecards, months=months, skipped=tuple(skipped), territory=territory,
-    )
+    tally = ScorecardTally(policy, now, config)
+    tally.add(snapshot.accounts, snapshot.opportunities)
+    return tally.report(findings=findings, territory=territory)
+
+
+class ScorecardTally:
+    """The scorecards' sums, fed a part of the records at a time (a streamed evaluation
+    never holds every deal); :meth:`report` finishes them. Partner accounts (internal,
+    with a ``partner_id``) are kept: they are few, and the headline figures go on them."""
+
+    def __init__(self, policy: Policy, now: datetime, config: ScorecardConfig) -> None:
+        self.policy, self.now, self.config = policy, now, config
+        self.start = add_months(now, -config.period_months)
+        self.months = (*(add_months(self.start, n) for n in range(1, config.period_months)),
+                       now)
+        self.tallies: dict[str, _Tally] = {}
+        self.skipped: list[tuple[RecordKey, str]] = []
+        self.rates_used: dict[str, Decimal] = {}
+        self.partners: list[AccountFact] = []
+
+    def add(self, accounts: Iterable[AccountFact],
+            opportunities: Iterable[OpportunityFact]) -> None:
+        self.partners.extend(a for a in accounts
+                             if a.partner_id and a.role == "internal" and not a.deleted)
+        policy, now, start, months = self.policy, self.now, self.start, self.months
+        tallies, skipped, rates_used = self.tallies, self.skipped, self.rates_used
+        rates, base = self.config.currency_rates, self.config.base_currency
+        for opp in opportunities:
+            if opp.deleted or opp.party == DIRECT:
+                continue
+            amount = _converted(opp, rates, base, rates_used, skipped)
+            if opp.registered_by:
+                _count_registration(opp, amount, policy, now, start, months, tallies)
+                continue
+            created = opp.created_at
+            if created is None or not start <= created <= now:
+                continue
+            tally = tallies.get(opp.party) or tallies.setdefault(opp.party, _new_tally(months))
+            stage = opp.stage_category
+            if stage != "open":
+                tally.unregistered_closed += 1
+                if stage == "won":
+                    tally.unregistered_won += 1
+                    _add_won(tally, amount)
+
+    def merge(self, other: ScorecardTally) -> None:
+        """Add the sums of a tally over other records (another process's share)."""
+        for party, theirs in other.tallies.items():
+            mine = self.tallies.get(party)
+            if mine is None:
+                self.tallies[party] = theirs
+                continue
+            for outcome, n in theirs.outcomes.items():
+                mine.outcomes[outcome] += n
+            mine.active += theirs.active
+            mine.pipeline += theirs.pipeline
+            mine.unregistered_closed += theirs.unregistered_closed
+            mine.unregistered_won += theirs.unregistered_won
+            mine.won += theirs.won
+            mine.won_amount += theirs.won_amount
+            mine.days.extend(theirs.days)
+            if theirs.first_registered is not None and (
+                    mine.first_registered is None
+                    or theirs.first_registered < mine.first_registered):
+                mine.first_registered = theirs.first_registered
+            mine.active_delta = [a + b for a, b in zip(mine.active_delta, theirs.active_delta,
+                                                       strict=True)]
+        self.skipped.extend(other.skipped)
+        self.rates_used.update(other.rates_used)
+        self.partners.extend(other.partners)
+
+    def report(self, *, findings: Iterable[Finding] = (),
+               territory: str | None = None) -> ScorecardReport:
+        conflicts = _conflicts_by_party(findings, self.start, self.now)
+        countries = _partner_countries(self.partners, self.config)
+        scorecards = _finish(self.tallies, conflicts, countries, self.config, self.now,
+                             territory)
+        return ScorecardReport(
+            generated_at=self.now, period_start=self.start,
+            period_months=self.config.period_months, base_currency=self.config.base_currency,
+            rates_used=dict(sorted(self.rates_used.items())), scorecards=scorecards,
+            months=self.months, skipped=tuple(self.skipped), territory=territory,
+        )
 
 
 def _new_tally(months: tuple[datetime, ...]) -> _Tally:
@@ -281,9 +340,10 @@ def _conflicts_by_party(
     return counts
 
 
-def _partner_countries(snapshot: Snapshot, config: ScorecardConfig) -> dict[str, str | None]:
+def _partner_countries(accounts: Iterable[AccountFact], config: ScorecardConfig
+                       ) -> dict[str, str | None]:
     countries: dict[str, str | None] = {}
-    for account in snapshot.accounts:
+    for account in accounts:
         if account.partner_id and account.role == "internal" and not account.deleted:
             countries.setdefault(account.partner_id, account.country)
     countries.update(config.distributor_countries)
@@ -377,13 +437,13 @@ def scorecard_outputs(report: ScorecardReport) -> dict[str, dict[str, Any]]:
 
 
 def scorecard_desired(
-    snapshot: Snapshot, report: ScorecardReport
+    accounts: Iterable[AccountFact], report: ScorecardReport
 ) -> dict[RecordKey, Mapping[str, Any]]:
     """Desired values for each distributor's partner account in internal CRMs only."""
     headline = scorecard_outputs(report)
     return {
         account.key: headline[account.partner_id]
-        for account in snapshot.accounts
+        for account in accounts
         if account.role == "internal" and not account.deleted
         and account.partner_id in headline
     }

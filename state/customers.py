@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from state.base import StoreBase, chunked, utcnow, with_default
+from state.pagewrite import record_table
 from state.rows import (
     CustomerLinkRow,
     FindingDelta,
@@ -20,6 +21,7 @@ from state.rows import (
     ReviewItemRow,
 )
 from state.tables import CustomerLink, EndCustomer, Finding, MatchDecision, ReviewItem, table
+from state.types import UtcDateTime
 
 VERDICTS = frozenset({"same", "never"})
 _PAIR_COLUMNS = tuple(f"{s}_{p}" for s in "ab" for p in ("connection", "entity", "external_id"))
@@ -77,6 +79,23 @@ class CustomersMixin(StoreBase):
                   for cid, name in ids_and_names}
         with self._write() as conn:
             conn.execute(statement, list(params.values()))
+
+    def name_new_customers(self) -> int:
+        """Create the end customers that links name and the store lacks, each named after
+        its account that sorts first (links saved in bulk come without names)."""
+        tbl, link, acc = table(EndCustomer), table(CustomerLink), record_table("account")
+        missing = sa.select(
+            link.c.customer_id,
+            sa.func.min(sa.func.coalesce(acc.c.name, acc.c.external_id)),
+            sa.bindparam("now", utcnow(), type_=UtcDateTime),
+        ).join(acc, sa.and_(acc.c.connection == link.c.connection,
+                            acc.c.external_id == link.c.external_id)).where(
+            link.c.entity == "account",
+            ~sa.exists().where(tbl.c.id == link.c.customer_id),
+        ).group_by(link.c.customer_id)
+        with self._write() as conn:
+            return conn.execute(sa.insert(tbl).from_select(
+                ["id", "display_name", "created_at"], missing)).rowcount
 
     def customers(self) -> dict[str, str]:
         """End customer id -> display name."""
@@ -229,10 +248,15 @@ class CustomersMixin(StoreBase):
                                            "entity", "external_id", "evidence", "last_seen")}
             | {"resolved_at": sa.null()},
         )
+        state = sa.select(tbl.c.key, tbl.c.resolved_at.is_(None))
         with self._write() as conn:
-            is_open: dict[str, bool] = {
-                key: bool(still) for key, still in conn.execute(
-                    sa.select(tbl.c.key, tbl.c.resolved_at.is_(None)))}
+            is_open: dict[str, bool] = {}
+            if complete:
+                is_open.update((k, bool(v)) for k, v in conn.execute(state))
+            else:  # a part of the findings (a batch, a few customers): only their rows
+                for chunk in chunked(list(params)):
+                    is_open.update((k, bool(v)) for k, v in conn.execute(
+                        state.where(tbl.c.key.in_(chunk))))
             opened = tuple(k for k in params if not is_open.get(k, False))
             resolved: tuple[str, ...] = ()
             if complete:
@@ -254,6 +278,12 @@ class CustomersMixin(StoreBase):
                     .values(resolved_at=now)
                 ).rowcount
         return count
+
+    def open_finding_keys_all(self) -> set[str]:
+        tbl = table(Finding)
+        with self._read() as conn:
+            return set(conn.execute(sa.select(tbl.c.key).where(tbl.c.resolved_at.is_(None)))
+                       .scalars())
 
     def open_findings(self) -> list[FindingRow]:
         return self.findings(include_resolved=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -219,6 +219,32 @@ class OutboxMixin(StoreBase):
             for connection, entity, external_id, field, value in conn.execute(query):
                 out.setdefault(connection, {})[(entity, external_id, field)] = value
         return out
+
+    def open_values_for(
+        self, connection: str, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str, str], Any]:
+        """:meth:`open_values` of ``connection`` restricted to (entity, external id)
+        ``keys``."""
+        tbl = table(OutboxItem)
+        by_entity: dict[str, set[str]] = {}
+        for entity, ext_id in keys:
+            by_entity.setdefault(entity, set()).add(ext_id)
+        out: dict[tuple[str, str, str], Any] = {}
+        with self._read() as conn:
+            for entity, ids in by_entity.items():
+                for chunk in chunked(sorted(ids)):
+                    query = sa.select(tbl.c.external_id, tbl.c.field, tbl.c.value).where(
+                        tbl.c.state.in_(OPEN_OUTBOX_STATES), tbl.c.connection == connection,
+                        tbl.c.entity == entity, tbl.c.external_id.in_(chunk))
+                    out.update(((entity, e, f), v) for e, f, v in conn.execute(query))
+        return out
+
+    def has_written(self) -> bool:
+        """Whether anything was ever written or queued (a new store: no "is this value
+        ours" lookups to make)."""
+        with self._read() as conn:
+            return any(conn.execute(sa.select(sa.literal(1)).select_from(table(t)).limit(1))
+                       .first() is not None for t in (LedgerEntry, OutboxItem))
 
     def dead_letters(self, connection: str | None = None) -> list[OutboxRow]:
         return self.outbox_items(connection=connection, state="dead", limit=100_000)

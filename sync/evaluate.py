@@ -6,42 +6,31 @@ items, findings, notifications and outbox items. Only the sync layer touches bot
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
 
-from connectors.base import Entity
-from rules.engine import Evaluation, evaluate
-from rules.matching import MatchResult, MatchSettings
-from rules.model import Policy
+from rules.engine import Evaluation, evaluate, next_threshold
+from rules.matching import Decision, MatchResult, MatchSettings
+from rules.model import Policy, RecordKey, Snapshot
 from rules.scorecards import (
     ScorecardConfig,
     ScorecardReport,
+    ScorecardTally,
     compute_scorecards,
     scorecard_desired,
 )
-from state.rows import AccountRow, OpportunityRow, OutboxItemIn
+from sync.batches import BatchPlanner
 from sync.cycle import Runtime
-from sync.findings import (
-    count_kinds,
-    finding_rows,
-    json_value,
-    notifications_for,
-    rules_by_record,
-    stored_findings,
-)
-from sync.plan import HeldBack, PlannedWrite, Target, plan_writes
-from sync.snapshot import (
-    build_snapshot,
-    in_flight,
-    match_customers,
-    save_match,
-    snapshot_from_store,
-)
-from sync.visibility import Audience, Secrets
+from sync.findings import stored_findings
+from sync.plan import HeldBack, PlannedWrite
+from sync.scale import Batch, evaluate_at_scale
+from sync.snapshot import build_snapshot, review_rows, snapshot_from_store
+from sync.visibility import Secrets
 
 log = structlog.get_logger(__name__)
 
@@ -57,31 +46,37 @@ class Outcome:
     stats: dict[str, Any]
 
 
-def targets_for(runtimes: Iterable[Runtime]) -> dict[str, Target]:
-    return {
-        rt.name: Target(
-            audience=Audience(rt.role, rt.distributor_id),
-            writes={e.value: dict(rt.mapping.writes(e)) for e in Entity},
-        )
-        for rt in runtimes
-    }
-
-
-
-def secrets_for(
-    runtimes: Iterable[Runtime],
-    accounts: Sequence[AccountRow],
-    opportunities: Sequence[OpportunityRow],
-) -> Secrets:
-    runtimes = list(runtimes)
-    internal = {rt.name for rt in runtimes if rt.role != "distributor"}
-    users = {a.owner_user for a in accounts if a.connection in internal and a.owner_user}
-    users |= {o.owner_user for o in opportunities if o.connection in internal and o.owner_user}
-    distributors = {rt.distributor_id for rt in runtimes if rt.distributor_id}
-    distributors |= {o.registered_by for o in opportunities if o.registered_by}
-    distributors |= {a.partner_id for a in accounts if a.partner_id}
+def secrets_for(store: Any, runtimes: Sequence[Runtime]) -> Secrets:
+    """What a partner must never see: every distributor id, and the users of internal
+    connections, over the whole store."""
+    internal = [rt.name for rt in runtimes if rt.role != "distributor"]
+    distributors, users = store.secret_values(internal)
+    distributors |= {rt.distributor_id for rt in runtimes if rt.distributor_id}
     return Secrets.of(distributors, users)
 
+
+def group_token(connection: str, opportunity: str, account_ref: str | None) -> str:
+    """The group of an opportunity without a customer (as :mod:`rules.engine` groups it)."""
+    if account_ref is None:
+        return f"~opp|{connection}|{opportunity}"
+    return f"~acct|{connection}|{account_ref}"
+
+
+def unmatched_thresholds(snapshot: Snapshot, policy: Policy, now: datetime
+                         ) -> dict[str, datetime]:
+    """Next thresholds of the customer-less groups of ``snapshot``, by group token."""
+    groups: dict[str, list[Any]] = {}
+    for opp in snapshot.opportunities:
+        if opp.customer_id is None:
+            ref = opp.account_key.external_id if opp.account_key else None
+            groups.setdefault(group_token(opp.key.connection, opp.key.external_id, ref),
+                              []).append(opp)
+    out: dict[str, datetime] = {}
+    for token, opps in groups.items():
+        instant = next_threshold(Snapshot(accounts=(), opportunities=tuple(opps)), policy, now)
+        if instant is not None:
+            out[token] = instant
+    return out
 
 
 def stored_scorecards(
@@ -94,6 +89,17 @@ def stored_scorecards(
                               findings=stored_findings(store), territory=territory)
 
 
+AccountKey = tuple[str, str]  # (connection, external id)
+# a full evaluation goes through the store this many customers at a time
+BATCH = 4000
+# from this many accounts a SQLite file store is evaluated by two processes (the second
+# costs about half a second to start)
+PARALLEL_FROM = 100_000
+# above this many accounts an outcome keeps counts, not every link, finding and write
+# (a recording run queued them; ``plan`` lists every write whatever the size)
+KEEP_DETAIL = 200_000
+
+
 def evaluate_store(
     store: Any,
     runtimes: Sequence[Runtime],
@@ -103,83 +109,143 @@ def evaluate_store(
     now: datetime,
     record: bool = True,
     scorecards: ScorecardConfig | None = None,
+    batch: int = BATCH,
+    workers: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Outcome:
-    """Match, evaluate and plan over the whole store. With ``record`` false nothing is
-    written (the dry run behind ``channelsync plan``)."""
+    """Match, evaluate and plan over the whole store, streamed: every account is
+    matched, then the customers are read, evaluated, planned and (with ``record``) their
+    findings and writes stored a ``batch`` at a time (:mod:`sync.scale`,
+    :class:`sync.batches.BatchPlanner`); then the deals of no customer, the scorecards
+    and the findings no longer found. With ``record`` false nothing is written (the dry
+    run behind ``channelsync plan``). ``workers``: processes (None: two for a large
+    SQLite file store, else one); ``progress`` is told each stage as it ends."""
     by_name = {rt.name: rt for rt in runtimes}
-    accounts = [a for a in store.load_accounts() if a.connection in by_name]
-    opportunities = [o for o in store.load_opportunities() if o.connection in by_name]
-    match = match_customers(store, accounts, match_settings)
-    if record:
-        save_match(store, match, accounts)
-    links = {key: link.customer_id for key, link in match.links.items()}
-    ledgers = {rt.name: store.ledger(rt.name) for rt in runtimes}
-    writing = in_flight(store, by_name)
-    snapshot = build_snapshot(
-        accounts=accounts,
-        opportunities=opportunities,
-        links=links,
-        runtimes=by_name,
-        ledgers=ledgers,
-        in_flight=writing,
-    )
-    evaluation = evaluate(snapshot, policy, now)
-    desired = {(k.connection, k.entity, k.external_id): v for k, v in evaluation.desired.items()}
+    connections = list(by_name)
+    links_before = {(r.key.connection, r.key.external_id): r for r in store.customer_link_rows()
+                    if r.key.entity == "account"}
+    decisions = [Decision((d.a.connection, d.a.external_id), (d.b.connection, d.b.external_id),
+                          d.verdict) for d in store.match_decisions()]
+    planner = BatchPlanner(
+        store, runtimes, secrets=secrets_for(store, runtimes), now=now, record=record,
+        tally=ScorecardTally(policy, now, scorecards) if scorecards is not None else None,
+        keep_writes=None if not record else KEEP_DETAIL)
+    kept: dict[str, Any] = {}
+
+    def matched(match: MatchResult) -> None:
+        large = len(match.links) > KEEP_DETAIL
+        planner.keep_findings = not large
+        kept["match"] = MatchResult(links={}, review=match.review) if large else match
+        if record:
+            save_links(store, match, links_before)
+        else:  # the deals of no customer are found against the new links, not the stored
+            kept["unlinked"] = (set(match.links),
+                                [key for key in links_before if key not in match.links])
+        links_before.clear()
+
+    if workers is None:
+        workers = 2 if _parallel(store, connections) else 1
+    run = evaluate_at_scale(
+        store, runtimes, policy=policy, settings=match_settings, now=now,
+        previous={k: r.customer_id for k, r in links_before.items()}, decisions=decisions,
+        consume=planner, batch=batch, workers=workers, on_match=matched,
+        written=store.has_written(), progress=progress)
+    for other in run.consumers[1:]:
+        planner.merge(other)
+    lonely = _evaluate_unmatched(store, by_name, planner, policy, now, kept.get("unlinked"))
     if scorecards is not None:
-        # headline figures on each distributor's partner account, internal CRMs only
-        report = compute_scorecards(snapshot, policy, now, scorecards,
-                                    findings=[*stored_findings(store), *evaluation.findings])
-        for key, values in scorecard_desired(snapshot, report).items():
-            k = (key.connection, key.entity, key.external_id)
-            desired[k] = {**desired.get(k, {}), **values}
-    current: dict[tuple[str, str, str], Mapping[str, Any]] = {}
-    for rt in runtimes:
-        for entity in Entity:
-            ids = [
-                k.external_id
-                for k in evaluation.desired
-                if k.connection == rt.name and k.entity == entity.value
-            ]
-            for ext_id, (_etag, raw) in store.current_values(rt.name, entity.value, ids).items():
-                current[(rt.name, entity.value, ext_id)] = raw
-    rules = rules_by_record(evaluation.findings)
-    planned, held = plan_writes(
-        desired=desired,
-        rules=rules,
-        targets=targets_for(runtimes),
-        current=current,
-        ledger=ledgers,
-        secrets=secrets_for(runtimes, accounts, opportunities),
-        in_flight=writing,
-    )
-    stats = {
-        "customers": len({link.customer_id for link in match.links.values()}),
-        "accounts": len(accounts),
-        "opportunities": len(opportunities),
-        "review_items": len(match.review),
-        "findings": count_kinds(evaluation.findings),
-        "planned_writes": len(planned),
-        "held_back": len(held),
+        assert planner.tally is not None
+        report = planner.tally.report(findings=stored_findings(store, planner.conflicts))
+        _plan_scorecards(store, planner, scorecard_desired(planner.tally.partners, report))
+    if progress is not None:
+        progress("unmatched_and_scorecards")
+    match: MatchResult = kept["match"]
+    stats: dict[str, Any] = {
+        "customers": run.customers,
+        "accounts": run.accounts,
+        "opportunities": planner.counts["opportunities"],
+        "review_items": run.review_items,
+        "findings": dict(sorted(planner.kinds.items())),
+        "planned_writes": planner.counts["planned_writes"],
+        "held_back": planner.counts["held_back"],
     }
     if record:
-        delta = store.upsert_findings(finding_rows(evaluation.findings), now=now)
-        stats["findings_opened"] = len(delta.opened)
-        stats["findings_resolved"] = len(delta.resolved)
-        stats["notifications_new"] = store.add_notifications(notifications_for(evaluation.findings))
-        stats["queued"] = store.enqueue(
-            [
-                OutboxItemIn(
-                    connection=w.connection,
-                    entity=w.entity,
-                    external_id=w.external_id,
-                    field=w.field,
-                    value=json_value(w.value),
-                    previous=json_value(w.previous),
-                    rule=w.rule,
-                    reason=w.reason,
-                )
-                for w in planned
-            ]
-        )
+        vanished = store.open_finding_keys_all() - planner.seen
+        stats["findings_opened"] = planner.counts["findings_opened"]
+        stats["findings_resolved"] = (store.resolve_findings(sorted(vanished), now=now)
+                                      if vanished else 0)
+        stats["notifications_new"] = planner.counts["notifications_new"]
+        stats["queued"] = planner.counts["queued"]
+        # what the incremental cycles after this one start from
+        store.save_thresholds({**planner.thresholds, **lonely})
+        store.snapshot_opportunity_refs()
+    if progress is not None:
+        progress("recorded")
     log.info("evaluated", **{k: v for k, v in stats.items() if not isinstance(v, dict)})
-    return Outcome(match, evaluation, planned, held, stats)
+    evaluation = planner.evaluation()
+    evaluation.next_thresholds.update(lonely)
+    return Outcome(match, evaluation, planner.planned, planner.held, stats)
+
+
+def _parallel(store: Any, connections: Sequence[str]) -> bool:
+    if store.dialect != "sqlite" or not store.engine.url.database or (os.cpu_count() or 1) < 2:
+        return False
+    return bool(store.count_accounts(connections) >= PARALLEL_FROM)
+
+
+def save_links(store: Any, match: MatchResult, before: Mapping[tuple[str, str], Any]) -> None:
+    """The links that changed (customer, method or score) and the review list; links of
+    accounts gone are dropped, customers new to the store created."""
+    changed = [
+        (connection, "account", external_id, link.customer_id, link.method, float(link.score))
+        for (connection, external_id), link in match.links.items()
+        if (old := before.get((connection, external_id))) is None
+        or (old.customer_id, old.method, old.score) != (link.customer_id, link.method,
+                                                        float(link.score))
+    ]
+    gone = [key for key in before if key not in match.links]
+    if gone:
+        store.drop_customer_links(gone)
+    if changed:
+        store.save_customer_links(changed)
+        store.name_new_customers()
+    store.replace_review_items(review_rows(match))
+
+
+def _evaluate_unmatched(
+    store: Any, by_name: Mapping[str, Runtime], planner: BatchPlanner, policy: Policy,
+    now: datetime, unlinked: tuple[set[AccountKey], list[AccountKey]] | None,
+) -> dict[str, datetime]:
+    """Evaluate and plan the deals whose account matched no customer (or that have none);
+    their next thresholds by group token. ``unlinked``, when the new links were not
+    saved: (the accounts they link, the accounts whose stored link they drop)."""
+    lonely = store.unmatched_opportunities()
+    if unlinked is not None:
+        linked, dropped = unlinked
+        lonely = [o for o in lonely if (o.connection, o.account_ref) not in linked]
+        lonely += store.opportunities_of_accounts(dropped)
+    lonely = [o for o in lonely if o.connection in by_name]
+    keys: dict[str, list[tuple[str, str]]] = {}
+    for o in lonely:
+        keys.setdefault(o.connection, []).append(("opportunity", o.external_id))
+    ledgers = {name: store.ledger_for(name, ids) for name, ids in keys.items()}
+    writing = {name: store.open_values_for(name, ids) for name, ids in keys.items()}
+    snapshot = build_snapshot(accounts=[], opportunities=lonely, links={}, runtimes=by_name,
+                              ledgers=ledgers, in_flight=writing)
+    planner(Batch(evaluate(snapshot, policy, now), [], list(snapshot.opportunities), ledgers,
+                  writing))
+    return unmatched_thresholds(snapshot, policy, now)
+
+
+def _plan_scorecards(store: Any, planner: BatchPlanner,
+                     desired: Mapping[RecordKey, Mapping[str, Any]]) -> None:
+    """Plan the headline figures on the partner accounts (known once every deal is in)."""
+    keys: dict[str, list[tuple[str, str]]] = {}
+    for key in desired:
+        keys.setdefault(key.connection, []).append((key.entity, key.external_id))
+    ledgers = {name: store.ledger_for(name, ids) for name, ids in keys.items()}
+    writing = {name: store.open_values_for(name, ids) for name, ids in keys.items()}
+    planned, held = planner.plan(
+        {(k.connection, k.entity, k.external_id): v for k, v in desired.items()}, {},
+        ledgers, writing)
+    planner.take([], planned, held)

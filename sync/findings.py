@@ -80,9 +80,13 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-def stored_findings(store: Any) -> list[Any]:
-    """Findings as the store kept them (for period reports: conflicts over months)."""
-    return [_StoredFinding(f.kind, f.first_seen, f.evidence or {}) for f in store.findings()]
+def stored_findings(store: Any, found: Iterable[Finding] = ()) -> list[Any]:
+    """Findings as the store kept them, resolved ones too (for period reports: conflicts
+    over months), and those of ``found`` it does not hold yet (a dry run's)."""
+    rows = store.findings()
+    kept = {f.key for f in rows}
+    return [*(_StoredFinding(f.kind, f.first_seen, f.evidence or {}) for f in rows),
+            *(f for f in found if finding_key(f) not in kept)]
 
 
 @dataclass(frozen=True, slots=True)

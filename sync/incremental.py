@@ -28,19 +28,25 @@ from weakref import WeakKeyDictionary
 import structlog
 
 from connectors.base import Entity
-from rules.engine import Evaluation, evaluate, next_threshold
+from rules.engine import evaluate
 from rules.match_index import MatchIndex
 from rules.matching import AccountRecord, Decision, MatchResult, MatchSettings
-from rules.model import Policy, Snapshot
+from rules.model import Policy
 from rules.scorecards import ScorecardConfig
-from state.rows import AccountRow, OpportunityRow, OutboxItemIn, ReviewItemIn
+from state.rows import AccountRow, OpportunityRow
 from state.rows import RecordKey as StoreKey
+from sync.batches import outbox_item, targets_for
 from sync.cycle import Runtime
-from sync.evaluate import Outcome, evaluate_store, targets_for
-from sync.findings import count_kinds, finding_rows, json_value, notifications_for, rules_by_record
+from sync.evaluate import (
+    Outcome,
+    evaluate_store,
+    group_token,
+    secrets_for,
+    unmatched_thresholds,
+)
+from sync.findings import count_kinds, finding_rows, notifications_for, rules_by_record
 from sync.plan import plan_writes
-from sync.snapshot import account_key, build_snapshot, in_flight
-from sync.visibility import Secrets
+from sync.snapshot import build_snapshot, in_flight, review_rows
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +120,6 @@ def evaluate_incremental(
             or engine.settings not in (None, match_settings)):
         outcome = evaluate_store(store, runtimes, policy=policy, match_settings=match_settings,
                                  now=now, scorecards=scorecards)
-        _after_full(store, runtimes, outcome.evaluation, policy, now)
         engine.index, engine.settings = None, match_settings
         store.save_engine_state(STATE, {"generation": watermark, "config": digest,
                                         "full_at": now.isoformat(), "decisions": seen,
@@ -155,13 +160,6 @@ def _account_record(a: AccountRow) -> AccountRecord:
                          a.vat_id)
 
 
-def _token(connection: str, opportunity: str, account_ref: str | None) -> str:
-    """The group of an opportunity without a customer (as :mod:`rules.engine` groups it)."""
-    if account_ref is None:
-        return f"~opp|{connection}|{opportunity}"
-    return f"~acct|{connection}|{account_ref}"
-
-
 def _partial(
     store: Any, runtimes: Sequence[Runtime], engine: Engine, *, policy: Policy,
     settings: MatchSettings, now: datetime, state: Mapping[str, Any], decisions: Sequence[Any],
@@ -199,19 +197,19 @@ def _partial(
         if key in area and old == new and key not in changed_accounts:
             continue  # re-matched but not moved, and unchanged itself
         customers.update(c for c in (old, new) if c is not None)
-        tokens.add(_token(key[0], "", key[1]))  # deals of an account that came or went
+        tokens.add(group_token(key[0], "", key[1]))  # deals of an account that came or went
     for (connection, ext_id), ref in previous_refs.items():
         old = old_links.get((connection, ref)) if ref is not None else None
         if old is not None:
             customers.add(old)
         else:
-            tokens.add(_token(connection, ext_id, ref))
+            tokens.add(group_token(connection, ext_id, ref))
     for o in opp_rows:
         link = new_link((o.connection, o.account_ref)) if o.account_ref else None
         if link is not None:
             customers.add(link.customer_id)
         else:
-            tokens.add(_token(o.connection, o.external_id, o.account_ref))
+            tokens.add(group_token(o.connection, o.external_id, o.account_ref))
     # groups of an evaluation that stopped half-way (its links may already be saved)
     for group in [*store.due_groups(now), *state.get("pending", [])]:
         (tokens if group.startswith("~") else customers).add(group)
@@ -251,7 +249,7 @@ def _partial(
     planned, held = plan_writes(
         desired=desired, rules=rules_by_record(evaluation.findings),
         targets=targets_for(runtimes), current=current, ledger=ledgers,
-        secrets=_secrets(store, runtimes), in_flight=writing,
+        secrets=secrets_for(store, runtimes), in_flight=writing,
     )
 
     # 4. findings of the affected groups: upsert the new, resolve the vanished
@@ -263,16 +261,11 @@ def _partial(
     vanished = store.open_finding_keys(customers, subjects) - {r.key for r in rows}
     resolved = store.resolve_findings(sorted(vanished), now=now) if vanished else 0
     notifications = store.add_notifications(notifications_for(evaluation.findings))
-    queued = store.enqueue([
-        OutboxItemIn(connection=w.connection, entity=w.entity, external_id=w.external_id,
-                     field=w.field, value=json_value(w.value), previous=json_value(w.previous),
-                     rule=w.rule, reason=w.reason)
-        for w in planned
-    ])
+    queued = store.enqueue([outbox_item(w) for w in planned])
 
     # 5. what the next cycle needs
     thresholds = {c: t for c, t in evaluation.next_thresholds.items()}
-    thresholds.update(_unmatched_thresholds(snapshot, policy, now))
+    thresholds.update(unmatched_thresholds(snapshot, policy, now))
     store.save_thresholds(thresholds, replacing=customers | tokens)
     store.save_evaluated_refs(
         {(o.connection, o.external_id): o.account_ref for o in opp_rows if not o.deleted},
@@ -340,11 +333,7 @@ def _save_area(store: Any, index: MatchIndex, match: MatchResult, area: set[Acco
         store.ensure_customers(sorted(names.items()))
         store.save_customer_links(links)
     if area or removed:
-        store.replace_review_items([
-            ReviewItemIn(a=account_key(item.a), b=account_key(item.b), score=item.score,
-                         evidence={"method": item.method, "evidence": list(item.evidence)})
-            for item in index.result().review
-        ])
+        store.replace_review_items(review_rows(index.result()))
 
 
 def _token_groups(store: Any, tokens: Iterable[str], index: MatchIndex) -> list[OpportunityRow]:
@@ -360,41 +349,3 @@ def _token_groups(store: Any, tokens: Iterable[str], index: MatchIndex) -> list[
     found += [o for o in store.opportunities_by_keys(lone)
               if not o.deleted and o.account_ref is None]
     return found
-
-
-def _unmatched_thresholds(snapshot: Snapshot, policy: Policy, now: datetime
-                          ) -> dict[str, datetime]:
-    groups: dict[str, list[Any]] = {}
-    for opp in snapshot.opportunities:
-        if opp.customer_id is None:
-            ref = opp.account_key.external_id if opp.account_key else None
-            groups.setdefault(_token(opp.key.connection, opp.key.external_id, ref), []).append(opp)
-    out: dict[str, datetime] = {}
-    for token, opps in groups.items():
-        instant = next_threshold(Snapshot(accounts=(), opportunities=tuple(opps)), policy, now)
-        if instant is not None:
-            out[token] = instant
-    return out
-
-
-def _after_full(store: Any, runtimes: Sequence[Runtime], evaluation: Evaluation,
-                policy: Policy, now: datetime) -> None:
-    """Persist what the next incremental cycle needs after a full evaluation."""
-    by_name = {rt.name: rt for rt in runtimes}
-    lonely = [o for o in store.unmatched_opportunities() if o.connection in by_name]
-    snapshot = build_snapshot(accounts=[], opportunities=lonely, links={}, runtimes=by_name,
-                              ledgers={rt.name: store.ledger_for(rt.name, [
-                                  ("opportunity", o.external_id) for o in lonely
-                                  if o.connection == rt.name]) for rt in runtimes},
-                              in_flight=in_flight(store, by_name))
-    thresholds = {c: t for c, t in evaluation.next_thresholds.items()}
-    thresholds.update(_unmatched_thresholds(snapshot, policy, now))
-    store.save_thresholds(thresholds)
-    store.snapshot_opportunity_refs()
-
-
-def _secrets(store: Any, runtimes: Sequence[Runtime]) -> Secrets:
-    internal = [rt.name for rt in runtimes if rt.role != "distributor"]
-    distributors, users = store.secret_values(internal)
-    distributors |= {rt.distributor_id for rt in runtimes if rt.distributor_id}
-    return Secrets.of(distributors, users)

@@ -22,23 +22,26 @@ from datetime import datetime
 from typing import Any
 
 from rules.engine import Evaluation
-from rules.matching import MatchResult, MatchSettings, match_accounts, match_features
+from rules.matching import Decision, MatchResult, MatchSettings, match_accounts, match_features
 from rules.model import Policy
 from sync.cycle import Runtime
 from sync.scale_stream import (
+    Batch,
     Group,
     account_records,
     customers_of,
-    evaluate_groups_into,
+    evaluate_by_keys,
+    evaluate_ranges,
     shares,
     stream_groups,
     stream_part,
     write_links,
 )
 from sync.scale_workers import Workers
+from sync.snapshot import fact_makers
 
-__all__ = ["Group", "ScaleRun", "account_records", "customers_of", "evaluate_at_scale",
-           "evaluate_groups_into", "shares", "stream_groups", "stream_part", "write_links"]
+__all__ = ["Batch", "Group", "ScaleRun", "account_records", "customers_of",
+           "evaluate_at_scale", "shares", "stream_groups", "stream_part", "write_links"]
 
 
 @dataclass(slots=True)
@@ -60,17 +63,19 @@ class ScaleRun:
 def evaluate_at_scale(
     store: Any, runtimes: Sequence[Runtime], *, policy: Policy, settings: MatchSettings,
     now: datetime, previous: Mapping[Any, str] | None = None,
-    progress: Callable[[str], None] | None = None,
-    consume: Callable[[Evaluation], None] | None = None, batch: int = 4000,
-    workers: int = 1,
+    decisions: Sequence[Decision] = (), progress: Callable[[str], None] | None = None,
+    consume: Callable[[Batch], None] | None = None, batch: int = 4000, workers: int = 1,
+    on_match: Callable[[MatchResult], None] | None = None, written: bool = False,
 ) -> ScaleRun:
     """Match every account, then evaluate every matched customer, streaming.
 
     Without ``consume`` everything is kept and returned (small stores, tests). With it,
-    each ``batch`` of customers is evaluated into a fresh :class:`Evaluation` handed to
+    each ``batch`` of customers is evaluated into a fresh :class:`Batch` handed to
     ``consume`` (which plans and writes, or counts) and dropped, and the match result is
-    not kept: memory stays flat whatever the store holds. ``workers`` > 1 needs
-    ``consume`` (see the module docstring)."""
+    not kept (``on_match`` sees it first): memory stays flat whatever the store holds.
+    ``written``: read what we wrote to each batch's records (a store with a ledger).
+    ``workers`` > 1 needs ``consume`` and a SQLite file (see the module docstring); a
+    store on another database is read through its own queries, a batch at a time."""
     if workers > 1 and consume is None:
         raise ValueError("workers evaluate into consume: pass one")
     tell = progress or (lambda _stage: None)
@@ -79,8 +84,9 @@ def evaluate_at_scale(
     pool = Workers(workers - 1) if workers > 1 else None
     try:
         return _evaluate_at_scale(store, runtimes, policy=policy, settings=settings, now=now,
-                                  previous=previous, tell=tell, consume=consume, batch=batch,
-                                  pool=pool)
+                                  previous=previous, decisions=decisions, tell=tell,
+                                  consume=consume, batch=batch, pool=pool, on_match=on_match,
+                                  written=written)
     finally:
         if pool is not None:
             pool.close()
@@ -91,35 +97,60 @@ def evaluate_at_scale(
 
 def _evaluate_at_scale(
     store: Any, runtimes: Sequence[Runtime], *, policy: Policy, settings: MatchSettings,
-    now: datetime, previous: Mapping[Any, str] | None, tell: Callable[[str], None],
-    consume: Callable[[Evaluation], None] | None, batch: int, pool: Workers | None,
+    now: datetime, previous: Mapping[Any, str] | None, decisions: Sequence[Decision],
+    tell: Callable[[str], None], consume: Callable[[Batch], None] | None, batch: int,
+    pool: Workers | None, on_match: Callable[[MatchResult], None] | None, written: bool,
 ) -> ScaleRun:
     connections = [rt.name for rt in runtimes]
     match: MatchResult | None
     if pool is None:
         records = account_records(store, connections)
         tell("loaded_accounts")
-        match = match_accounts(records, previous=previous or {}, settings=settings)
+        match = match_accounts(records, previous=previous or {}, settings=settings,
+                               decisions=decisions)
         del records
     else:  # each process loads and normalises its share of the accounts
         features, fuzzy = pool.features(store, connections, settings, tell)
         match = match_features(features, previous=previous or {}, settings=settings,
-                               fuzzy=fuzzy)
+                               fuzzy=fuzzy, decisions=decisions)
         del features
     assert match is not None
+    if on_match is not None:
+        on_match(match)
     links = {key: link.customer_id for key, link in match.links.items()}
     run = ScaleRun(accounts=len(links), customers=len(set(links.values())),
                    review_items=len(match.review), match=match, evaluation=None)
     if consume is not None:
         run.match = match = None
     tell("matched")
-    if pool is None:
-        groups = stream_groups(store, runtimes, links, release=consume is not None)
-        run.evaluation = evaluate_groups_into(groups, policy, now, consume, batch)
-    else:
+    if pool is not None:
         assert consume is not None  # checked by evaluate_at_scale
         run.consumers, run.worker_usage = pool.evaluate(
             store, runtimes, links, policy=policy, now=now, consume=consume, batch=batch,
-            tell=tell)
+            tell=tell, written=written)
+    elif store.dialect != "sqlite":
+        customers = customers_of(links, release=consume is not None)
+        run.evaluation = evaluate_by_keys(store, runtimes, customers, policy, now, consume,
+                                          batch, written=written)
+    else:
+        run.evaluation = _evaluate_sqlite(store, runtimes, links, policy, now, consume, batch,
+                                          written)
     tell("evaluated")
     return run
+
+
+def _evaluate_sqlite(
+    store: Any, runtimes: Sequence[Runtime], links: dict[tuple[str, str], str],
+    policy: Policy, now: datetime, consume: Callable[[Batch], None] | None, batch: int,
+    written: bool,
+) -> Evaluation | None:
+    makers = fact_makers({rt.name: rt for rt in runtimes}, {})
+    conn = store.engine.raw_connection()
+    try:
+        ranges = write_links(conn, customers_of(links, release=consume is not None),
+                             batch=batch if consume is not None else None)
+        return evaluate_ranges(conn, "temp", ranges, makers, policy, now, consume,
+                               written=written)
+    finally:
+        conn.execute("DROP TABLE IF EXISTS temp.scale_link")
+        conn.close()

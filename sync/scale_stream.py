@@ -12,22 +12,38 @@ bounded memo, as a store holds few distinct ones.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from itertools import chain
 from typing import Any
 
-from rules.engine import Evaluation, evaluate_customer
+from rules.engine import Evaluation, evaluate_customer, group_by_customer
 from rules.matching import AccountRecord
 from rules.model import AccountFact, OpportunityFact, Policy
 from rules.names import RecordFeatures
+from state.tables import OPEN_OUTBOX_STATES
 from sync.cycle import Runtime
-from sync.snapshot import FactMaker, fact_makers
+from sync.snapshot import FactMaker, build_snapshot, fact_makers
 
 Group = tuple[str | None, list[AccountFact], list[OpportunityFact]]
-Ledgers = Mapping[str, Mapping[tuple[str, str, str], Any]]
+Written = dict[str, dict[tuple[str, str, str], Any]]  # connection -> (entity, id, field) -> value
 Key = tuple[str, str]
+
+
+@dataclass(slots=True)
+class Batch:
+    """A run of evaluated customers: the rules' verdicts, the facts they came from, and
+    what we wrote to those records per connection (ledger, open outbox values), which
+    the planner compares with."""
+
+    evaluation: Evaluation
+    accounts: list[AccountFact]
+    opportunities: list[OpportunityFact]
+    ledgers: Written
+    in_flight: Written
 
 # Only the columns the facts hold (a test compares them with the normal path's): fewer
 # values to decode, and no per-row bookkeeping timestamps to parse.
@@ -79,6 +95,8 @@ def _raw(store: Any) -> Any:
 
 def account_records(store: Any, connections: Sequence[str]) -> list[AccountRecord]:
     """What matching needs of every live account of ``connections``, in store order."""
+    if store.dialect != "sqlite":
+        return [AccountRecord(*row) for row in store.account_match_rows(connections)]
     conn = _raw(store)
     try:
         return account_records_in(conn, connections, None, None)
@@ -134,9 +152,11 @@ def shares(customers: Customers, parts: int, *, first: float = 1.0) -> list[Cust
     return [customers[cuts[i]:cuts[i + 1]] for i in range(parts)]
 
 
-def write_links(conn: Any, customers: Customers, *, schema: str = "temp") -> tuple[int, int]:
+def write_links(conn: Any, customers: Customers, *, schema: str = "temp",
+                batch: int | None = None) -> list[tuple[int, int]]:
     """``customers`` into ``schema.scale_link`` (ord, connection, external_id,
-    customer_id), one row per account in customer order; its rowid range."""
+    customer_id), one row per account in customer order; the rowid ranges of each run of
+    ``batch`` customers (one range without ``batch``)."""
     conn.execute(f"DROP TABLE IF EXISTS {schema}.scale_link")
     conn.execute(f"CREATE TABLE {schema}.scale_link "
                  "(ord INTEGER, connection TEXT, external_id TEXT, customer_id TEXT)")
@@ -146,7 +166,19 @@ def write_links(conn: Any, customers: Customers, *, schema: str = "temp") -> tup
         ((ord_, c, e, customer) for ord_, (customer, keys) in enumerate(customers)
          for c, e in keys))
     conn.execute("COMMIT")
-    return 1, sum(len(keys) for _, keys in customers)
+    return link_ranges(customers, batch)
+
+
+def link_ranges(customers: Customers, batch: int | None) -> list[tuple[int, int]]:
+    """The link table's rowid ranges (1-based, inclusive) of each run of ``batch``
+    customers, as :func:`write_links` lays them out."""
+    step = batch or max(len(customers), 1)
+    ranges, row = [], 1
+    for start in range(0, len(customers), step):
+        count = sum(len(keys) for _, keys in customers[start:start + step])
+        ranges.append((row, row + count - 1))
+        row += count
+    return ranges
 
 
 def _fetched(conn: Any, sql: str, bounds: tuple[int, int], size: int = 20_000
@@ -196,37 +228,117 @@ def stream_part(conn: Any, schema: str, bounds: tuple[int, int],
             ext, name, country, channel_owner, partner_id, owner_user, False, customer))
 
 
+_WRITTEN_SQL = (
+    "SELECT w.connection, w.entity, w.external_id, w.field, w.value"
+    " FROM {links} l JOIN {table} w ON w.connection = l.connection"
+    " AND w.entity = 'account' AND w.external_id = l.external_id{only}"
+    " WHERE l.rowid BETWEEN ? AND ?"
+    " UNION ALL"
+    " SELECT w.connection, w.entity, w.external_id, w.field, w.value"
+    " FROM {links} l JOIN opportunity o"
+    " ON o.connection = l.connection AND o.account_ref = l.external_id"
+    " JOIN {table} w ON w.connection = o.connection"
+    " AND w.entity = 'opportunity' AND w.external_id = o.external_id{only}"
+    " WHERE l.rowid BETWEEN ? AND ? AND NOT o.deleted")
+# the partial unique index of open outbox items: the same condition lets SQLite use it
+_OPEN = f" AND w.state IN ({', '.join(repr(s) for s in OPEN_OUTBOX_STATES)})"
+
+
+def written_in(conn: Any, schema: str, bounds: tuple[int, int]) -> tuple[Written, Written]:
+    """What we wrote to the records of the customers in the rowid range ``bounds``: (the
+    ledger, the values of open outbox items), per connection."""
+    found: list[Written] = []
+    for table, only in (("ledger", ""), ("outbox", _OPEN)):
+        sql = _WRITTEN_SQL.format(links=f"{schema}.scale_link", table=table, only=only)
+        out: Written = {}
+        for connection, entity, external_id, field, value in conn.execute(sql, bounds * 2):
+            # JSON text, but the column's numeric affinity stored a bare number as one
+            out.setdefault(connection, {})[(entity, external_id, field)] = (
+                json.loads(value) if value.__class__ is str else value)
+        found.append(out)
+    return found[0], found[1]
+
+
+def evaluate_ranges(
+    conn: Any, schema: str, ranges: Sequence[tuple[int, int]], makers: Mapping[str, FactMaker],
+    policy: Policy, now: datetime, consume: Callable[[Batch], None] | None, *,
+    written: bool = False,
+) -> Evaluation | None:
+    """Evaluate the customers of each rowid range of ``schema.scale_link``, handed to
+    ``consume`` a range at a time, or returned together. With ``written`` the ledger and
+    open outbox values of each range are read first (facts need them: whose value is
+    an owner or an expiry date)."""
+    whole = Evaluation() if consume is None else None
+    for bounds in ranges:
+        ledgers, writing = written_in(conn, schema, bounds) if written else ({}, {})
+        for name, maker in makers.items():
+            maker.use(ledgers.get(name, {}), writing.get(name))
+        result = whole if whole is not None else Evaluation()
+        accounts: list[AccountFact] = []
+        opportunities: list[OpportunityFact] = []
+        for customer, group_accounts, group_opportunities in stream_part(
+                conn, schema, bounds, makers):
+            evaluate_customer(customer, group_accounts, group_opportunities, policy, now,
+                              into=result)
+            if consume is not None:
+                accounts += group_accounts
+                opportunities += group_opportunities
+        if consume is not None:
+            consume(Batch(result, accounts, opportunities, ledgers, writing))
+    return whole
+
+
 def stream_groups(
     store: Any, runtimes: Sequence[Runtime], links: dict[tuple[str, str], str],
-    ledgers: Ledgers | None = None, *, release: bool = False,
+    *, release: bool = False,
 ) -> Iterator[Group]:
     """Each matched customer's facts, one customer at a time (customers without a link
     are left out: the caller evaluates the few unmatched deals the normal way). With
     ``release`` the ``links`` dict is emptied once the database holds it."""
-    makers = fact_makers({rt.name: rt for rt in runtimes}, ledgers or {})
+    makers = fact_makers({rt.name: rt for rt in runtimes}, {})
     conn = _raw(store)
     try:
-        bounds = write_links(conn, customers_of(links, release=release))
-        yield from stream_part(conn, "temp", bounds, makers)
+        ranges = write_links(conn, customers_of(links, release=release))
+        for bounds in ranges:
+            yield from stream_part(conn, "temp", bounds, makers)
         conn.execute("DROP TABLE IF EXISTS temp.scale_link")
     finally:
         conn.close()
 
 
-def evaluate_groups_into(
-    groups: Iterator[Group], policy: Policy, now: datetime,
-    consume: Callable[[Evaluation], None] | None, batch: int,
+def evaluate_by_keys(
+    store: Any, runtimes: Sequence[Runtime], customers: Customers, policy: Policy,
+    now: datetime, consume: Callable[[Batch], None] | None, batch: int, *,
+    written: bool = False,
 ) -> Evaluation | None:
-    """Evaluate ``groups``; handed to ``consume`` every ``batch`` customers, or returned."""
-    result = Evaluation()
-    in_batch = 0
-    for customer, accounts, opportunities in groups:
-        evaluate_customer(customer, accounts, opportunities, policy, now, into=result)
-        in_batch += 1
-        if consume is not None and in_batch >= batch:
-            consume(result)
-            result, in_batch = Evaluation(), 0
-    if consume is not None:
-        consume(result)
-        return None
-    return result
+    """:func:`evaluate_ranges` through the store's own queries, for any database: each
+    run of ``batch`` customers loaded by its accounts' keys."""
+    by_name = {rt.name: rt for rt in runtimes}
+    whole = Evaluation() if consume is None else None
+    for start in range(0, len(customers), batch):
+        links = {key: customer for customer, keys in customers[start:start + batch]
+                 for key in keys}
+        accounts = [a for a in store.accounts_by_keys(links) if not a.deleted]
+        opportunities = store.opportunities_of_accounts(links)
+        ledgers: Written = {}
+        writing: Written = {}
+        if written:
+            keys: dict[str, list[tuple[str, str]]] = {}
+            for a in accounts:
+                keys.setdefault(a.connection, []).append(("account", a.external_id))
+            for o in opportunities:
+                keys.setdefault(o.connection, []).append(("opportunity", o.external_id))
+            for name, record_keys in keys.items():
+                ledgers[name] = store.ledger_for(name, record_keys)
+                writing[name] = store.open_values_for(name, record_keys)
+        snapshot = build_snapshot(accounts=accounts, opportunities=opportunities, links=links,
+                                  runtimes=by_name, ledgers=ledgers, in_flight=writing)
+        result = whole if whole is not None else Evaluation()
+        for customer, (group_accounts, group_opportunities) in group_by_customer(
+                snapshot).items():
+            evaluate_customer(customer if isinstance(customer, str) else None,
+                              group_accounts, group_opportunities, policy, now, into=result)
+        if consume is not None:
+            consume(Batch(result, list(snapshot.accounts), list(snapshot.opportunities),
+                          ledgers, writing))
+    return whole

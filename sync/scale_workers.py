@@ -19,20 +19,19 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
-from rules.engine import Evaluation
 from rules.fuzzy import fuzzy_candidates
 from rules.matching import FuzzyFound, MatchSettings
 from rules.model import Policy
 from rules.names import RecordFeatures
 from sync.cycle import Runtime
 from sync.scale_stream import (
+    Batch,
     Key,
     account_records_in,
     customers_of,
-    evaluate_groups_into,
+    evaluate_ranges,
     features_in,
     shares,
-    stream_part,
     write_links,
 )
 from sync.snapshot import fact_makers
@@ -109,8 +108,8 @@ class Workers:
 
     def evaluate(
         self, store: Any, runtimes: Sequence[Runtime], links: dict[tuple[str, str], str], *,
-        policy: Policy, now: datetime, consume: Callable[[Evaluation], None], batch: int,
-        tell: Callable[[str], None],
+        policy: Policy, now: datetime, consume: Callable[[Batch], None], batch: int,
+        tell: Callable[[str], None], written: bool = False,
     ) -> tuple[list[Any], list[tuple[float, float, float]]]:
         path = _store_path(store)
         # no connector crosses a process boundary: facts need the rest
@@ -126,20 +125,20 @@ class Workers:
             try:
                 conn.execute("PRAGMA journal_mode = OFF")
                 conn.execute("PRAGMA synchronous = OFF")
-                bounds = write_links(conn, parts[part], schema="main")
+                ranges = write_links(conn, parts[part], schema="main", batch=batch)
             finally:
                 conn.close()
             parts[part] = []
-            self.pipes[part - 1].send(("rules", path, scratch, bounds, light, policy, now,
-                                       consume, batch))
+            self.pipes[part - 1].send(("rules", path, scratch, ranges, light, policy, now,
+                                       consume, written))
         conn = sqlite3.connect(path, isolation_level=None)
         try:
-            bounds = write_links(conn, parts[0])
+            ranges = write_links(conn, parts[0], batch=batch)
             del parts
             tell("links_written")
             makers = fact_makers({rt.name: rt for rt in runtimes}, {})
-            evaluate_groups_into(stream_part(conn, "temp", bounds, makers), policy, now,
-                                 consume, batch)
+            evaluate_ranges(conn, "temp", ranges, makers, policy, now, consume,
+                            written=written)
         finally:
             conn.close()
         consumers, usage = [consume], []
@@ -189,16 +188,18 @@ def _work(pipe: Any) -> None:
             job = pipe.recv()
     except EOFError:
         return  # the caller stopped before it had a part for us
-    _, path, scratch, bounds, runtimes, policy, now, consume, batch = job
+    _, path, scratch, ranges, runtimes, policy, now, consume, written = job
     started = time.perf_counter()
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("ATTACH DATABASE ? AS scale", (scratch,))
         makers = fact_makers({rt.name: rt for rt in runtimes}, {})
-        evaluate_groups_into(stream_part(conn, "scale", bounds, makers), policy, now,
-                             consume, batch)
+        evaluate_ranges(conn, "scale", ranges, makers, policy, now, consume, written=written)
     finally:
         conn.close()
+    closing = getattr(consume, "close", None)
+    if closing is not None:
+        closing()  # a store it opened in this process
     usage = resource.getrusage(resource.RUSAGE_SELF)
     pipe.send((consume, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
                time.perf_counter() - started))

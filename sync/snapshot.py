@@ -40,28 +40,17 @@ def match_customers(
     )
 
 
-def save_match(store: Any, result: MatchResult, accounts: Sequence[AccountRow]) -> None:
-    names = {(a.connection, a.external_id): a.name or a.external_id for a in accounts}
-    customers: dict[str, str] = {}
-    links = []
-    for (connection, external_id), link in result.links.items():
-        customers.setdefault(link.customer_id, names.get((connection, external_id), ""))
-        links.append(
-            (connection, "account", external_id, link.customer_id, link.method, link.score)
+def review_rows(result: MatchResult) -> list[ReviewItemIn]:
+    """The uncertain pairs of a match, as review items to store."""
+    return [
+        ReviewItemIn(
+            a=account_key(item.a),
+            b=account_key(item.b),
+            score=item.score,
+            evidence={"method": item.method, "evidence": list(item.evidence)},
         )
-    store.ensure_customers(sorted(customers.items()))
-    store.save_customer_links(links, replace=True)
-    store.replace_review_items(
-        [
-            ReviewItemIn(
-                a=account_key(item.a),
-                b=account_key(item.b),
-                score=item.score,
-                evidence={"method": item.method, "evidence": list(item.evidence)},
-            )
-            for item in result.review
-        ]
-    )
+        for item in result.review
+    ]
 
 
 def account_key(key: tuple[str, str]) -> Any:
@@ -140,6 +129,14 @@ class FactMaker:
         self.written = written
         self._check_owner = written.may_hold("account", "channel_owner")
         self._check_expiry = written.may_hold("opportunity", "registration_expires_at")
+
+    def use(self, ledger: Mapping[tuple[str, str, str], Any],
+            open_items: Mapping[tuple[str, str, str], Any] | None) -> None:
+        """Check against these values of what we wrote (those of the records about to be
+        made facts: a streamed evaluation reads them a batch at a time)."""
+        self.written.ledger, self.written.open_items = ledger, open_items or {}
+        self._check_owner = self.written.may_hold("account", "channel_owner")
+        self._check_expiry = self.written.may_hold("opportunity", "registration_expires_at")
 
     def account(self, external_id: str, name: str | None, country: str | None,
                 channel_owner: str | None, partner_id: str | None, owner_user: str | None,

@@ -16,13 +16,13 @@ from typing import Any, cast
 import pytest
 
 from bench.scale_data import fill_store
-from rules.engine import Evaluation, evaluate
+from rules.engine import evaluate
 from rules.matching import MatchSettings
 from rules.model import Policy, Snapshot
 from sandbox.scenario import generate
 from state.store import Store
 from sync.cycle import Runtime
-from sync.scale import evaluate_at_scale, shares, stream_groups
+from sync.scale import Batch, evaluate_at_scale, shares, stream_groups
 from sync.snapshot import build_snapshot, match_customers
 
 
@@ -101,8 +101,12 @@ def test_the_lean_path_agrees_with_the_normal_one(filled: tuple[Store, Any]) -> 
                                      now=now, consume=pieces.append, batch=9)
     assert streamed_run.match is None and streamed_run.evaluation is None
     assert len(pieces) > 3
-    assert sorted(repr(f) for p in pieces for f in p.findings) == sorted(map(repr, normal.findings))
-    assert sum(len(p.desired) for p in pieces) == len(normal.desired)
+    assert sorted(repr(f) for p in pieces for f in p.evaluation.findings) == sorted(
+        map(repr, normal.findings))
+    assert sum(len(p.evaluation.desired) for p in pieces) == len(normal.desired)
+    # each batch carries the facts it was evaluated from
+    assert sorted(f.key for p in pieces for f in p.accounts) == sorted(
+        f.key for f in snapshot.accounts)
 
 
 class Collect:
@@ -114,7 +118,8 @@ class Collect:
         self.thresholds: dict[str, Any] = {}
         self.batches = 0
 
-    def __call__(self, evaluation: Evaluation) -> None:
+    def __call__(self, batch: Batch) -> None:
+        evaluation = batch.evaluation
         self.findings.extend(map(repr, evaluation.findings))
         self.desired.update((k, dict(v)) for k, v in evaluation.desired.items())
         self.thresholds.update(evaluation.next_thresholds)

@@ -188,7 +188,7 @@ def test_headline_outputs_go_to_internal_partner_accounts_only() -> None:
     assert scorecard_outputs(result)["D4"] == {
         "scorecard_win_rate_registered": Decimal("0.1000"),
         "scorecard_active_registrations": 0, "scorecard_verdict": "paper_partner"}
-    desired = scorecard_desired(snapshot, result)
+    desired = scorecard_desired(snapshot.accounts, result)
     assert set(desired) == {RecordKey("sf-main", "account", f"p-{d}")
                             for d in ("D1", "D2", "D3", "D4")}
     assert desired[RecordKey("sf-main", "account", "p-D1")]["scorecard_active_registrations"] == 2
