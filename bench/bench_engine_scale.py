@@ -74,10 +74,12 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/channelsync-bench-scale"))
     parser.add_argument("--workers", type=int, default=2,
                         help="processes evaluating the rules (1: this one only)")
-    parser.add_argument("--product", choices=["dry-run", "record"], default=None,
+    parser.add_argument("--product", choices=["dry-run", "record", "record-again"],
+                        default=None,
                         help="run the product's full evaluation (sync.evaluate.evaluate_store)"
-                        " instead of the engine alone: a dry run, or recording into a copy"
-                        " of the cached store")
+                        " instead of the engine alone: a dry run; recording into a fresh"
+                        " copy of the cached store (the first evaluation); or recording"
+                        " again into the copy the last 'record' left (a daily run)")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -102,9 +104,10 @@ def main() -> int:
     runtimes = [Runtime(name=c, vendor=v, role=r, distributor_id=d, channel_manager=None,
                         connector=cast(Any, None), mapping=NoWrites())
                 for c, v, r, d in meta["crms"]]
-    if args.product == "record":  # the cached store stays as built
+    if args.product in ("record", "record-again"):  # the cached store stays as built
         copy = path.with_name("recording.db")
-        shutil.copyfile(path, copy)
+        if args.product == "record" or not copy.exists():
+            shutil.copyfile(path, copy)
         path = copy
     store = Store.from_url(f"sqlite:///{path}")
     marks = [("start", time.perf_counter(), time.process_time())]
@@ -139,7 +142,7 @@ def main() -> int:
 def _product(store: Store, runtimes: list[Runtime], now: Any, args: argparse.Namespace,
              marks: list[tuple[str, float, float]], progress: Any) -> int:
     outcome = evaluate_store(store, runtimes, policy=Policy(), match_settings=MatchSettings(),
-                             now=now, record=args.product == "record", progress=progress,
+                             now=now, record=args.product != "dry-run", progress=progress,
                              workers=args.workers, scorecards=ScorecardConfig())
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = marks[-1][1] - marks[0][1]

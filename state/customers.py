@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any, Protocol
@@ -139,6 +139,18 @@ class CustomersMixin(StoreBase):
         query = sa.select(tbl.c.connection, tbl.c.entity, tbl.c.external_id, tbl.c.customer_id)
         with self._read() as conn:
             return {RecordKey(c, e, x): cid for c, e, x, cid in conn.execute(query)}
+
+    def account_links(self) -> dict[tuple[str, str], tuple[str, str, float]]:
+        """(connection, account id) -> (customer id, method, score): every account's
+        link as plain tuples (a million of them fit in a few hundred MB)."""
+        tbl = table(CustomerLink)
+        query = sa.select(tbl.c.connection, tbl.c.external_id, tbl.c.customer_id,
+                          tbl.c.method, tbl.c.score).where(tbl.c.entity == "account")
+        common: dict[str, str] = {}  # connection names and methods: one string each
+        one = common.setdefault
+        with self._read() as conn:
+            return {(one(c, c), x): (cid, one(m, m), s) for c, x, cid, m, s in
+                    conn.execute(query.execution_options(yield_per=20_000))}
 
     def customer_link_rows(self) -> list[CustomerLinkRow]:
         tbl = table(CustomerLink)
@@ -288,10 +300,13 @@ class CustomersMixin(StoreBase):
     def open_findings(self) -> list[FindingRow]:
         return self.findings(include_resolved=False)
 
-    def findings(self, *, include_resolved: bool = True) -> list[FindingRow]:
+    def findings(self, *, include_resolved: bool = True,
+                 kinds: Iterable[str] | None = None) -> list[FindingRow]:
         tbl = table(Finding)
         query = sa.select(*[tbl.c[f.name] for f in fields(FindingRow)]).order_by(tbl.c.id)
         if not include_resolved:
             query = query.where(tbl.c.resolved_at.is_(None))
+        if kinds is not None:
+            query = query.where(tbl.c.kind.in_(sorted(kinds)))
         with self._read() as conn:
             return [FindingRow(*with_default(r, 8, {})) for r in conn.execute(query)]

@@ -9,7 +9,7 @@ evaluated: a deal moved to another company must re-evaluate the customer it left
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -251,6 +251,20 @@ class FactsMixin(StoreBase):
             sa.not_(opp.c.deleted), sa.or_(opp.c.account_ref.is_(None), sa.not_(linked)))
         with self._read() as conn:
             return [OpportunityRow(*row) for row in conn.execute(query)]
+
+    def opportunities_outside(self, linked: Container[tuple[str, str]]) -> list[OpportunityRow]:
+        """Live opportunities whose (connection, account ref) is not in ``linked``: the
+        deals of no customer under links not saved (a dry run). Only the references are
+        read in full; the rows of the few found are then read by key."""
+        tbl = record_table("opportunity")
+        query = (sa.select(tbl.c.connection, tbl.c.external_id, tbl.c.account_ref)
+                 .where(sa.not_(tbl.c.deleted)).execution_options(yield_per=20_000))
+        found: list[tuple[str, str]] = []
+        with self._read() as conn:
+            for connection, external_id, ref in conn.execute(query):
+                if ref is None or (connection, ref) not in linked:
+                    found.append((connection, external_id))
+        return [o for o in self.opportunities_by_keys(found) if not o.deleted]
 
     def links_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(connection, account id) -> customer id, for the linked ones of ``keys``."""

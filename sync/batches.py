@@ -21,8 +21,9 @@ from rules.engine import Evaluation
 from rules.model import CONFLICT_KINDS, Finding
 from rules.scorecards import ScorecardTally
 from state.rows import OutboxItemIn
+from sync.checkpoints import checkpoint
 from sync.cycle import Runtime
-from sync.findings import finding_rows, json_value, notifications_for, rules_by_record
+from sync.findings import finding_key, finding_rows, json_value, notifications_for, rules_by_record
 from sync.plan import HeldBack, PlannedWrite, Target, plan_writes
 from sync.scale_stream import Batch, Written
 from sync.visibility import Audience, Secrets
@@ -135,8 +136,8 @@ class BatchPlanner:
         """Count and keep what a batch found and planned; record it when recording."""
         for finding in findings:
             self.kinds[finding.kind] = self.kinds.get(finding.kind, 0) + 1
-        rows = finding_rows(findings)
-        self.seen.update(row.key for row in rows)
+        if self.record:  # the others are resolved at the end
+            self.seen.update(map(finding_key, findings))
         self.conflicts.extend(f for f in findings if f.kind in CONFLICT_KINDS)
         if self.keep_findings:
             self.findings.extend(findings)
@@ -149,13 +150,14 @@ class BatchPlanner:
         if not self.record:
             return
         store = self.store
-        if rows:
-            delta = store.upsert_findings(rows, now=self.now, complete=False)
+        if findings:
+            delta = store.upsert_findings(finding_rows(findings), now=self.now, complete=False)
             self.counts["findings_opened"] += len(delta.opened)
             self.counts["notifications_new"] += store.add_notifications(
                 notifications_for(findings))
         if planned:
             self.counts["queued"] += store.enqueue([outbox_item(w) for w in planned])
+        checkpoint("evaluate.batch_recorded")
 
     def merge(self, other: BatchPlanner) -> None:
         """Add what another process's planner did (its share of the customers)."""

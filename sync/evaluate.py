@@ -7,13 +7,14 @@ items, findings, notifications and outbox items. Only the sync layer touches bot
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from connectors.base import Entity
 from rules.engine import Evaluation, evaluate, next_threshold
 from rules.matching import Decision, MatchResult, MatchSettings
 from rules.model import Policy, RecordKey, Snapshot
@@ -25,6 +26,7 @@ from rules.scorecards import (
     scorecard_desired,
 )
 from sync.batches import BatchPlanner
+from sync.checkpoints import checkpoint
 from sync.cycle import Runtime
 from sync.findings import stored_findings
 from sync.plan import HeldBack, PlannedWrite
@@ -122,12 +124,15 @@ def evaluate_store(
     SQLite file store, else one); ``progress`` is told each stage as it ends."""
     by_name = {rt.name: rt for rt in runtimes}
     connections = list(by_name)
-    links_before = {(r.key.connection, r.key.external_id): r for r in store.customer_link_rows()
-                    if r.key.entity == "account"}
+    links_before = store.account_links()
     decisions = [Decision((d.a.connection, d.a.external_id), (d.b.connection, d.b.external_id),
                           d.verdict) for d in store.match_decisions()]
+    # the values partners must not see, read only when a partner's CRM gets writes
+    partner_writes = any(rt.role == "distributor" and any(rt.mapping.writes(e) for e in Entity)
+                         for rt in runtimes)
+    secrets = secrets_for(store, runtimes) if partner_writes else Secrets.of(set(), set())
     planner = BatchPlanner(
-        store, runtimes, secrets=secrets_for(store, runtimes), now=now, record=record,
+        store, runtimes, secrets=secrets, now=now, record=record,
         tally=ScorecardTally(policy, now, scorecards) if scorecards is not None else None,
         keep_writes=None if not record else KEEP_DETAIL)
     kept: dict[str, Any] = {}
@@ -139,20 +144,19 @@ def evaluate_store(
         if record:
             save_links(store, match, links_before)
         else:  # the deals of no customer are found against the new links, not the stored
-            kept["unlinked"] = (set(match.links),
-                                [key for key in links_before if key not in match.links])
-        links_before.clear()
+            kept["linked"] = set(match.links)
+        links_before.clear()  # a million entries on a large store: not kept
 
     if workers is None:
         workers = 2 if _parallel(store, connections) else 1
     run = evaluate_at_scale(
         store, runtimes, policy=policy, settings=match_settings, now=now,
-        previous={k: r.customer_id for k, r in links_before.items()}, decisions=decisions,
+        previous=_CustomerOf(links_before), decisions=decisions,
         consume=planner, batch=batch, workers=workers, on_match=matched,
         written=store.has_written(), progress=progress)
     for other in run.consumers[1:]:
         planner.merge(other)
-    lonely = _evaluate_unmatched(store, by_name, planner, policy, now, kept.get("unlinked"))
+    lonely = _evaluate_unmatched(store, by_name, planner, policy, now, kept.get("linked"))
     if scorecards is not None:
         assert planner.tally is not None
         report = planner.tally.report(findings=stored_findings(store, planner.conflicts))
@@ -187,21 +191,42 @@ def evaluate_store(
     return Outcome(match, evaluation, planner.planned, planner.held, stats)
 
 
+class _CustomerOf(Mapping[AccountKey, str]):
+    """(connection, account id) -> customer id, read through the stored links (a second
+    dict of a million entries would cost a hundred MB or more)."""
+
+    def __init__(self, links: Mapping[AccountKey, tuple[str, str, float]]) -> None:
+        self.links = links
+
+    def __getitem__(self, key: AccountKey) -> str:
+        return self.links[key][0]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        found = self.links.get(key)
+        return default if found is None else found[0]
+
+    def __iter__(self) -> Iterator[AccountKey]:
+        return iter(self.links)
+
+    def __len__(self) -> int:
+        return len(self.links)
+
+
 def _parallel(store: Any, connections: Sequence[str]) -> bool:
     if store.dialect != "sqlite" or not store.engine.url.database or (os.cpu_count() or 1) < 2:
         return False
     return bool(store.count_accounts(connections) >= PARALLEL_FROM)
 
 
-def save_links(store: Any, match: MatchResult, before: Mapping[tuple[str, str], Any]) -> None:
+def save_links(store: Any, match: MatchResult,
+               before: Mapping[AccountKey, tuple[str, str, float]]) -> None:
     """The links that changed (customer, method or score) and the review list; links of
     accounts gone are dropped, customers new to the store created."""
     changed = [
         (connection, "account", external_id, link.customer_id, link.method, float(link.score))
         for (connection, external_id), link in match.links.items()
-        if (old := before.get((connection, external_id))) is None
-        or (old.customer_id, old.method, old.score) != (link.customer_id, link.method,
-                                                        float(link.score))
+        if before.get((connection, external_id)) != (link.customer_id, link.method,
+                                                     float(link.score))
     ]
     gone = [key for key in before if key not in match.links]
     if gone:
@@ -210,20 +235,20 @@ def save_links(store: Any, match: MatchResult, before: Mapping[tuple[str, str], 
         store.save_customer_links(changed)
         store.name_new_customers()
     store.replace_review_items(review_rows(match))
+    checkpoint("evaluate.links_saved")
 
 
 def _evaluate_unmatched(
     store: Any, by_name: Mapping[str, Runtime], planner: BatchPlanner, policy: Policy,
-    now: datetime, unlinked: tuple[set[AccountKey], list[AccountKey]] | None,
+    now: datetime, linked: set[AccountKey] | None,
 ) -> dict[str, datetime]:
     """Evaluate and plan the deals whose account matched no customer (or that have none);
-    their next thresholds by group token. ``unlinked``, when the new links were not
-    saved: (the accounts they link, the accounts whose stored link they drop)."""
-    lonely = store.unmatched_opportunities()
-    if unlinked is not None:
-        linked, dropped = unlinked
-        lonely = [o for o in lonely if (o.connection, o.account_ref) not in linked]
-        lonely += store.opportunities_of_accounts(dropped)
+    their next thresholds by group token. ``linked``: the accounts the new links link,
+    when they were not saved."""
+    if linked is None:
+        lonely = store.unmatched_opportunities()
+    else:
+        lonely = store.opportunities_outside(linked)
     lonely = [o for o in lonely if o.connection in by_name]
     keys: dict[str, list[tuple[str, str]]] = {}
     for o in lonely:

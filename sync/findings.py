@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from rules.model import Finding
+from rules.model import CONFLICT_KINDS, Finding
 from state.rows import FindingIn, NotificationIn
 
 NOTIFY_KINDS = frozenset({"registration_expiring", "registration_expired"})
@@ -81,9 +81,9 @@ def json_value(value: Any) -> Any:
 
 
 def stored_findings(store: Any, found: Iterable[Finding] = ()) -> list[Any]:
-    """Findings as the store kept them, resolved ones too (for period reports: conflicts
-    over months), and those of ``found`` it does not hold yet (a dry run's)."""
-    rows = store.findings()
+    """Conflict findings as the store kept them, resolved ones too (for period reports:
+    conflicts over months), and those of ``found`` it does not hold yet (a dry run's)."""
+    rows = store.findings(kinds=CONFLICT_KINDS)
     kept = {f.key for f in rows}
     return [*(_StoredFinding(f.kind, f.first_seen, f.evidence or {}) for f in rows),
             *(f for f in found if finding_key(f) not in kept)]

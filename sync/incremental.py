@@ -298,11 +298,11 @@ def _rematch(
     """(result of the re-matched area, the area's accounts, accounts gone)."""
     if engine.index is None:
         index = MatchIndex(settings=settings)
-        accounts = [a for a in store.load_accounts() if a.connection in by_name]
-        stored = {(k.connection, k.external_id): cid
-                  for k, cid in store.customer_links().items() if k.entity == "account"}
-        result = index.rebuild((_account_record(a) for a in accounts),
-                               decisions=[_as_decision(d) for d in decisions], previous=stored)
+        # only the columns matching needs (every account: a large store's rows are big)
+        records = [AccountRecord(*row) for row in store.account_match_rows(list(by_name))]
+        stored = {key: link[0] for key, link in store.account_links().items()}
+        result = index.rebuild(records, decisions=[_as_decision(d) for d in decisions],
+                               previous=stored)
         engine.index, engine.settings = index, settings
         moved = {k for k, link in result.links.items() if stored.get(k) != link.customer_id}
         gone = {k for k in stored if k not in result.links}

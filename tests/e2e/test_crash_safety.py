@@ -1,4 +1,4 @@
-"""A hard kill at any of 25 points of a cycle loses no record, skips no page, writes nothing twice.
+"""A hard kill at any of 27 points of a cycle loses no record, skips no page, writes nothing twice.
 
 Each kill point: fresh sandboxes of one small world and an empty store; ``channelsync
 sync --once`` is killed (``os._exit(137)``) at the point; ``sync --once`` then runs twice
@@ -38,6 +38,8 @@ KILL_POINTS = [
     "pull.page_stored#11",
     "pull.page_stored#14",
     "cycle.connection_pulled#5",
+    "evaluate.links_saved",  # the full evaluation: links saved, no batch recorded yet
+    "evaluate.batch_recorded#1",  # findings and writes queued, thresholds not yet saved
     "cycle.evaluated",
     "push.before_write#1",
     "push.written_not_booked#1",
