@@ -46,7 +46,8 @@ from sync.evaluate import (
 )
 from sync.findings import count_kinds, finding_rows, notifications_for, rules_by_record
 from sync.plan import plan_writes
-from sync.snapshot import build_snapshot, in_flight, review_rows
+from sync.snapshot import build_snapshot, review_rows
+from sync.visibility import Secrets
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,9 @@ class Engine:
 
     index: MatchIndex | None = None
     settings: MatchSettings | None = None
+    # what partners must never see, read once and grown with the records each cycle loads
+    # (a value that leaves the store stays: hiding too much is the safe side)
+    secrets: Secrets | None = None
     token: str | None = None  # written with the state: tells whether another process ran
 
 
@@ -113,14 +117,14 @@ def evaluate_incremental(
     seen = {_decision_id(d): d.verdict for d in decisions}
     full_at = state.get("full_at")
     if state.get("token") != engine.token:
-        engine.index = None  # another process evaluated since: the index in memory is stale
+        engine.index = engine.secrets = None  # another process evaluated since: stale
     engine.token = uuid.uuid4().hex
     if (force_full or state.get("config") != digest or full_at is None
             or now - datetime.fromisoformat(full_at) >= full_every
             or engine.settings not in (None, match_settings)):
         outcome = evaluate_store(store, runtimes, policy=policy, match_settings=match_settings,
                                  now=now, scorecards=scorecards)
-        engine.index, engine.settings = None, match_settings
+        engine.index, engine.settings, engine.secrets = None, match_settings, None
         store.save_engine_state(STATE, {"generation": watermark, "config": digest,
                                         "full_at": now.isoformat(), "decisions": seen,
                                         "token": engine.token,
@@ -233,7 +237,8 @@ def _partial(
     for o in opportunities:
         keys_of.setdefault(o.connection, []).append(("opportunity", o.external_id))
     ledgers = {rt.name: store.ledger_for(rt.name, keys_of.get(rt.name, [])) for rt in runtimes}
-    writing = in_flight(store, by_name)
+    writing = {rt.name: store.open_values_for(rt.name, keys_of.get(rt.name, []))
+               for rt in runtimes}
     snapshot = build_snapshot(accounts=accounts, opportunities=opportunities, links=links,
                               runtimes=by_name, ledgers=ledgers, in_flight=writing)
     evaluation = evaluate(snapshot, policy, now)
@@ -249,7 +254,7 @@ def _partial(
     planned, held = plan_writes(
         desired=desired, rules=rules_by_record(evaluation.findings),
         targets=targets_for(runtimes), current=current, ledger=ledgers,
-        secrets=secrets_for(store, runtimes), in_flight=writing,
+        secrets=_secrets(store, runtimes, engine, accounts, opportunities), in_flight=writing,
     )
 
     # 4. findings of the affected groups: upsert the new, resolve the vanished
@@ -349,3 +354,22 @@ def _token_groups(store: Any, tokens: Iterable[str], index: MatchIndex) -> list[
     found += [o for o in store.opportunities_by_keys(lone)
               if not o.deleted and o.account_ref is None]
     return found
+
+
+def _secrets(store: Any, runtimes: Sequence[Runtime], engine: Engine,
+             accounts: Sequence[AccountRow], opportunities: Sequence[OpportunityRow]) -> Secrets:
+    """The secrets over the whole store: read the first time, then grown with the
+    distributor ids and internal users of the records this cycle loaded (every changed
+    record is among them)."""
+    if engine.secrets is None:
+        engine.secrets = secrets_for(store, runtimes)
+        return engine.secrets
+    internal = {rt.name for rt in runtimes if rt.role != "distributor"}
+    distributors = {o.registered_by for o in opportunities if o.registered_by}
+    distributors |= {a.partner_id for a in accounts if a.partner_id}
+    users = {a.owner_user for a in accounts if a.owner_user and a.connection in internal}
+    users |= {o.owner_user for o in opportunities if o.owner_user and o.connection in internal}
+    known = engine.secrets
+    engine.secrets = Secrets.of(known.distributor_ids | distributors,
+                                known.internal_users | users)
+    return engine.secrets
