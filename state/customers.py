@@ -261,14 +261,21 @@ class CustomersMixin(StoreBase):
             | {"resolved_at": sa.null()},
         )
         state = sa.select(tbl.c.key, tbl.c.resolved_at.is_(None))
+        content = ("kind", "rule", "customer_id", "evidence")
+        unchanged: list[str] = []
         with self._write() as conn:
             is_open: dict[str, bool] = {}
             if complete:
                 is_open.update((k, bool(v)) for k, v in conn.execute(state))
-            else:  # a part of the findings (a batch, a few customers): only their rows
+            else:  # a part of the findings (a batch, a few customers): only their rows, and
+                # those open and unchanged get their last-seen time alone (most, most days)
+                query = sa.select(tbl.c.key, tbl.c.resolved_at.is_(None),
+                                  *[tbl.c[n] for n in content])
                 for chunk in chunked(list(params)):
-                    is_open.update((k, bool(v)) for k, v in conn.execute(
-                        state.where(tbl.c.key.in_(chunk))))
+                    for key, still, *stored in conn.execute(query.where(tbl.c.key.in_(chunk))):
+                        is_open[key] = bool(still)
+                        if still and stored == [params[key][n] for n in content]:
+                            unchanged.append(key)
             opened = tuple(k for k in params if not is_open.get(k, False))
             resolved: tuple[str, ...] = ()
             if complete:
@@ -276,8 +283,12 @@ class CustomersMixin(StoreBase):
                 for chunk in chunked(resolved):
                     conn.execute(sa.update(tbl).where(tbl.c.key.in_(chunk))
                                  .values(resolved_at=now))
-            if params:
-                conn.execute(statement, list(params.values()))
+            for chunk in chunked(unchanged):
+                conn.execute(sa.update(tbl).where(tbl.c.key.in_(chunk)).values(last_seen=now))
+            same = set(unchanged)
+            changed = [row for key, row in params.items() if key not in same]
+            if changed:
+                conn.execute(statement, changed)
         return FindingDelta(opened=opened, resolved=resolved)
 
     def resolve_findings(self, keys: Sequence[str], *, now: datetime) -> int:

@@ -75,6 +75,32 @@ def test_findings_open_resolve_and_reopen(store: Store) -> None:
     assert [f.key for f in store.open_findings()] == ["expiry:sf:o1"]
 
 
+def test_a_partial_upsert_touches_unchanged_findings_and_rewrites_changed_ones(
+    store: Store,
+) -> None:
+    def conflict(owners: list[str]) -> FindingIn:
+        return FindingIn("conflict:cust-1", "conflict", "two_owners", customer_id="cust-1",
+                         evidence={"owners": owners})
+
+    expiry = FindingIn("expiry:sf:o1", "registration_expiring", "expiry", connection="sf",
+                       entity="opportunity", external_id="o1", evidence={"days": 3})
+    store.upsert_findings([conflict(["a", "b"]), expiry], now=NOW)
+    later, latest = NOW + timedelta(hours=1), NOW + timedelta(hours=2)
+    # the same content: still open, only seen later
+    assert store.upsert_findings([conflict(["a", "b"]), expiry], now=later,
+                                 complete=False) == FindingDelta((), ())
+    found = {f.key: f for f in store.open_findings()}
+    assert [(f.first_seen, f.last_seen) for f in found.values()] == [(NOW, later)] * 2
+    # new evidence is written; a resolved finding seen again reopens
+    store.resolve_findings(["expiry:sf:o1"], now=later)
+    delta = store.upsert_findings([conflict(["a", "c"]), expiry], now=latest, complete=False)
+    assert delta == FindingDelta(opened=("expiry:sf:o1",), resolved=())
+    found = {f.key: f for f in store.open_findings()}
+    assert found["conflict:cust-1"].evidence == {"owners": ["a", "c"]}
+    assert found["conflict:cust-1"].last_seen == latest
+    assert found["expiry:sf:o1"].resolved_at is None and found["expiry:sf:o1"].last_seen == latest
+
+
 def test_runs_record_history_per_connection(store: Store) -> None:
     run1 = store.start_run(trigger="schedule")
     cr = store.start_connection_run(run1, "sf")
