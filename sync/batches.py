@@ -53,7 +53,8 @@ class BatchPlanner:
     ) -> None:
         self._store: Any = store
         self._opened = False  # the store is the caller's
-        self.url = store.engine.url.render_as_string(hide_password=False)
+        # a worker process opens the store by its URL: a SQLite file, no credentials in it
+        self.url = str(store.engine.url) if store.dialect == "sqlite" else None
         # no connector crosses a process boundary; the targets are made again there
         self.runtimes = [replace(rt, connector=cast(Any, None)) for rt in runtimes]
         self.targets = targets_for(self.runtimes)
@@ -84,6 +85,9 @@ class BatchPlanner:
     def store(self) -> Any:
         if self._store is None:
             from state.store import Store
+
+            if self.url is None:
+                raise RuntimeError("only a SQLite store is evaluated by a second process")
 
             self._store, self._opened = Store.from_url(self.url), True
         return self._store
