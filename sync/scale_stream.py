@@ -228,16 +228,19 @@ def stream_part(conn: Any, schema: str, bounds: tuple[int, int],
             ext, name, country, channel_owner, partner_id, owner_user, False, customer))
 
 
+# CROSS JOIN keeps SQLite's join order: links, then each account's deals by account ref,
+# then their entries by key (left to choose, it scanned a connection's every deal entry
+# for each link: quadratic once the ledger fills)
 _WRITTEN_SQL = (
     "SELECT w.connection, w.entity, w.external_id, w.field, w.value"
-    " FROM {links} l JOIN {table} w ON w.connection = l.connection"
+    " FROM {links} l CROSS JOIN {table} w ON w.connection = l.connection"
     " AND w.entity = 'account' AND w.external_id = l.external_id{only}"
     " WHERE l.rowid BETWEEN ? AND ?"
     " UNION ALL"
     " SELECT w.connection, w.entity, w.external_id, w.field, w.value"
-    " FROM {links} l JOIN opportunity o"
+    " FROM {links} l CROSS JOIN opportunity o"
     " ON o.connection = l.connection AND o.account_ref = l.external_id"
-    " JOIN {table} w ON w.connection = o.connection"
+    " CROSS JOIN {table} w ON w.connection = o.connection"
     " AND w.entity = 'opportunity' AND w.external_id = o.external_id{only}"
     " WHERE l.rowid BETWEEN ? AND ? AND NOT o.deleted")
 # the partial unique index of open outbox items: the same condition lets SQLite use it

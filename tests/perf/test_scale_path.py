@@ -172,3 +172,30 @@ def test_a_store_other_than_sqlite_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="SQLite"):
         list(stream_groups(Fake(), [], {}))
+
+
+def test_written_values_are_looked_up_by_key(tmp_path: Path) -> None:
+    """Each batch's ledger and open outbox entries are found through the links, then the
+    deals by account, then the entries by their full key: never by scanning every entry
+    of a connection for each link (quadratic once the ledger fills)."""
+    from sync.scale_stream import _OPEN, _WRITTEN_SQL
+
+    store = Store.from_url(f"sqlite:///{tmp_path / 'plan.db'}")
+    store.migrate()
+    conn = store.engine.raw_connection()
+    try:
+        conn.execute("CREATE TEMP TABLE scale_link "
+                     "(ord INTEGER, connection TEXT, external_id TEXT, customer_id TEXT)")
+        for table, only in (("ledger", ""), ("outbox", _OPEN)):
+            sql = _WRITTEN_SQL.format(links="temp.scale_link", table=table, only=only)
+            steps = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, (1, 2, 1, 2))]
+            searches = [s for s in steps if s.startswith(("SEARCH", "SCAN"))]
+            assert searches and all(s.startswith("SEARCH") for s in searches), steps
+            entries = [s for s in searches if s.startswith("SEARCH w ")]
+            assert len(entries) == 2 and all("external_id=?" in s for s in entries), steps
+            deals = [s for s in searches if s.startswith("SEARCH o ")]
+            assert deals == ["SEARCH o USING INDEX ix_opportunity_account_ref"
+                             " (connection=? AND account_ref=?)"], steps
+    finally:
+        conn.close()
+        store.close()
