@@ -54,6 +54,7 @@ def one_cycle(
             now=at,
             run_id=run_id,
             scorecards=scorecards,
+            stop=stop,
         )
         return outcome.planned, outcome.stats
 

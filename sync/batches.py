@@ -11,6 +11,7 @@ caller prints (planned writes, findings).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -22,7 +23,7 @@ from rules.model import CONFLICT_KINDS, Finding
 from rules.scorecards import ScorecardTally
 from state.rows import OutboxItemIn
 from sync.checkpoints import checkpoint
-from sync.cycle import Runtime
+from sync.cycle import EvaluationStopped, Runtime
 from sync.findings import finding_key, finding_rows, json_value, notifications_for, rules_by_record
 from sync.plan import HeldBack, PlannedWrite, Target, plan_writes
 from sync.scale_stream import Batch, Written
@@ -50,6 +51,7 @@ class BatchPlanner:
     def __init__(
         self, store: Any, runtimes: Sequence[Runtime], *, secrets: Secrets, now: datetime,
         record: bool, tally: ScorecardTally | None, keep_writes: int | None,
+        stop: threading.Event | None = None,
     ) -> None:
         self._store: Any = store
         self._opened = False  # the store is the caller's
@@ -59,6 +61,7 @@ class BatchPlanner:
         self.runtimes = [replace(rt, connector=cast(Any, None)) for rt in runtimes]
         self.targets = targets_for(self.runtimes)
         self.secrets, self.now, self.record = secrets, now, record
+        self.stop = stop  # seen before each batch in this process (a worker finishes its own)
         self.tally = tally
         self.keep_writes = keep_writes  # None: every planned write and held-back value
         self.keep_findings = True
@@ -74,11 +77,12 @@ class BatchPlanner:
         self.kinds: dict[str, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_store", "targets")}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_store", "targets", "stop")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._store, self._opened = None, False
+        self._store, self._opened, self.stop = None, False, None
         self.targets = targets_for(self.runtimes)
 
     @property
@@ -99,6 +103,8 @@ class BatchPlanner:
             self._store = None
 
     def __call__(self, batch: Batch) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise EvaluationStopped
         evaluation = batch.evaluation
         desired = {(k.connection, k.entity, k.external_id): v
                    for k, v in evaluation.desired.items()}

@@ -79,6 +79,11 @@ class CycleReport:
 
 
 Evaluate = Callable[[Any, datetime, int], tuple[list[PlannedWrite], dict[str, Any]]]
+
+
+class EvaluationStopped(Exception):
+    """Raised by an evaluation that saw the stop event between two batches: what it
+    recorded stands, the rest waits for the next cycle (which evaluates in full again)."""
 """(store, now, run_id) -> (planned writes, stats): matching, rules and planning."""
 
 
@@ -148,7 +153,10 @@ def run_cycle(
         planned: list[PlannedWrite] = []
         stats: dict[str, Any] = {}
         if not stop.is_set():
-            planned, stats = evaluate(store, now(), run_id)
+            try:
+                planned, stats = evaluate(store, now(), run_id)
+            except EvaluationStopped:
+                stats = {"evaluation": "stopped"}
             checkpoint("cycle.evaluated")
             tell("evaluate", "")
 

@@ -7,6 +7,7 @@ items, findings, notifications and outbox items. Only the sync layer touches bot
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -114,6 +115,7 @@ def evaluate_store(
     batch: int = BATCH,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Outcome:
     """Match, evaluate and plan over the whole store, streamed: every account is
     matched, then the customers are read, evaluated, planned and (with ``record``) their
@@ -121,7 +123,8 @@ def evaluate_store(
     :class:`sync.batches.BatchPlanner`); then the deals of no customer, the scorecards
     and the findings no longer found. With ``record`` false nothing is written (the dry
     run behind ``channelsync plan``). ``workers``: processes (None: two for a large
-    SQLite file store, else one); ``progress`` is told each stage as it ends."""
+    SQLite file store, else one); ``progress`` is told each stage as it ends. A set
+    ``stop`` ends it before the next batch (:class:`sync.cycle.EvaluationStopped`)."""
     by_name = {rt.name: rt for rt in runtimes}
     connections = list(by_name)
     links_before = store.account_links()
@@ -134,7 +137,7 @@ def evaluate_store(
     planner = BatchPlanner(
         store, runtimes, secrets=secrets, now=now, record=record,
         tally=ScorecardTally(policy, now, scorecards) if scorecards is not None else None,
-        keep_writes=None if not record else KEEP_DETAIL)
+        keep_writes=None if not record else KEEP_DETAIL, stop=stop)
     kept: dict[str, Any] = {}
 
     def matched(match: MatchResult) -> None:

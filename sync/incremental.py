@@ -18,6 +18,7 @@ own) are not seen as changes: the next full run corrects them.
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -103,6 +104,7 @@ def evaluate_incremental(
     full_every: timedelta = FULL_EVERY,
     force_full: bool = False,
     engine: Engine | None = None,
+    stop: threading.Event | None = None,
 ) -> Outcome:
     """Evaluate what changed since the last evaluation (or everything when due)."""
     engine = engine if engine is not None else engine_for(store)
@@ -123,7 +125,7 @@ def evaluate_incremental(
             or now - datetime.fromisoformat(full_at) >= full_every
             or engine.settings not in (None, match_settings)):
         outcome = evaluate_store(store, runtimes, policy=policy, match_settings=match_settings,
-                                 now=now, scorecards=scorecards)
+                                 now=now, scorecards=scorecards, stop=stop)
         engine.index, engine.settings, engine.secrets = None, match_settings, None
         store.save_engine_state(STATE, {"generation": watermark, "config": digest,
                                         "full_at": now.isoformat(), "decisions": seen,

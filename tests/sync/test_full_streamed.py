@@ -9,6 +9,7 @@ queued and left open. Every comparison is made on that store, on SQLite and Post
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +28,7 @@ from sandbox.edits import delete_record, edit_record
 from sandbox.launch import SandboxSet, start_world
 from sandbox.scenario import generate
 from sync.batches import targets_for
-from sync.cycle import run_cycle
+from sync.cycle import EvaluationStopped, run_cycle
 from sync.evaluate import Outcome, evaluate_store, secrets_for
 from sync.findings import rules_by_record, stored_findings
 from sync.plan import plan_writes
@@ -180,3 +181,46 @@ def test_a_recorded_run_stores_what_the_dry_run_planned(lab: Lab) -> None:
                            scorecards=w.scorecards(), batch=5)
     assert again.stats["findings_opened"] == again.stats["findings_resolved"] == 0
     assert store.open_finding_keys_all() == found
+
+
+class StopAfter(threading.Event):
+    """A stop event that turns set at its ``n``-th look (the evaluation looks once a
+    batch)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.looks, self.n = 0, n
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks >= self.n or super().is_set()
+
+
+def test_a_stop_ends_the_evaluation_between_batches_keeping_what_it_recorded(lab: Lab) -> None:
+    w = lab.wiring
+    store = w.store()
+    seen_before = {f.key: f.last_seen for f in store.findings()}
+    stop = StopAfter(3)  # two batches recorded, the third not begun
+    with pytest.raises(EvaluationStopped):
+        evaluate_store(store, w.runtimes(), policy=w.policy(),
+                       match_settings=w.match_settings(), now=lab.now, record=True,
+                       batch=2, stop=stop)
+    assert stop.looks == 3
+    touched = {f.key for f in store.findings() if f.last_seen != seen_before.get(f.key)}
+    assert touched and len(touched) < len(seen_before)  # some findings, not all of them
+
+    # in a cycle: the run ends as stopped, and no push begins
+    stopped = threading.Event()
+
+    def stop_midway(_store: Any, _at: datetime, _run_id: int) -> tuple[list[Any], dict[str, Any]]:
+        stopped.set()
+        raise EvaluationStopped
+
+    queued_before = store.outbox_counts()
+    report = run_cycle(store=store, runtimes=w.runtimes(), evaluate=stop_midway,
+                       now=lambda: lab.now, backoff=w.backoff(), stop=stopped,
+                       trigger="test: stop")
+    assert report.stopped and report.stats == {"evaluation": "stopped"}
+    assert store.recent_runs()[0].status == "stopped"
+    assert all(r.push is None for r in report.connections.values())  # no push began
+    assert store.outbox_counts() == queued_before
