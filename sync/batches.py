@@ -61,7 +61,7 @@ class BatchPlanner:
         self.runtimes = [replace(rt, connector=cast(Any, None)) for rt in runtimes]
         self.targets = targets_for(self.runtimes)
         self.secrets, self.now, self.record = secrets, now, record
-        self.stop = stop  # seen before each batch in this process (a worker finishes its own)
+        self.stop = stop  # looked at before each batch here; a worker ends when the pool closes
         self.tally = tally
         self.keep_writes = keep_writes  # None: every planned write and held-back value
         self.keep_findings = True
