@@ -121,16 +121,26 @@ class FactsMixin(StoreBase):
             if rows:
                 conn.execute(sa.insert(tbl), rows)
 
-    def snapshot_opportunity_refs(self) -> None:
-        """Remember every live opportunity's account as evaluated (after a full evaluation)."""
+    def snapshot_opportunity_refs(self, *, changed_after: int | None = None) -> None:
+        """Remember every live opportunity's account as evaluated (after a full evaluation).
+
+        ``changed_after``: a generation up to which the remembered accounts are known to be
+        right (every evaluation since the last snapshot kept them); only the opportunities
+        changed after it are written again, not millions of rows that did not move."""
         refs, opp = table(EngineOpportunity), record_table("opportunity")
+        live = sa.select(opp.c.connection, opp.c.external_id, opp.c.account_ref).where(
+            sa.not_(opp.c.deleted))
+        columns = ["connection", "external_id", "account_ref"]
         with self._write() as conn:
-            conn.execute(sa.delete(refs))
-            conn.execute(sa.insert(refs).from_select(
-                ["connection", "external_id", "account_ref"],
-                sa.select(opp.c.connection, opp.c.external_id, opp.c.account_ref)
-                .where(sa.not_(opp.c.deleted)),
-            ))
+            if changed_after is None:
+                conn.execute(sa.delete(refs))
+                conn.execute(sa.insert(refs).from_select(columns, live))
+                return
+            changed = opp.c.changed_generation > changed_after
+            conn.execute(sa.delete(refs).where(sa.tuple_(refs.c.connection, refs.c.external_id)
+                                               .in_(sa.select(opp.c.connection,
+                                                              opp.c.external_id).where(changed))))
+            conn.execute(sa.insert(refs).from_select(columns, live.where(changed)))
 
     def evaluated_refs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
         """(connection, opportunity id) -> account ref when last evaluated (known ones)."""

@@ -116,6 +116,7 @@ def evaluate_store(
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
+    refs_since: int | None = None,
 ) -> Outcome:
     """Match, evaluate and plan over the whole store, streamed: every account is
     matched, then the customers are read, evaluated, planned and (with ``record``) their
@@ -124,7 +125,9 @@ def evaluate_store(
     and the findings no longer found. With ``record`` false nothing is written (the dry
     run behind ``channelsync plan``). ``workers``: processes (None: two for a large
     SQLite file store, else one); ``progress`` is told each stage as it ends. A set
-    ``stop`` ends it before the next batch (:class:`sync.cycle.EvaluationStopped`)."""
+    ``stop`` ends it before the next batch (:class:`sync.cycle.EvaluationStopped`).
+    ``refs_since``: the generation up to which the incremental engine's record of each
+    deal's account is right (only deals changed since are written again)."""
     by_name = {rt.name: rt for rt in runtimes}
     connections = list(by_name)
     links_before = store.account_links()
@@ -185,7 +188,7 @@ def evaluate_store(
         stats["queued"] = planner.counts["queued"]
         # what the incremental cycles after this one start from
         store.save_thresholds({**planner.thresholds, **lonely})
-        store.snapshot_opportunity_refs()
+        store.snapshot_opportunity_refs(changed_after=refs_since)
     if progress is not None:
         progress("recorded")
     log.info("evaluated", **{k: v for k, v in stats.items() if not isinstance(v, dict)})

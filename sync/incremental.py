@@ -124,8 +124,12 @@ def evaluate_incremental(
     if (force_full or state.get("config") != digest or full_at is None
             or now - datetime.fromisoformat(full_at) >= full_every
             or engine.settings not in (None, match_settings)):
+        # every evaluation since the last full one kept each evaluated deal's account:
+        # only deals changed after the last evaluated generation need writing again
+        since = state.get("generation")
         outcome = evaluate_store(store, runtimes, policy=policy, match_settings=match_settings,
-                                 now=now, scorecards=scorecards, stop=stop)
+                                 now=now, scorecards=scorecards, stop=stop,
+                                 refs_since=None if since is None else int(since))
         engine.index, engine.settings, engine.secrets = None, match_settings, None
         store.save_engine_state(STATE, {"generation": watermark, "config": digest,
                                         "full_at": now.isoformat(), "decisions": seen,

@@ -259,3 +259,21 @@ def test_nul_characters_are_replaced_not_fatal(store: Store) -> None:
     assert store.skipped_records(run_id=run)[0].payload == {"v": "\ufffd"}
     rerun = store.start_run(trigger="test")
     assert page(store, [row], run_id=rerun).unchanged == 1
+
+
+def test_refs_rewritten_after_a_generation_equal_a_full_snapshot(store: Store) -> None:
+    run1 = store.start_run(trigger="test")
+    page(store, [opportunity("o1"), opportunity("o2"), opportunity("o3", account_ref=None)],
+         run_id=run1, entity="opportunity")
+    store.snapshot_opportunity_refs()
+    run2 = store.start_run(trigger="test")
+    page(store, [opportunity("o1", account_ref="a9"), opportunity("o4", account_ref="a2")],
+         run_id=run2, entity="opportunity", deleted=("o2",))
+    keys = [("sf", k) for k in ("o1", "o2", "o3", "o4")]
+    assert store.evaluated_refs(keys) == {("sf", "o1"): "a1", ("sf", "o2"): "a1",
+                                          ("sf", "o3"): None}
+    store.snapshot_opportunity_refs(changed_after=run1)  # only o1, o2 and o4 are written
+    expected = {("sf", "o1"): "a9", ("sf", "o3"): None, ("sf", "o4"): "a2"}
+    assert store.evaluated_refs(keys) == expected
+    store.snapshot_opportunity_refs()
+    assert store.evaluated_refs(keys) == expected
