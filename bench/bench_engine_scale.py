@@ -141,9 +141,15 @@ def main() -> int:
 
 def _product(store: Store, runtimes: list[Runtime], now: Any, args: argparse.Namespace,
              marks: list[tuple[str, float, float]], progress: Any) -> int:
+    since = None
+    if args.product == "record-again":  # as the daemon's daily run: nothing changed since
+        with store.engine.connect() as conn:
+            since = conn.exec_driver_sql("SELECT max(changed_generation) FROM opportunity"
+                                         ).scalar()
     outcome = evaluate_store(store, runtimes, policy=Policy(), match_settings=MatchSettings(),
                              now=now, record=args.product != "dry-run", progress=progress,
-                             workers=args.workers, scorecards=ScorecardConfig())
+                             workers=args.workers, scorecards=ScorecardConfig(),
+                             refs_since=since)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = marks[-1][1] - marks[0][1]
     cpu = marks[-1][2] - marks[0][2] + children.ru_utime + children.ru_stime
