@@ -1,9 +1,11 @@
-"""Full matching and rules over a very large SQLite store, without holding every row.
+"""Full matching and rules over the whole store, without holding every row (the engine
+of :func:`sync.evaluate.evaluate_store`).
 
 The lean path: matching reads only the columns it needs; its links go to a link table
 and the records stream back joined to it in customer order, each customer's records
-made facts, evaluated and dropped (:mod:`sync.scale_stream`). Only the rules' results
-stay in memory.
+made facts, evaluated and handed on a batch at a time with what we wrote to them
+(:mod:`sync.scale_stream`). On PostgreSQL each batch is read through the store's own
+queries instead.
 
 With ``workers=2`` the second core helps: a second process, started before matching (so
 its imports cost nothing), loads and normalises half of the accounts for matching, then

@@ -5,9 +5,11 @@ Matching reads only the seven columns it needs into :class:`rules.matching.Accou
 its links go to a link table, one row per account in customer order; the records then
 stream back joined to it (one index seek per account, no sort), each row straight into a
 fact (:class:`sync.snapshot.FactMaker`, the code a normal evaluation builds its facts
-with), one customer at a time. Values are decoded as the store's column types decode
-them (UTC timestamps, dates, NUMERIC(20, 4) as Decimal); dates and amounts through a
-bounded memo, as a store holds few distinct ones.
+with), one customer at a time, in rowid ranges of a batch of customers, each range's
+ledger and open outbox values read first. Values are decoded as the store's column types
+decode them (UTC timestamps, dates, NUMERIC(20, 4) as Decimal); dates and amounts through
+a bounded memo, as a store holds few distinct ones. :func:`evaluate_by_keys` does the
+same through the store's queries, for any database.
 """
 
 from __future__ import annotations
