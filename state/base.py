@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -48,6 +48,25 @@ class StoreBase:
     def _write(self) -> Iterator[sa.Connection]:
         with self.engine.begin() as connection:
             yield connection
+
+    def _field_values(
+        self, tbl: sa.Table, connection: str, keys: Iterable[tuple[str, str]],
+        *where: sa.ColumnElement[bool],
+    ) -> dict[tuple[str, str, str], Any]:
+        """(entity, external id, field) -> value of the rows of ``tbl`` (the ledger, the
+        outbox) for one connection's (entity, external id) ``keys``."""
+        by_entity: dict[str, set[str]] = {}
+        for entity, ext_id in keys:
+            by_entity.setdefault(entity, set()).add(ext_id)
+        out: dict[tuple[str, str, str], Any] = {}
+        with self._read() as conn:
+            for entity, ids in by_entity.items():
+                for chunk in chunked(sorted(ids)):
+                    query = sa.select(tbl.c.external_id, tbl.c.field, tbl.c.value).where(
+                        tbl.c.connection == connection, tbl.c.entity == entity,
+                        tbl.c.external_id.in_(chunk), *where)
+                    out.update(((entity, e, f), v) for e, f, v in conn.execute(query))
+        return out
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:

@@ -302,19 +302,7 @@ class FactsMixin(StoreBase):
         self, connection: str, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str, str], Any]:
         """The ledger of ``connection`` restricted to (entity, external id) ``keys``."""
-        tbl = table(LedgerEntry)
-        by_entity: dict[str, list[str]] = {}
-        for entity, ext_id in keys:
-            by_entity.setdefault(entity, []).append(ext_id)
-        out: dict[tuple[str, str, str], Any] = {}
-        with self._read() as conn:
-            for entity, ids in by_entity.items():
-                for chunk in chunked(sorted(set(ids))):
-                    query = sa.select(tbl.c.external_id, tbl.c.field, tbl.c.value).where(
-                        tbl.c.connection == connection, tbl.c.entity == entity,
-                        tbl.c.external_id.in_(chunk))
-                    out.update(((entity, e, f), v) for e, f, v in conn.execute(query))
-        return out
+        return self._field_values(table(LedgerEntry), connection, keys)
 
     def open_finding_keys(
         self, customer_ids: Iterable[str], subjects: Iterable[RecordKey]

@@ -226,18 +226,7 @@ class OutboxMixin(StoreBase):
         """:meth:`open_values` of ``connection`` restricted to (entity, external id)
         ``keys``."""
         tbl = table(OutboxItem)
-        by_entity: dict[str, set[str]] = {}
-        for entity, ext_id in keys:
-            by_entity.setdefault(entity, set()).add(ext_id)
-        out: dict[tuple[str, str, str], Any] = {}
-        with self._read() as conn:
-            for entity, ids in by_entity.items():
-                for chunk in chunked(sorted(ids)):
-                    query = sa.select(tbl.c.external_id, tbl.c.field, tbl.c.value).where(
-                        tbl.c.state.in_(OPEN_OUTBOX_STATES), tbl.c.connection == connection,
-                        tbl.c.entity == entity, tbl.c.external_id.in_(chunk))
-                    out.update(((entity, e, f), v) for e, f, v in conn.execute(query))
-        return out
+        return self._field_values(tbl, connection, keys, tbl.c.state.in_(OPEN_OUTBOX_STATES))
 
     def has_written(self) -> bool:
         """Whether anything was ever written or queued (a new store: no "is this value

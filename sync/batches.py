@@ -153,10 +153,8 @@ class BatchPlanner:
             self.findings.extend(findings)
         self.counts["planned_writes"] += len(planned)
         self.counts["held_back"] += len(held)
-        room = None if self.keep_writes is None else self.keep_writes - len(self.planned)
-        self.planned.extend(planned if room is None else planned[:max(room, 0)])
-        room = None if self.keep_writes is None else self.keep_writes - len(self.held)
-        self.held.extend(held if room is None else held[:max(room, 0)])
+        self._keep(self.planned, planned)
+        self._keep(self.held, held)
         if not self.record:
             return
         store = self.store
@@ -168,6 +166,12 @@ class BatchPlanner:
         if planned:
             self.counts["queued"] += store.enqueue([outbox_item(w) for w in planned])
         checkpoint("evaluate.batch_recorded")
+
+    def _keep(self, kept: list[Any], new: Sequence[Any]) -> None:
+        if self.keep_writes is None:
+            kept.extend(new)
+        else:
+            kept.extend(new[:max(self.keep_writes - len(kept), 0)])
 
     def merge(self, other: BatchPlanner) -> None:
         """Add what another process's planner did (its share of the customers)."""

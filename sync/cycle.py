@@ -79,12 +79,12 @@ class CycleReport:
 
 
 Evaluate = Callable[[Any, datetime, int], tuple[list[PlannedWrite], dict[str, Any]]]
+"""(store, now, run_id) -> (planned writes, stats): matching, rules and planning."""
 
 
 class EvaluationStopped(Exception):
     """Raised by an evaluation that saw the stop event between two batches: what it
     recorded stands, the rest waits for the next cycle (which evaluates in full again)."""
-"""(store, now, run_id) -> (planned writes, stats): matching, rules and planning."""
 
 
 def pull_connection(

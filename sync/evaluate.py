@@ -17,7 +17,7 @@ import structlog
 
 from connectors.base import Entity
 from rules.engine import Evaluation, evaluate, next_threshold
-from rules.matching import Decision, MatchResult, MatchSettings
+from rules.matching import MatchResult, MatchSettings
 from rules.model import Policy, RecordKey, Snapshot
 from rules.scorecards import (
     ScorecardConfig,
@@ -32,7 +32,7 @@ from sync.cycle import Runtime
 from sync.findings import stored_findings
 from sync.plan import HeldBack, PlannedWrite
 from sync.scale import Batch, evaluate_at_scale
-from sync.snapshot import build_snapshot, review_rows, snapshot_from_store
+from sync.snapshot import as_decision, build_snapshot, review_rows, snapshot_from_store
 from sync.visibility import Secrets
 
 log = structlog.get_logger(__name__)
@@ -131,8 +131,7 @@ def evaluate_store(
     by_name = {rt.name: rt for rt in runtimes}
     connections = list(by_name)
     links_before = store.account_links()
-    decisions = [Decision((d.a.connection, d.a.external_id), (d.b.connection, d.b.external_id),
-                          d.verdict) for d in store.match_decisions()]
+    decisions = [as_decision(d) for d in store.match_decisions()]
     # the values partners must not see, read only when a partner's CRM gets writes
     partner_writes = any(rt.role == "distributor" and any(rt.mapping.writes(e) for e in Entity)
                          for rt in runtimes)

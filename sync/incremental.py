@@ -31,7 +31,7 @@ import structlog
 from connectors.base import Entity
 from rules.engine import evaluate
 from rules.match_index import MatchIndex
-from rules.matching import AccountRecord, Decision, MatchResult, MatchSettings
+from rules.matching import AccountRecord, MatchResult, MatchSettings
 from rules.model import Policy
 from rules.scorecards import ScorecardConfig
 from state.rows import AccountRow, OpportunityRow
@@ -47,7 +47,7 @@ from sync.evaluate import (
 )
 from sync.findings import count_kinds, finding_rows, notifications_for, rules_by_record
 from sync.plan import plan_writes
-from sync.snapshot import build_snapshot, review_rows
+from sync.snapshot import as_decision, build_snapshot, review_rows
 from sync.visibility import Secrets
 
 log = structlog.get_logger(__name__)
@@ -158,11 +158,6 @@ def touched_from(read_at: datetime, busy_since: datetime | None) -> str:
 
 def _decision_id(d: Any) -> str:
     return "\x1f".join((*d.a, *d.b))
-
-
-def _as_decision(d: Any) -> Decision:
-    return Decision((d.a.connection, d.a.external_id), (d.b.connection, d.b.external_id),
-                    d.verdict)
 
 
 def _account_record(a: AccountRow) -> AccountRecord:
@@ -312,7 +307,7 @@ def _rematch(
         # only the columns matching needs (every account: a large store's rows are big)
         records = [AccountRecord(*row) for row in store.account_match_rows(list(by_name))]
         stored = {key: link[0] for key, link in store.account_links().items()}
-        result = index.rebuild(records, decisions=[_as_decision(d) for d in decisions],
+        result = index.rebuild(records, decisions=[as_decision(d) for d in decisions],
                                previous=stored)
         engine.index, engine.settings = index, settings
         moved = {k for k, link in result.links.items() if stored.get(k) != link.customer_id}
@@ -325,7 +320,7 @@ def _rematch(
     present = {(a.connection, a.external_id) for a in live}
     removed = {k for k in changed_accounts if k not in present and k in index.records}
     result = index.update(changed=live, removed=removed,
-                          decisions=[_as_decision(d) for d in new_decisions])
+                          decisions=[as_decision(d) for d in new_decisions])
     return result, set(result.links), removed
 
 

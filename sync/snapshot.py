@@ -19,13 +19,16 @@ from sync.cycle import Runtime
 from sync.plan import same_value
 
 
+def as_decision(d: Any) -> Decision:
+    """A person's stored verdict on two accounts, as matching takes it."""
+    return Decision((d.a.connection, d.a.external_id), (d.b.connection, d.b.external_id),
+                    d.verdict)
+
+
 def match_customers(
     store: Any, accounts: Sequence[AccountRow], settings: MatchSettings
 ) -> MatchResult:
-    decisions = [
-        Decision((d.a.connection, d.a.external_id), (d.b.connection, d.b.external_id), d.verdict)
-        for d in store.match_decisions()
-    ]
+    decisions = [as_decision(d) for d in store.match_decisions()]
     previous = {tuple(k): v for k, v in store.customer_links().items()}
     return match_accounts(
         (
@@ -256,16 +259,3 @@ def snapshot_from_store(store: Any, runtimes: Sequence[Runtime]) -> Snapshot:
         runtimes=by_name,
         ledgers=ledgers,
     )
-
-
-def in_flight(
-    store: Any, runtimes: Mapping[str, Runtime]
-) -> dict[str, dict[tuple[str, str, str], Any]]:
-    """connection -> (entity, external id, field) -> value of its open outbox item.
-
-    Open items (pending, failed) may already be in the CRM: a crash between the vendor's
-    answer and the booking, or a timeout after the vendor applied the write. There is at
-    most one open item per field (``enqueue`` replaces an older value)."""
-    return store.open_values(list(runtimes))
-
-

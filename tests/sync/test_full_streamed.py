@@ -32,7 +32,7 @@ from sync.cycle import EvaluationStopped, run_cycle
 from sync.evaluate import Outcome, evaluate_store, secrets_for
 from sync.findings import rules_by_record, stored_findings
 from sync.plan import plan_writes
-from sync.snapshot import build_snapshot, in_flight, match_customers
+from sync.snapshot import build_snapshot, match_customers
 from wiring import Wiring
 
 
@@ -121,7 +121,7 @@ def test_batches_processes_and_one_snapshot_agree(lab: Lab, store_backend: str) 
     assert orphans and not {o.key for o in orphans} <= {
         o.key for o in store.unmatched_opportunities()}
     ledgers = {rt.name: store.ledger(rt.name) for rt in runtimes}
-    writing = in_flight(store, by_name)
+    writing = store.open_values(list(by_name))
     snapshot = build_snapshot(
         accounts=accounts, opportunities=opportunities,
         links={k: link.customer_id for k, link in match.links.items()}, runtimes=by_name,
