@@ -44,7 +44,7 @@ from rules.model import (
     RecordKey,
     Snapshot,
 )
-from rules.registrations import VALID_STATES, assess
+from rules.registrations import VALID_STATES, Registration, assess
 from rules.scorecard_types import (
     CENT,
     HEALTHY,
@@ -98,8 +98,11 @@ class ScorecardTally:
         self.rates_used: dict[str, Decimal] = {}
         self.partners: list[AccountFact] = []
 
-    def add(self, accounts: Iterable[AccountFact],
-            opportunities: Iterable[OpportunityFact]) -> None:
+    def add(self, accounts: Iterable[AccountFact], opportunities: Iterable[OpportunityFact],
+            assessed: Mapping[RecordKey, Registration] | None = None) -> None:
+        """Count ``opportunities`` (and keep the partner accounts of ``accounts``).
+        ``assessed``: their registrations as the rules already assessed them at this
+        ``now`` (:attr:`rules.engine.Evaluation.registrations`), not assessed again."""
         self.partners.extend(a for a in accounts
                              if a.partner_id and a.role == "internal" and not a.deleted)
         policy, now, start, months = self.policy, self.now, self.start, self.months
@@ -110,7 +113,8 @@ class ScorecardTally:
                 continue
             amount = _converted(opp, rates, base, rates_used, skipped)
             if opp.registered_by:
-                _count_registration(opp, amount, policy, now, start, months, tallies)
+                _count_registration(opp, amount, policy, now, start, months, tallies,
+                                    assessed)
                 continue
             created = opp.created_at
             if created is None or not start <= created <= now:
@@ -194,6 +198,7 @@ def _add_won(tally: Tally, amount: Decimal | None) -> None:
 def _count_registration(
     opp: OpportunityFact, amount: Decimal | None, policy: Policy, now: datetime,
     start: datetime, months: tuple[datetime, ...], tallies: dict[str, Tally],
+    assessed: Mapping[RecordKey, Registration] | None,
 ) -> None:
     registered_at = opp.registered_at
     if registered_at is not None:
@@ -205,7 +210,7 @@ def _count_registration(
     since = registered_at or opp.created_at
     if since is None or not start <= since <= now:
         return
-    reg = assess(opp, policy, now)
+    reg = assess(opp, policy, now) if assessed is None else assessed.get(opp.key)
     if reg is None:
         return
     tally = tallies.get(reg.holder) or tallies.setdefault(reg.holder, _new_tally(months))

@@ -264,17 +264,19 @@ class FactsMixin(StoreBase):
 
     def opportunities_outside(self, linked: Container[tuple[str, str]]) -> list[OpportunityRow]:
         """Live opportunities whose (connection, account ref) is not in ``linked``: the
-        deals of no customer under links not saved (a dry run). Only the references are
-        read in full; the rows of the few found are then read by key."""
+        deals of no customer under links not saved (a dry run). Only the distinct
+        references are read in full (from their index); the deals of the few outside are
+        then read by reference."""
         tbl = record_table("opportunity")
-        query = (sa.select(tbl.c.connection, tbl.c.external_id, tbl.c.account_ref)
-                 .where(sa.not_(tbl.c.deleted)).execution_options(yield_per=20_000))
-        found: list[tuple[str, str]] = []
+        query = (sa.select(tbl.c.connection, tbl.c.account_ref).distinct()
+                 .where(tbl.c.account_ref.is_not(None)).execution_options(yield_per=50_000))
         with self._read() as conn:
-            for connection, external_id, ref in conn.execute(query):
-                if ref is None or (connection, ref) not in linked:
-                    found.append((connection, external_id))
-        return [o for o in self.opportunities_by_keys(found) if not o.deleted]
+            outside = [(connection, ref) for connection, ref in conn.execute(query)
+                       if (connection, ref) not in linked]
+            without = sa.select(*[tbl.c[n] for n in _OPPORTUNITY_COLUMNS]).where(
+                tbl.c.account_ref.is_(None), sa.not_(tbl.c.deleted))
+            found = [OpportunityRow(*row) for row in conn.execute(without)]
+        return found + self.opportunities_of_accounts(outside)
 
     def links_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(connection, account id) -> customer id, for the linked ones of ``keys``."""

@@ -113,7 +113,8 @@ class BatchPlanner:
         self.counts["opportunities"] += len(batch.opportunities)
         self.thresholds.update(evaluation.next_thresholds)
         if self.tally is not None:
-            self.tally.add(batch.accounts, batch.opportunities)
+            self.tally.add(batch.accounts, batch.opportunities,
+                           evaluation.registrations if evaluation.keep_registrations else None)
         self.take(evaluation.findings, planned, held)
 
     def plan(self, desired: Mapping[Key, Mapping[str, Any]], rules: Mapping[Key, str],

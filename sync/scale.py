@@ -92,9 +92,14 @@ def evaluate_at_scale(
     finally:
         if pool is not None:
             pool.close()
+        # what was made with collection off goes to the oldest generation untraversed
+        # (a collection here took over a second at a million accounts): most of it is
+        # freed by reference count as the caller drops it, a later full collection finds
+        # any cycle
+        gc.freeze()
+        gc.unfreeze()
         if collecting:
             gc.enable()
-        gc.collect()
 
 
 def _evaluate_at_scale(

@@ -278,7 +278,8 @@ def evaluate_ranges(
         ledgers, writing = written_in(conn, schema, bounds) if written else ({}, {})
         for name, maker in makers.items():
             maker.use(ledgers.get(name, {}), writing.get(name))
-        result = whole if whole is not None else Evaluation()
+        # a batch keeps its registrations: the scorecards count them as assessed
+        result = whole if whole is not None else Evaluation(keep_registrations=True)
         accounts: list[AccountFact] = []
         opportunities: list[OpportunityFact] = []
         for customer, group_accounts, group_opportunities in stream_part(
@@ -338,7 +339,7 @@ def evaluate_by_keys(
                 writing[name] = store.open_values_for(name, record_keys)
         snapshot = build_snapshot(accounts=accounts, opportunities=opportunities, links=links,
                                   runtimes=by_name, ledgers=ledgers, in_flight=writing)
-        result = whole if whole is not None else Evaluation()
+        result = whole if whole is not None else Evaluation(keep_registrations=True)
         for customer, (group_accounts, group_opportunities) in group_by_customer(
                 snapshot).items():
             evaluate_customer(customer if isinstance(customer, str) else None,
