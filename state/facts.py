@@ -252,15 +252,22 @@ class FactsMixin(StoreBase):
         return out
 
     def unmatched_opportunities(self) -> list[OpportunityRow]:
-        """Live opportunities without an account, or whose account has no customer link."""
+        """Live opportunities without an account, or whose account has no customer link.
+        Each distinct account reference is looked up once (a scan of its index), not
+        each deal; the deals of the few unlinked are then read by reference."""
         opp, link = record_table("opportunity"), table(CustomerLink)
+        refs = (sa.select(opp.c.connection, opp.c.account_ref).distinct()
+                .where(opp.c.account_ref.is_not(None)).subquery())
         linked = sa.exists().where(
-            link.c.connection == opp.c.connection, link.c.entity == "account",
-            link.c.external_id == opp.c.account_ref)
-        query = sa.select(*[opp.c[n] for n in _OPPORTUNITY_COLUMNS]).where(
-            sa.not_(opp.c.deleted), sa.or_(opp.c.account_ref.is_(None), sa.not_(linked)))
+            link.c.connection == refs.c.connection, link.c.entity == "account",
+            link.c.external_id == refs.c.account_ref)
+        unlinked = sa.select(refs.c.connection, refs.c.account_ref).where(sa.not_(linked))
+        without = sa.select(*[opp.c[n] for n in _OPPORTUNITY_COLUMNS]).where(
+            opp.c.account_ref.is_(None), sa.not_(opp.c.deleted))
         with self._read() as conn:
-            return [OpportunityRow(*row) for row in conn.execute(query)]
+            outside = [(connection, ref) for connection, ref in conn.execute(unlinked)]
+            found = [OpportunityRow(*row) for row in conn.execute(without)]
+        return found + self.opportunities_of_accounts(outside)
 
     def opportunities_outside(self, linked: Container[tuple[str, str]]) -> list[OpportunityRow]:
         """Live opportunities whose (connection, account ref) is not in ``linked``: the

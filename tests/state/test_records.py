@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -277,3 +278,21 @@ def test_refs_rewritten_after_a_generation_equal_a_full_snapshot(store: Store) -
     assert store.evaluated_refs(keys) == expected
     store.snapshot_opportunity_refs()
     assert store.evaluated_refs(keys) == expected
+
+
+def test_deals_of_no_customer_by_stored_links_and_by_given_links(store: Store) -> None:
+    run = store.start_run(trigger="test")
+    page(store, [opportunity("linked"), opportunity("also-linked"),
+                 opportunity("unlinked", account_ref="a2"), opportunity("no-ref", account_ref=None),
+                 opportunity("gone", account_ref="a3")],
+         run_id=run, entity="opportunity", deleted=("gone",))
+    store.save_customer_links([("sf", "account", "a1", "cust-1", "duns", 1.0)])
+
+    def keys(rows: list[Any]) -> list[str]:
+        return sorted(o.external_id for o in rows)
+
+    # one query per distinct reference: a1 is linked, a2 is not, a3 has only a deleted deal
+    assert keys(store.unmatched_opportunities()) == ["no-ref", "unlinked"]
+    assert keys(store.opportunities_outside({("sf", "a1")})) == ["no-ref", "unlinked"]
+    assert keys(store.opportunities_outside({("sf", "a2")})) == [
+        "also-linked", "linked", "no-ref"]
