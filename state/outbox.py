@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from state.base import StoreBase, chunked, utcnow, with_default
+from state.records import write_through
 from state.rows import NotificationRow, OutboxItemIn, OutboxRow
 from state.tables import OPEN_OUTBOX_STATES, Lease, LedgerEntry, Notification, OutboxItem, table
 from state.types import dumps_json
@@ -106,8 +107,12 @@ class OutboxMixin(StoreBase):
         with self._read() as conn:
             return [OutboxRow(*row) for row in conn.execute(query)]
 
-    def mark_sent(self, item_ids: Sequence[int], *, now: datetime) -> int:
-        """Mark open items sent and record their values in the ledger, in one transaction."""
+    def mark_sent(self, item_ids: Sequence[int], *, now: datetime, read_there: bool = False
+                  ) -> int:
+        """Mark open items sent and record their values in the ledger and in the stored
+        copies of their records (:func:`state.records.write_through`), in one transaction.
+        ``read_there``: the stored copies already show these values, as the CRM spells
+        them (a write booked late): they are left as read."""
         tbl, ledger = table(OutboxItem), table(LedgerEntry)
         statement = self._insert(ledger)
         statement = statement.on_conflict_do_update(
@@ -132,6 +137,8 @@ class OutboxMixin(StoreBase):
                          "value": v, "written_at": now}
                         for c, e, x, f, v in sent
                     ])
+                    if not read_there:
+                        write_through(conn, sent)
                 count += len(sent)
         return count
 

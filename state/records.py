@@ -266,3 +266,31 @@ def _tombstone_unseen(
     )
     conn.execute(sa.update(cur).where(*where_cursor).values(refresh_generation=None))
     return result.rowcount
+
+
+def write_through(conn: sa.Connection, sent: Sequence[Sequence[Any]]) -> None:
+    """Put values we just wrote to a CRM, ``(connection, entity, external id, field,
+    value)``, into the stored copies of those records' vendor fields, in the caller's
+    transaction: until the CRM's own copy is read again, the store shows what the CRM now
+    holds, so a plan made before that read neither writes them again nor takes them
+    for a person's edit. Bookkeeping is left alone: the next read that brings the echo
+    compares with these values, and a record we did not pull stays unread."""
+    wanted: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for connection, entity, external_id, field, value in sent:
+        wanted.setdefault((connection, entity), {}).setdefault(external_id, {})[field] = value
+    for (connection, entity), by_id in wanted.items():
+        tbl = record_table(entity)
+        update = sa.update(tbl).where(tbl.c.id == sa.bindparam("row_id")).values(
+            raw=sa.bindparam("new_raw", type_=tbl.c.raw.type))
+        for chunk in chunked(list(by_id)):
+            query = sa.select(tbl.c.id, tbl.c.external_id, tbl.c.raw).where(
+                tbl.c.connection == connection, tbl.c.external_id.in_(chunk),
+                sa.not_(tbl.c.deleted))
+            changes = []
+            for row_id, external_id, raw in conn.execute(query):
+                stored = dict(raw) if isinstance(raw, Mapping) else {}
+                fields_now = {**stored, **by_id[external_id]}
+                if fields_now != stored:
+                    changes.append({"row_id": row_id, "new_raw": fields_now})
+            if changes:
+                conn.execute(update, changes)

@@ -98,7 +98,7 @@ def push_connection(
             live: list[OutboxItem] = []
             for item in record_items:
                 if same_value(fields_now.get(item.field), item.value):
-                    store.mark_sent([item.id], now=now)
+                    store.mark_sent([item.id], now=now, read_there=True)
                     checkpoint("push.already_there_booked")
                     counts.already_there += 1
                 else:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from state import NotificationIn, OutboxItemIn, Store
+from tests.state.factories import opportunity, page
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -152,3 +153,24 @@ def test_leases_exclude_other_holders_until_expiry(store: Store) -> None:
     assert store.lease_holder("scheduler", now=NOW + timedelta(seconds=60)) == "node-b"
     store.release_lease("scheduler", "node-b")
     assert store.lease_holder("scheduler", now=NOW + timedelta(seconds=60)) is None
+
+
+def test_sent_values_show_in_the_stored_record_until_it_is_read_again(store: Store) -> None:
+    run = store.start_run(trigger="test")
+    raw = {"Name": "Deal o1", "Conflict__c": False, "Other__c": "old"}
+    page(store, [opportunity("o1", raw=raw), opportunity("o2", raw=raw)], run_id=run,
+         entity="opportunity")
+    before = store.current_values("sf", "opportunity", ["o1", "o2"])
+    store.enqueue([item(True), item("new", field="Other__c"), item(True, record="o2")])
+    by_record = {i.external_id: i.id for i in store.due_outbox("sf", now=NOW, limit=10)
+                 if i.field == "Conflict__c"}
+    others = [i.id for i in store.due_outbox("sf", now=NOW, limit=10) if i.field == "Other__c"]
+    store.mark_sent([by_record["o1"], *others], now=NOW)
+    store.mark_sent([by_record["o2"]], now=NOW, read_there=True)  # booked late: left as read
+    after = store.current_values("sf", "opportunity", ["o1", "o2"])
+    assert after["o1"] == (before["o1"][0], {**raw, "Conflict__c": True, "Other__c": "new"})
+    assert after["o2"] == before["o2"]
+    # the read that brings the echo replaces the stored copy as usual
+    page(store, [opportunity("o1", raw={**raw, "Conflict__c": "true"})],
+         run_id=store.start_run(trigger="test"), entity="opportunity")
+    assert store.current_values("sf", "opportunity", ["o1"])["o1"][1]["Conflict__c"] == "true"

@@ -12,6 +12,8 @@ from cli.democonfig import write_config
 from config.loader import load_settings
 from sandbox.launch import start_world
 from sandbox.scenario import generate
+from state.base import utcnow
+from sync.evaluate import evaluate_store
 from wiring import Wiring
 
 
@@ -33,6 +35,38 @@ def test_no_change_cycle_after_the_echoes_evaluates_no_customer(tmp_path: Path) 
                     if not r["IsDeleted"])
         app.org.update("Opportunity", deal, {"Amount": 123456})
         assert one_cycle(wiring).stats["changed_records"] >= 1
+    finally:
+        wiring.close()
+        sandboxes.stop()
+
+
+def test_a_dry_run_before_the_echoes_are_read_plans_what_one_after_does(
+        tmp_path: Path) -> None:
+    """``channelsync plan --no-pull`` straight after a cycle: the store shows what that
+    cycle wrote (not the values its pull read before), so nothing is planned again and no
+    write of ours is taken for a person's edit."""
+    world = generate(seed=7, customers=40, now=datetime(2026, 11, 26, tzinfo=UTC))
+    sandboxes = start_world(world, tls_dir=tmp_path / "tls")
+    wiring = Wiring(load_settings(write_config(sandboxes, tmp_path)))
+
+    def dry_run() -> tuple[list[Any], list[Any]]:
+        outcome = evaluate_store(
+            wiring.store(), wiring.runtimes(), policy=wiring.policy(),
+            match_settings=wiring.match_settings(), now=utcnow(), record=False,
+            scorecards=wiring.scorecards())
+        return (sorted(map(repr, outcome.planned)),
+                sorted((h.connection, h.external_id, h.field, h.why) for h in outcome.held))
+
+    try:
+        first = one_cycle(wiring)
+        assert first.stats["queued"] > 0
+        assert not wiring.store().outbox_items(state="pending")  # every write went
+        before_echoes = dry_run()
+        one_cycle(wiring)  # reads the echoes
+        after_echoes = dry_run()
+        assert before_echoes == after_echoes
+        assert before_echoes[0] == []
+        assert not [h for h in before_echoes[1] if "since Channel Sync wrote it" in h[3]]
     finally:
         wiring.close()
         sandboxes.stop()
