@@ -14,7 +14,7 @@ the sandboxes serve from other threads). The target: the 1% cycle costs at most 
 full one.
 
     PYTHONPATH=. python bench/bench_cycle.py [--customers 400] [--change 0.01] [--once]
-        [--interval SECONDS] [--index-lag SECONDS] [--profile]
+        [--interval SECONDS] [--index-lag SECONDS] [--profile] [--sample]
 
 Cycles start ``--interval`` apart, as the daemon starts them (default: the daemon's default
 ``schedule.cycle_interval``, 5 minutes, not the demo configuration's 1 minute; 0 runs them
@@ -23,18 +23,22 @@ made right after cycle 3, so they land during the wait. The waiting is not count
 figure. HubSpot's search index lags writes by seconds: the HubSpot sandboxes emulate
 ``--index-lag`` (default 5 s), and the connector keeps its own allowance (2 minutes).
 ``--once`` drops the in-memory match index before the 1% cycle (a fresh ``sync --once``
-process rebuilds it). ``--profile`` profiles cycles 3 and 4.
+process rebuilds it). ``--profile`` profiles cycles 3 and 4 (cProfile, the cycle's thread);
+``--sample`` samples every thread's CPU and stack in them (the whole process, sandboxes
+included).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import logging
 import pstats
 import random
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -88,6 +92,79 @@ class Clock:
         setattr(module, name, timed)
 
 
+class ThreadSampler:
+    """The whole process's CPU by function: cProfile sees only the thread that enables it,
+    and the sandboxes serve requests from their own threads. Every ``period`` seconds it
+    reads each thread's CPU clock and stack; the CPU a thread used since the last look is
+    charged to the functions on its stack then (statistical: accurate over many samples)."""
+
+    def __init__(self, period: float = 0.001) -> None:
+        self.period = period
+        self.inclusive: dict[tuple[str, str], float] = {}
+        self.leaf: dict[tuple[str, str], float] = {}
+        self.per_thread: dict[str, float] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+
+    def __enter__(self) -> ThreadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        last: dict[int, float] = {}
+        me = threading.get_ident()
+        while not self._done.wait(self.period):
+            names = {t.ident: t.name for t in threading.enumerate()}
+            for ident, frame in sys._current_frames().items():
+                if ident == me:
+                    continue
+                try:
+                    cpu = time.clock_gettime(time.pthread_getcpuclockid(ident))
+                except (OSError, OverflowError):  # the thread just ended
+                    continue
+                used, last[ident] = cpu - last.get(ident, cpu), cpu
+                if used <= 0:
+                    continue
+                group = _thread_group(names.get(ident, "?"))
+                _add(self.per_thread, group, used)
+                _add(self.leaf, (group, _where(frame)), used)
+                seen: set[str] = set()
+                walk: Any = frame
+                while walk is not None:
+                    seen.add(_where(walk))
+                    walk = walk.f_back
+                for where in seen:
+                    _add(self.inclusive, (group, where), used)
+
+    def report(self, top: int = 30) -> None:
+        print("   CPU by thread: " + ", ".join(
+            f"{g} {s:.3f}s" for g, s in sorted(self.per_thread.items(), key=lambda i: -i[1])))
+        for title, counter in (("inclusive", self.inclusive), ("where it was", self.leaf)):
+            print(f"   whole process, sampled, {title}:")
+            for (group, where), seconds in sorted(counter.items(), key=lambda i: -i[1])[:top]:
+                print(f"   {seconds:8.3f}s  {group:<8} {where}")
+
+
+def _add(counter: dict[Any, float], key: Any, seconds: float) -> None:
+    counter[key] = counter.get(key, 0.0) + seconds
+
+
+def _thread_group(name: str) -> str:
+    if name == "MainThread":
+        return "cycle"
+    return "sandbox" if "process_request" in name or name.startswith("sandbox") else name
+
+
+def _where(frame: Any) -> str:
+    code = frame.f_code
+    path = code.co_filename.rsplit("site-packages/", 1)[-1].replace(str(Path.cwd()) + "/", "")
+    return f"{path}:{code.co_firstlineno}({code.co_name})"
+
+
 def api_calls(sandboxes: SandboxSet) -> dict[str, int]:
     return {sb.connection: sum(sb.app.requests.snapshot().values()) for sb in sandboxes}
 
@@ -130,7 +207,7 @@ class Spacing:
 
 
 def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock,
-            profile: bool = False) -> dict[str, Any]:
+            profile: bool = False, sample: bool = False) -> dict[str, Any]:
     for sb in sandboxes:
         sb.app.requests.reset()
     clock.stages = {}
@@ -139,7 +216,11 @@ def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock,
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
-    report = one_cycle(wiring, progress=clock.progress)
+    sampler = ThreadSampler() if sample else None
+    with sampler or contextlib.nullcontext():
+        report = one_cycle(wiring, progress=clock.progress)
+    if sampler is not None:
+        sampler.report()
     if profiler is not None:
         profiler.disable()
         stats = pstats.Stats(profiler).sort_stats("cumulative")
@@ -167,6 +248,8 @@ def main() -> int:
     parser.add_argument("--change", type=float, default=0.01)
     parser.add_argument("--once", action="store_true")
     parser.add_argument("--profile", action="store_true", help="profile cycles 3 and 4")
+    parser.add_argument("--sample", action="store_true",
+                        help="sample the whole process's threads in cycles 3 and 4")
     parser.add_argument("--interval", type=float, default=None,
                         help="seconds between cycle starts (default: the default "
                         "schedule.cycle_interval)")
@@ -211,14 +294,15 @@ def main() -> int:
                 for extra in range(SETTLE_MAX):  # until the vendors' limits let all out
                     spacing.wait()
                     label = f"cycle 3{'abc'[extra - 1]} (again)" if extra else "cycle 3 (no change)"
-                    if run_one(label, wiring, sandboxes, clock, args.profile)["sent"] == 0:
+                    cycle = run_one(label, wiring, sandboxes, clock, args.profile, args.sample)
+                    if cycle["sent"] == 0:
                         break
                 edited = edit_share(wiring, sandboxes, args.change, random.Random(args.seed))
                 if args.once:
                     engine_for(wiring.store()).index = None
                 spacing.wait()
                 label = f"cycle 4 ({edited} records edited, {args.change:.0%})"
-                partial = run_one(label, wiring, sandboxes, clock, args.profile)
+                partial = run_one(label, wiring, sandboxes, clock, args.profile, args.sample)
                 wiring.store().forget_engine_state(STATE)  # the next cycle evaluates all
                 spacing.wait()
                 steady = run_one("cycle 5 (no change, full evaluation forced)", wiring,
