@@ -59,6 +59,8 @@ class StoreBase:
         for entity, ext_id in keys:
             by_entity.setdefault(entity, set()).add(ext_id)
         out: dict[tuple[str, str, str], Any] = {}
+        if not by_entity:
+            return out  # no transaction for nothing (a cycle asks once per connection)
         with self._read() as conn:
             for entity, ids in by_entity.items():
                 for chunk in chunked(sorted(ids)):

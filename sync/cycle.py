@@ -19,6 +19,7 @@ import structlog
 
 from connectors.base import Connector, Entity
 from connectors.errors import ConnectorError
+from state.runs import ConnectionRunEnd
 from sync.checkpoints import checkpoint
 from sync.plan import PlannedWrite, WriteSpec
 from sync.pull import EntityCounts, EntityMapping, pull_entity
@@ -127,10 +128,10 @@ def run_cycle(
     tell = progress or (lambda _step, _name: None)
     stop = stop or threading.Event()
     started = time.monotonic()
-    run_id = store.start_run(trigger=trigger)
+    run_id, connection_runs = store.open_run(trigger=trigger,
+                                             connections=[rt.name for rt in runtimes])
     structlog.contextvars.bind_contextvars(run_id=run_id)
     reports = {rt.name: ConnectionReport(rt.name) for rt in runtimes}
-    connection_runs = {rt.name: store.start_connection_run(run_id, rt.name) for rt in runtimes}
     checkpoint("cycle.started")
     try:
         for rt in runtimes:
@@ -161,9 +162,17 @@ def run_cycle(
             tell("evaluate", "")
 
         if push and not stop.is_set():
+            # one read names the connections with anything queued; the others skip the drain
+            queued = store.with_open_items([rt.name for rt in runtimes
+                                            if reports[rt.name].status == "ok"])
             for rt in runtimes:
                 report = reports[rt.name]
                 if report.status != "ok" or stop.is_set():
+                    continue
+                if rt.name not in queued:
+                    report.push = PushCounts()
+                    tell("push", rt.name)
+                    checkpoint("cycle.connection_pushed")
                     continue
                 structlog.contextvars.bind_contextvars(connection=rt.name)
                 try:
@@ -184,27 +193,30 @@ def run_cycle(
                     structlog.contextvars.unbind_contextvars("connection")
                     tell("push", rt.name)
                 checkpoint("cycle.connection_pushed")
+        parts: list[ConnectionRunEnd] = []
         for rt in runtimes:
             report = reports[rt.name]
             report.budget = _budget(rt.connector)
-            store.finish_connection_run(
+            parts.append(ConnectionRunEnd(
                 connection_runs[rt.name],
                 status=report.status if not stop.is_set() or report.status != "ok" else "stopped",
                 counts=report.counts(),
                 budget=report.budget,
                 error=report.error,
-            )
+            ))
         checkpoint("cycle.before_finish_run")
         result = CycleReport(run_id, reports, planned, stats, stop.is_set())
         result.seconds = time.monotonic() - started
         status = "stopped" if stop.is_set() else ("ok" if result.ok else "partial")
-        store.finish_run(
+        # the connection runs and the run close together: one commit, not one each
+        store.close_run(
             run_id,
             status=status,
             counts={"connections": {n: r.counts() for n, r in reports.items()}, **stats},
             error=None
             if result.ok
             else "; ".join(f"{n}: {r.error}" for n, r in reports.items() if r.error),
+            parts=parts,
         )
         log.info("cycle_finished", status=status, seconds=round(result.seconds, 2))
         return result

@@ -1,0 +1,69 @@
+"""A cycle's fixed bookkeeping in few transactions: runs opened and closed together, and
+one read for which connections have anything queued."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from state import OutboxItemIn, Store
+from state.runs import ConnectionRunEnd
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_run_and_its_connection_runs_open_and_close_together(store: Store) -> None:
+    run_id, parts = store.open_run(trigger="schedule", connections=["sf", "hs", "pd"])
+    assert list(parts) == ["sf", "hs", "pd"]
+    assert [p.connection for p in store.connection_runs(run_id)] == ["sf", "hs", "pd"]
+    assert {p.id: p.status for p in store.connection_runs(run_id)} == {
+        cr_id: "running" for cr_id in parts.values()}
+    store.close_run(run_id, status="partial", counts={"n": 1}, error="hs: 401", parts=[
+        ConnectionRunEnd(parts["sf"], status="ok", counts={"a": 1}, budget={"used": 3},
+                         error=None),
+        ConnectionRunEnd(parts["hs"], status="failed", counts={}, budget=None, error="401"),
+        ConnectionRunEnd(parts["pd"], status="ok", counts={}, budget=None, error=None),
+    ])
+    (run,) = store.recent_runs()
+    assert (run.id, run.status, run.counts, run.error) == (run_id, "partial", {"n": 1}, "hs: 401")
+    assert run.finished_at is not None
+    found = {p.connection: p for p in store.connection_runs(run_id)}
+    assert (found["sf"].status, found["sf"].counts, found["sf"].budget) == (
+        "ok", {"a": 1}, {"used": 3})
+    assert (found["hs"].status, found["hs"].error) == ("failed", "401")
+    assert all(p.finished_at is not None for p in found.values())
+
+
+def test_closing_a_run_with_an_unknown_part_changes_nothing(store: Store) -> None:
+    run_id, parts = store.open_run(trigger="manual", connections=["sf"])
+    with pytest.raises(LookupError):
+        store.close_run(run_id, status="ok", counts={}, error=None, parts=[
+            ConnectionRunEnd(parts["sf"], status="ok", counts={}, budget=None, error=None),
+            ConnectionRunEnd(999, status="ok", counts={}, budget=None, error=None),
+        ])
+    (run,) = store.recent_runs()
+    assert run.status == "running"  # one transaction: the known part is not closed either
+    assert [p.status for p in store.connection_runs(run_id)] == ["running"]
+
+
+def test_a_run_without_connections(store: Store) -> None:
+    run_id, parts = store.open_run(trigger="manual", connections=[])
+    assert parts == {} and store.connection_runs(run_id) == []
+    store.close_run(run_id, status="ok", counts={}, error=None, parts=[])
+    assert store.recent_runs()[0].status == "ok"
+
+
+def test_with_open_items_names_connections_with_pending_or_failed_items(store: Store) -> None:
+    assert store.with_open_items(["sf", "hs"]) == set()
+    store.enqueue([OutboxItemIn("sf", "opportunity", "o1", "F__c", 1),
+                   OutboxItemIn("hs", "deal", "d1", "f", 2),
+                   OutboxItemIn("pd", "deal", "d2", "f", 3)])
+    assert store.with_open_items(["sf", "hs", "dyn"]) == {"sf", "hs"}
+    (sf,) = store.due_outbox("sf", now=NOW, limit=10)
+    store.mark_sent([sf.id], now=NOW)
+    (hs,) = store.due_outbox("hs", now=NOW, limit=10)
+    store.mark_failed(hs.id, error="503", now=NOW, next_attempt_at=NOW, dead=False)
+    # a failed item waiting for its next attempt is still open: its drain decides when
+    assert store.with_open_items(["sf", "hs", "pd"]) == {"hs", "pd"}
+    assert store.with_open_items([]) == set()
