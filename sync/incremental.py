@@ -127,6 +127,9 @@ def evaluate_incremental(
         # every evaluation since the last full one kept each evaluated deal's account:
         # only deals changed after the last evaluated generation need writing again
         since = state.get("generation")
+        # the index is rebuilt after a full evaluation anyway: dropped first, so the two
+        # never hold memory at once (about 2 GB and 1.4 GB at a million accounts)
+        engine.index = engine.secrets = None
         outcome = evaluate_store(store, runtimes, policy=policy, match_settings=match_settings,
                                  now=now, scorecards=scorecards, stop=stop,
                                  refs_since=None if since is None else int(since))

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import sync.incremental
 from cli.democonfig import write_config
 from config.loader import load_settings
 from sandbox.edits import delete_record, edit_record, move_deal
@@ -132,9 +133,19 @@ MOVABLE = ("salesforce", "pipedrive")
 DELETABLE = ("salesforce", "pipedrive", "dynamics")
 
 
-def test_incremental_plans_and_finds_what_a_full_evaluation_does(lab: Lab) -> None:
+def test_incremental_plans_and_finds_what_a_full_evaluation_does(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(5)
     warm = Engine()
+    # a full evaluation runs without the match index in memory (it is rebuilt after)
+    index_held: list[bool] = []
+    full_run = sync.incremental.evaluate_store
+
+    def watched(*args: Any, **kwargs: Any) -> Outcome:
+        index_held.append(warm.index is not None)
+        return full_run(*args, **kwargs)
+
+    monkeypatch.setattr(sync.incremental, "evaluate_store", watched)
     store = lab.wiring.store()
     kinds = []
     for round_no in range(5):
@@ -162,3 +173,4 @@ def test_incremental_plans_and_finds_what_a_full_evaluation_does(lab: Lab) -> No
         assert store.evaluated_refs([(o.connection, o.external_id) for o in deals]) == {
             (o.connection, o.external_id): o.account_ref for o in deals}, f"round {round_no}"
     assert kinds == ["full", "incremental", "full", "incremental", "incremental"]
+    assert index_held == [False, False]  # round 2's warm engine had built one in round 1
