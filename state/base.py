@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -24,6 +25,13 @@ def utcnow() -> datetime:
 def chunked(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last shorter), without holding them all."""
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
 
 
 def with_default(row: Any, index: int, default: Any) -> list[Any]:

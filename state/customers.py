@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from state.base import StoreBase, chunked, utcnow, with_default
+from state.base import StoreBase, batched, chunked, utcnow, with_default
 from state.pagewrite import record_table
 from state.rows import (
     CustomerLinkRow,
@@ -104,15 +104,12 @@ class CustomersMixin(StoreBase):
             rows = conn.execute(sa.select(tbl.c.id, tbl.c.display_name))
             return {customer_id: name for customer_id, name in rows}
 
-    def save_customer_links(self, links: Sequence[LinkTuple], *, replace: bool = False) -> None:
-        """Upsert links; with ``replace`` also drop links of records not in ``links``."""
+    def save_customer_links(self, links: Iterable[LinkTuple], *, replace: bool = False) -> None:
+        """Upsert links (one transaction, written 20,000 at a time: a million links as
+        parameter rows would cost the better part of a gigabyte); with ``replace`` also
+        drop links of records not in ``links``."""
         tbl = table(CustomerLink)
         now = utcnow()
-        params = {
-            (c, e, x): {"connection": c, "entity": e, "external_id": x, "customer_id": cid,
-                        "method": method, "score": float(score), "updated_at": now}
-            for c, e, x, cid, method, score in links
-        }
         statement = self._insert(tbl)
         excluded = statement.excluded
         statement = statement.on_conflict_do_update(
@@ -122,16 +119,26 @@ class CustomersMixin(StoreBase):
             where=sa.or_(*[tbl.c[n].is_distinct_from(excluded[n])
                            for n in ("customer_id", "method", "score")]),
         )
+        kept: set[tuple[str, str, str]] = set()
         with self._write() as conn:
+            for chunk in batched(links, 20_000):
+                # one row per record (the last wins): a statement may not upsert one twice
+                params = {
+                    (c, e, x): {"connection": c, "entity": e, "external_id": x,
+                                "customer_id": cid, "method": method, "score": float(score),
+                                "updated_at": now}
+                    for c, e, x, cid, method, score in chunk
+                }
+                if replace:
+                    kept.update(params)
+                conn.execute(statement, list(params.values()))
             if replace:
                 keys = sa.select(tbl.c.connection, tbl.c.entity, tbl.c.external_id)
-                stale = [tuple(k) for k in conn.execute(keys) if tuple(k) not in params]
-                for chunk in chunked(stale, 500):
+                stale = [tuple(k) for k in conn.execute(keys) if tuple(k) not in kept]
+                for part in chunked(stale, 500):
                     conn.execute(sa.delete(tbl).where(
-                        sa.tuple_(tbl.c.connection, tbl.c.entity, tbl.c.external_id).in_(chunk)
+                        sa.tuple_(tbl.c.connection, tbl.c.entity, tbl.c.external_id).in_(part)
                     ))
-            if params:
-                conn.execute(statement, list(params.values()))
 
     def customer_links(self) -> dict[RecordKey, str]:
         """(connection, entity, external_id) -> end customer id."""

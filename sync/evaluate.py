@@ -227,17 +227,18 @@ def save_links(store: Any, match: MatchResult,
                before: Mapping[AccountKey, tuple[str, str, float]]) -> None:
     """The links that changed (customer, method or score) and the review list; links of
     accounts gone are dropped, customers new to the store created."""
-    changed = [
-        (connection, "account", external_id, link.customer_id, link.method, float(link.score))
-        for (connection, external_id), link in match.links.items()
-        if before.get((connection, external_id)) != (link.customer_id, link.method,
-                                                     float(link.score))
-    ]
     gone = [key for key in before if key not in match.links]
     if gone:
         store.drop_customer_links(gone)
-    if changed:
-        store.save_customer_links(changed)
+    if any(before.get(key) != (link.customer_id, link.method, float(link.score))
+           for key, link in match.links.items()):
+        # streamed to the store: a first evaluation saves every link (a million tuples)
+        store.save_customer_links(
+            (connection, "account", external_id, link.customer_id, link.method,
+             float(link.score))
+            for (connection, external_id), link in match.links.items()
+            if before.get((connection, external_id)) != (link.customer_id, link.method,
+                                                         float(link.score)))
         store.name_new_customers()
     store.replace_review_items(review_rows(match))
     checkpoint("evaluate.links_saved")

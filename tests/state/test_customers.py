@@ -29,6 +29,15 @@ def test_links_upsert_and_replace(store: Store) -> None:
     assert store.customer_links() == {C: "cust-2"}
 
 
+def test_many_links_are_saved_in_parts_of_one_transaction(store: Store) -> None:
+    # past one part of 20,000, given as a generator, a record repeated across parts
+    many = (("sf", "account", str(n % 20_002), f"cust-{n}", "name", 0.9) for n in range(20_005))
+    store.save_customer_links(many, replace=True)
+    links = store.customer_links()
+    assert len(links) == 20_002
+    assert links[RecordKey("sf", "account", "2")] == "cust-20004"  # the last given wins
+
+
 def test_match_decisions_are_one_per_pair_latest_wins_and_close_review(store: Store) -> None:
     store.replace_review_items([ReviewItemIn(B, A, 0.81, {"name": 0.9}), ReviewItemIn(A, C, 0.7)])
     (top, other) = store.review_items()
