@@ -35,7 +35,6 @@ from sync.scale_stream import (
     evaluate_by_keys,
     evaluate_ranges,
     shares,
-    stream_groups,
     stream_part,
     write_links,
 )
@@ -43,7 +42,7 @@ from sync.scale_workers import Workers
 from sync.snapshot import fact_makers
 
 __all__ = ["Batch", "Group", "ScaleRun", "account_records", "customers_of",
-           "evaluate_at_scale", "shares", "stream_groups", "stream_part", "write_links"]
+           "evaluate_at_scale", "shares", "stream_part", "write_links"]
 
 
 @dataclass(slots=True)

@@ -28,7 +28,7 @@ from rules.model import AccountFact, OpportunityFact, Policy
 from rules.names import RecordFeatures
 from state.tables import OPEN_OUTBOX_STATES
 from sync.cycle import Runtime
-from sync.snapshot import FactMaker, build_snapshot, fact_makers
+from sync.snapshot import FactMaker, build_snapshot
 
 Group = tuple[str | None, list[AccountFact], list[OpportunityFact]]
 Written = dict[str, dict[tuple[str, str, str], Any]]  # connection -> (entity, id, field) -> value
@@ -292,24 +292,6 @@ def evaluate_ranges(
         if consume is not None:
             consume(Batch(result, accounts, opportunities, ledgers, writing))
     return whole
-
-
-def stream_groups(
-    store: Any, runtimes: Sequence[Runtime], links: dict[tuple[str, str], str],
-    *, release: bool = False,
-) -> Iterator[Group]:
-    """Each matched customer's facts, one customer at a time (customers without a link
-    are left out: the caller evaluates the few unmatched deals the normal way). With
-    ``release`` the ``links`` dict is emptied once the database holds it."""
-    makers = fact_makers({rt.name: rt for rt in runtimes}, {})
-    conn = _raw(store)
-    try:
-        ranges = write_links(conn, customers_of(links, release=release))
-        for bounds in ranges:
-            yield from stream_part(conn, "temp", bounds, makers)
-        conn.execute("DROP TABLE IF EXISTS temp.scale_link")
-    finally:
-        conn.close()
 
 
 def evaluate_by_keys(

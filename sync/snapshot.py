@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from connectors.base import Entity
-from rules.matching import AccountRecord, Decision, MatchResult, MatchSettings, match_accounts
+from rules.matching import Decision, MatchResult
 from rules.model import AccountFact, OpportunityFact, RecordKey, Snapshot, positional_builder
 from state.rows import AccountRow, OpportunityRow, ReviewItemIn
 from sync.cycle import Runtime
@@ -23,24 +23,6 @@ def as_decision(d: Any) -> Decision:
     """A person's stored verdict on two accounts, as matching takes it."""
     return Decision((d.a.connection, d.a.external_id), (d.b.connection, d.b.external_id),
                     d.verdict)
-
-
-def match_customers(
-    store: Any, accounts: Sequence[AccountRow], settings: MatchSettings
-) -> MatchResult:
-    decisions = [as_decision(d) for d in store.match_decisions()]
-    previous = {tuple(k): v for k, v in store.customer_links().items()}
-    return match_accounts(
-        (
-            AccountRecord(
-                a.connection, a.external_id, a.name, a.domain, a.country, a.duns, a.vat_id
-            )
-            for a in accounts
-        ),
-        decisions=decisions,
-        previous=previous,
-        settings=settings,
-    )
 
 
 def review_rows(result: MatchResult) -> list[ReviewItemIn]:

@@ -22,8 +22,9 @@ from rules.model import Policy, Snapshot
 from sandbox.scenario import generate
 from state.store import Store
 from sync.cycle import Runtime
-from sync.scale import Batch, evaluate_at_scale, shares, stream_groups
-from sync.snapshot import build_snapshot, match_customers
+from sync.scale import Batch, evaluate_at_scale, shares
+from sync.snapshot import build_snapshot
+from tests.reference import match_customers, stream_groups
 
 
 class NoWrites:
@@ -164,14 +165,6 @@ def test_workers_need_a_consumer(filled: tuple[Store, Any]) -> None:
     with pytest.raises(ValueError, match="consume"):
         evaluate_at_scale(store, runtimes_for(world), policy=Policy(),
                           settings=MatchSettings(), now=datetime.now(UTC), workers=2)
-
-
-def test_a_store_other_than_sqlite_is_refused(tmp_path: Path) -> None:
-    class Fake:
-        dialect = "postgresql"
-
-    with pytest.raises(ValueError, match="SQLite"):
-        list(stream_groups(Fake(), [], {}))
 
 
 def test_written_values_are_looked_up_by_key(tmp_path: Path) -> None:

