@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rules.matching import AccountRecord, Link, match_accounts, score_against_truth
+from rules.match_quality import score_against_truth
+from rules.matching import AccountRecord, Link, match_accounts
 from sandbox.scenario import generate
 from sandbox.world import World
 

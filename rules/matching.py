@@ -11,25 +11,22 @@ evidence. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-import hashlib
 from array import array
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
 from rapidfuzz import fuzz
 
+from rules.customer_ids import PreviousLinks, RecordKey, stable_ids
 from rules.fuzzy import FuzzyPair, fuzzy_candidates
 from rules.names import RecordFeatures, unrelated_domains
 
-RecordKey = tuple[str, str]  # (connection, external_id)
 METHODS = ("single", "human", "duns", "vat", "domain", "name", "name_no_country", "name_fuzzy")
 _METHOD_CODE = {method: code for code, method in enumerate(METHODS)}
 Evidence = tuple[str, ...] | Callable[[], tuple[str, ...]]
 FuzzyFound = Callable[[], tuple[list[FuzzyPair], list[str]]]
-# Last cycle's links: (connection, "account", external_id) or (connection, external_id) -> id
-PreviousLinks = Mapping[tuple[str, str, str], str] | Mapping[tuple[str, str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +326,7 @@ class _Matcher:
         f, clusters = self.f, self.clusters
         find = clusters.find
         roots = [find(i) for i in range(len(f.keys))]
-        ids = _stable_ids(roots, f.keys, previous, self.s.id_prefix, reserved)
+        ids = stable_ids(roots, f.keys, previous, self.s.id_prefix, reserved)
         links: dict[RecordKey, Link] = {}
         shared: dict[tuple[str, int, float], Link] = {}  # a cluster's equal links: one object
         best_score, best_method = self.best_score, self.best_method
@@ -357,48 +354,6 @@ class _Matcher:
 
 def _text(template: str, *parts: object) -> tuple[str, ...]:
     return (template.format(*parts),)
-
-
-def _previous_id(previous: PreviousLinks, key: RecordKey) -> str | None:
-    lookup: Mapping[object, str] = previous  # type: ignore[assignment]  # either key shape
-    found = lookup.get((key[0], "account", key[1]))
-    return found if found is not None else lookup.get(key)
-
-
-def _stable_ids(roots: list[int], keys: list[RecordKey], previous: PreviousLinks, prefix: str,
-                reserved: Container[str] = frozenset()) -> dict[int, str]:
-    """A cluster keeps the id most of its members had; an id goes to one cluster only
-    (``reserved``: ids that clusters outside this run hold). ``roots[i]`` is record i's
-    cluster; records are sorted by key."""
-    first: dict[int, int] = {}  # cluster -> its first record, in record order
-    claim_first = first.setdefault
-    for i, root in enumerate(roots):
-        claim_first(root, i)
-    votes: dict[tuple[int, str], int] = {}
-    if previous:
-        for i, key in enumerate(keys):
-            old = _previous_id(previous, key)
-            if old is not None:
-                vote = (roots[i], old)
-                votes[vote] = votes.get(vote, 0) + 1
-    claims = sorted((-count, old, keys[first[root]], root) for (root, old), count in votes.items())
-    ids: dict[int, str] = {}
-    taken: set[str] = set()
-    for _, old, _, root in claims:
-        if root not in ids and old not in taken and old not in reserved:
-            ids[root] = old
-            taken.add(old)
-    for root, i in first.items():
-        if root in ids:
-            continue
-        digest = hashlib.sha1(f"{keys[i][0]}\x1f{keys[i][1]}".encode()).hexdigest()[:12]
-        new, n = f"{prefix}{digest}", 1
-        while new in taken or new in reserved:
-            n += 1
-            new = f"{prefix}{digest}-{n}"
-        ids[root] = new
-        taken.add(new)
-    return ids
 
 
 def match_accounts(
@@ -430,25 +385,3 @@ def match_features(
     matcher = _Matcher(features, settings or MatchSettings(), decisions)
     matcher.run(fuzzy)
     return matcher.result(previous or {})
-
-
-def score_against_truth(
-    links: Mapping[RecordKey, Link] | Mapping[RecordKey, str],
-    truth: Mapping[RecordKey, str],
-) -> tuple[float, float]:
-    """Pairwise precision and recall over the accounts present in both mappings."""
-    common = [k for k in links if k in truth]
-
-    def cid(k: RecordKey) -> str:
-        value = links[k]
-        return value.customer_id if isinstance(value, Link) else value
-
-    def pairs(counts: Iterable[int]) -> int:
-        return sum(n * (n - 1) // 2 for n in counts)
-
-    predicted = pairs(Counter(cid(k) for k in common).values())
-    actual = pairs(Counter(truth[k] for k in common).values())
-    both = pairs(Counter((cid(k), truth[k]) for k in common).values())
-    precision = both / predicted if predicted else 1.0
-    recall = both / actual if actual else 1.0
-    return precision, recall

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from rules.match_quality import score_against_truth
 from rules.matching import (
     AccountRecord,
     Decision,
     Link,
     MatchResult,
     match_accounts,
-    score_against_truth,
 )
 from sandbox.scenario import generate
 from sandbox.world import World
