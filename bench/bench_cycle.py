@@ -103,19 +103,29 @@ class ThreadSampler:
         self.inclusive: dict[tuple[str, str], float] = {}
         self.leaf: dict[tuple[str, str], float] = {}
         self.per_thread: dict[str, float] = {}
+        self.total = self.own = 0.0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+        self._clocks: dict[int, float] = {}  # thread -> CPU seconds when last looked at
+        self._started = 0.0
 
     def __enter__(self) -> ThreadSampler:
+        # threads already running are charged from here; a thread first seen later started
+        # inside the window and is charged all its CPU
+        for ident in sys._current_frames():
+            with contextlib.suppress(OSError, OverflowError):
+                self._clocks[ident] = time.clock_gettime(time.pthread_getcpuclockid(ident))
+        self._started = time.process_time()
         self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._done.set()
         self._thread.join()
+        self.total = time.process_time() - self._started
 
     def _run(self) -> None:
-        last: dict[int, float] = {}
+        last = self._clocks
         me = threading.get_ident()
         while not self._done.wait(self.period):
             names = {t.ident: t.name for t in threading.enumerate()}
@@ -126,7 +136,7 @@ class ThreadSampler:
                     cpu = time.clock_gettime(time.pthread_getcpuclockid(ident))
                 except (OSError, OverflowError):  # the thread just ended
                     continue
-                used, last[ident] = cpu - last.get(ident, cpu), cpu
+                used, last[ident] = cpu - last.get(ident, 0.0), cpu
                 if used <= 0:
                     continue
                 group = _thread_group(names.get(ident, "?"))
@@ -139,10 +149,14 @@ class ThreadSampler:
                     walk = walk.f_back
                 for where in seen:
                     _add(self.inclusive, (group, where), used)
+        self.own = time.thread_time()
 
     def report(self, top: int = 30) -> None:
+        seen = sum(self.per_thread.values())
         print("   CPU by thread: " + ", ".join(
-            f"{g} {s:.3f}s" for g, s in sorted(self.per_thread.items(), key=lambda i: -i[1])))
+            f"{g} {s:.3f}s" for g, s in sorted(self.per_thread.items(), key=lambda i: -i[1]))
+            + f"; the sampler {self.own:.3f}s; not seen {self.total - seen - self.own:.3f}s"
+            " (threads that ended between two looks: mostly the sandboxes' request threads)")
         for title, counter in (("inclusive", self.inclusive), ("where it was", self.leaf)):
             print(f"   whole process, sampled, {title}:")
             for (group, where), seconds in sorted(counter.items(), key=lambda i: -i[1])[:top]:
