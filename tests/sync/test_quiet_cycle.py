@@ -70,3 +70,31 @@ def test_a_dry_run_before_the_echoes_are_read_plans_what_one_after_does(
     finally:
         wiring.close()
         sandboxes.stop()
+
+
+def test_cycles_faster_than_the_search_index_write_nothing_twice(tmp_path: Path) -> None:
+    """HubSpot's search sees a change seconds after it is made: a cycle that starts
+    before our writes are indexed reads the records as they were before them. It must
+    not write the same values again (it did: hundreds of duplicate writes per cycle)."""
+    world = generate(seed=7, customers=40, now=datetime(2026, 11, 26, tzinfo=UTC))
+    sandboxes = start_world(world, tls_dir=tmp_path / "tls")
+    hubspot = [sb for sb in sandboxes if hasattr(sb.app, "set_search_index_lag")]
+    assert hubspot
+    for sb in hubspot:
+        sb.app.set_search_index_lag(30.0)  # longer than the cycles below take
+    wiring = Wiring(load_settings(write_config(sandboxes, tmp_path)))
+    try:
+        def hubspot_writes() -> int:
+            return sum(sb.app.requests.count("PATCH") + sb.app.requests.count(
+                "POST", "batch/update") for sb in hubspot)
+
+        first = one_cycle(wiring)
+        assert first.stats["queued"] > 0 and hubspot_writes() > 0
+        written = hubspot_writes()
+        for _ in range(2):
+            again = one_cycle(wiring)
+            assert again.stats["queued"] == 0
+        assert hubspot_writes() == written
+    finally:
+        wiring.close()
+        sandboxes.stop()
