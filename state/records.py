@@ -273,8 +273,9 @@ def write_through(conn: sa.Connection, sent: Sequence[Sequence[Any]]) -> None:
     value)``, into the stored copies of those records' vendor fields, in the caller's
     transaction: until the CRM's own copy is read again, the store shows what the CRM now
     holds, so a plan made before that read neither writes them again nor takes them
-    for a person's edit. Bookkeeping is left alone: the next read that brings the echo
-    compares with these values, and a record we did not pull stays unread."""
+    for a person's edit. The record's change generation and update time are left alone:
+    this is no change read from the CRM, and the read that brings the echo replaces
+    these values as any read does."""
     wanted: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for connection, entity, external_id, field, value in sent:
         wanted.setdefault((connection, entity), {}).setdefault(external_id, {})[field] = value
