@@ -104,10 +104,10 @@ class CustomersMixin(StoreBase):
             rows = conn.execute(sa.select(tbl.c.id, tbl.c.display_name))
             return {customer_id: name for customer_id, name in rows}
 
-    def save_customer_links(self, links: Iterable[LinkTuple], *, replace: bool = False) -> None:
+    def save_customer_links(self, links: Iterable[LinkTuple], *, replace: bool = False) -> int:
         """Upsert links (one transaction, written 20,000 at a time: a million links as
         parameter rows would cost the better part of a gigabyte); with ``replace`` also
-        drop links of records not in ``links``."""
+        drop links of records not in ``links``. Returns how many links were given."""
         tbl = table(CustomerLink)
         now = utcnow()
         statement = self._insert(tbl)
@@ -120,6 +120,7 @@ class CustomersMixin(StoreBase):
                            for n in ("customer_id", "method", "score")]),
         )
         kept: set[tuple[str, str, str]] = set()
+        given = 0
         with self._write() as conn:
             for chunk in batched(links, 20_000):
                 # one row per record (the last wins): a statement may not upsert one twice
@@ -131,6 +132,7 @@ class CustomersMixin(StoreBase):
                 }
                 if replace:
                     kept.update(params)
+                given += len(chunk)
                 conn.execute(statement, list(params.values()))
             if replace:
                 keys = sa.select(tbl.c.connection, tbl.c.entity, tbl.c.external_id)
@@ -139,6 +141,7 @@ class CustomersMixin(StoreBase):
                     conn.execute(sa.delete(tbl).where(
                         sa.tuple_(tbl.c.connection, tbl.c.entity, tbl.c.external_id).in_(part)
                     ))
+        return given
 
     def customer_links(self) -> dict[RecordKey, str]:
         """(connection, entity, external_id) -> end customer id."""
@@ -259,6 +262,8 @@ class CustomersMixin(StoreBase):
                     "first_seen": now, "last_seen": now, "resolved_at": None}
             for f in findings
         }
+        if not params and not complete:
+            return FindingDelta(opened=(), resolved=())  # a part with nothing in it
         statement = self._insert(tbl)
         excluded = statement.excluded
         statement = statement.on_conflict_do_update(

@@ -112,11 +112,14 @@ class FactsMixin(StoreBase):
         whose old thresholds go first."""
         tbl = table(EngineThreshold)
         rows = [{"group_key": k, "due_at": v} for k, v in thresholds.items()]
+        groups = None if replacing is None else sorted(set(replacing) | set(thresholds))
+        if groups == []:
+            return  # a partial evaluation that touched no group
         with self._write() as conn:
-            if replacing is None:
+            if groups is None:
                 conn.execute(sa.delete(tbl))
             else:
-                for chunk in chunked(sorted(set(replacing) | set(thresholds))):
+                for chunk in chunked(groups):
                     conn.execute(sa.delete(tbl).where(tbl.c.group_key.in_(chunk)))
             if rows:
                 conn.execute(sa.insert(tbl), rows)
@@ -146,8 +149,11 @@ class FactsMixin(StoreBase):
         """(connection, opportunity id) -> account ref when last evaluated (known ones)."""
         refs = table(EngineOpportunity)
         out: dict[tuple[str, str], str | None] = {}
+        grouped = _by_connection(keys)
+        if not grouped:
+            return out  # no transaction for nothing: a quiet cycle asks with no keys
         with self._read() as conn:
-            for connection, ids in _by_connection(keys).items():
+            for connection, ids in grouped.items():
                 for chunk in chunked(ids):
                     query = sa.select(refs.c.external_id, refs.c.account_ref).where(
                         refs.c.connection == connection, refs.c.external_id.in_(chunk))
@@ -157,8 +163,11 @@ class FactsMixin(StoreBase):
     def save_evaluated_refs(self, refs: Mapping[tuple[str, str], str | None],
                             gone: Iterable[tuple[str, str]] = ()) -> None:
         tbl = table(EngineOpportunity)
+        grouped = _by_connection([*refs, *gone])
+        if not grouped:
+            return
         with self._write() as conn:
-            for connection, ids in _by_connection([*refs, *gone]).items():
+            for connection, ids in grouped.items():
                 for chunk in chunked(ids):
                     conn.execute(sa.delete(tbl).where(
                         tbl.c.connection == connection, tbl.c.external_id.in_(chunk)))
@@ -200,8 +209,11 @@ class FactsMixin(StoreBase):
         tbl = record_table(entity)
         cols = [tbl.c[n] for n in columns]
         out: list[Any] = []
+        grouped = _by_connection(keys)
+        if not grouped:
+            return out
         with self._read() as conn:
-            for connection, ids in _by_connection(keys).items():
+            for connection, ids in grouped.items():
                 for chunk in chunked(ids):
                     query = sa.select(*cols).where(
                         tbl.c.connection == connection, tbl.c.external_id.in_(chunk))
@@ -217,6 +229,8 @@ class FactsMixin(StoreBase):
         accounts: list[AccountRow] = []
         opportunities: list[OpportunityRow] = []
         ids = sorted(set(customer_ids))
+        if not ids:
+            return accounts, opportunities
         with self._read() as conn:
             for chunk in chunked(ids, 900):
                 linked = sa.select(link.c.connection, link.c.external_id).where(
@@ -242,8 +256,11 @@ class FactsMixin(StoreBase):
         tbl = record_table("opportunity")
         cols = [tbl.c[n] for n in _OPPORTUNITY_COLUMNS]
         out: list[OpportunityRow] = []
+        grouped = _by_connection(keys)
+        if not grouped:
+            return out
         with self._read() as conn:
-            for connection, ids in _by_connection(keys).items():
+            for connection, ids in grouped.items():
                 for chunk in chunked(ids):
                     query = sa.select(*cols).where(
                         tbl.c.connection == connection, tbl.c.account_ref.in_(chunk),
@@ -251,37 +268,27 @@ class FactsMixin(StoreBase):
                     out.extend(OpportunityRow(*row) for row in conn.execute(query))
         return out
 
-    def unmatched_opportunities(self) -> list[OpportunityRow]:
-        """Live opportunities without an account, or whose account has no customer link.
-        Each distinct account reference is looked up once (a scan of its index), not
-        each deal; the deals of the few unlinked are then read by reference."""
+    def unmatched_opportunities(
+        self, linked: Container[tuple[str, str]] | None = None
+    ) -> list[OpportunityRow]:
+        """Live opportunities without an account, or whose (connection, account ref) has no
+        customer link: the stored links, or ``linked`` (a dry run's, not saved). Each
+        distinct account reference is looked at once (a scan of its index), not each
+        deal; the deals of the few unlinked are then read by reference."""
         opp, link = record_table("opportunity"), table(CustomerLink)
         refs = (sa.select(opp.c.connection, opp.c.account_ref).distinct()
-                .where(opp.c.account_ref.is_not(None)).subquery())
-        linked = sa.exists().where(
-            link.c.connection == refs.c.connection, link.c.entity == "account",
-            link.c.external_id == refs.c.account_ref)
-        unlinked = sa.select(refs.c.connection, refs.c.account_ref).where(sa.not_(linked))
+                .where(opp.c.account_ref.is_not(None)))
+        if linked is None:  # the database compares with the stored links
+            sub = refs.subquery()
+            refs = sa.select(sub.c.connection, sub.c.account_ref).where(~sa.exists().where(
+                link.c.connection == sub.c.connection, link.c.entity == "account",
+                link.c.external_id == sub.c.account_ref))
         without = sa.select(*[opp.c[n] for n in _OPPORTUNITY_COLUMNS]).where(
             opp.c.account_ref.is_(None), sa.not_(opp.c.deleted))
         with self._read() as conn:
-            outside = [(connection, ref) for connection, ref in conn.execute(unlinked)]
-            found = [OpportunityRow(*row) for row in conn.execute(without)]
-        return found + self.opportunities_of_accounts(outside)
-
-    def opportunities_outside(self, linked: Container[tuple[str, str]]) -> list[OpportunityRow]:
-        """Live opportunities whose (connection, account ref) is not in ``linked``: the
-        deals of no customer under links not saved (a dry run). Only the distinct
-        references are read in full (from their index); the deals of the few outside are
-        then read by reference."""
-        tbl = record_table("opportunity")
-        query = (sa.select(tbl.c.connection, tbl.c.account_ref).distinct()
-                 .where(tbl.c.account_ref.is_not(None)).execution_options(yield_per=50_000))
-        with self._read() as conn:
-            outside = [(connection, ref) for connection, ref in conn.execute(query)
-                       if (connection, ref) not in linked]
-            without = sa.select(*[tbl.c[n] for n in _OPPORTUNITY_COLUMNS]).where(
-                tbl.c.account_ref.is_(None), sa.not_(tbl.c.deleted))
+            outside = [(connection, ref) for connection, ref in
+                       conn.execute(refs.execution_options(yield_per=50_000))
+                       if linked is None or (connection, ref) not in linked]
             found = [OpportunityRow(*row) for row in conn.execute(without)]
         return found + self.opportunities_of_accounts(outside)
 
@@ -289,8 +296,11 @@ class FactsMixin(StoreBase):
         """(connection, account id) -> customer id, for the linked ones of ``keys``."""
         tbl = table(CustomerLink)
         out: dict[tuple[str, str], str] = {}
+        grouped = _by_connection(keys)
+        if not grouped:
+            return out
         with self._read() as conn:
-            for connection, ids in _by_connection(keys).items():
+            for connection, ids in grouped.items():
                 for chunk in chunked(ids):
                     query = sa.select(tbl.c.external_id, tbl.c.customer_id).where(
                         tbl.c.connection == connection, tbl.c.entity == "account",
@@ -319,13 +329,16 @@ class FactsMixin(StoreBase):
         """Keys of open findings of the customers or about the subject records."""
         tbl = table(Finding)
         keys: set[str] = set()
+        customers = sorted(set(customer_ids))
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for c, e, x in subjects:
+            grouped.setdefault((c, e), []).append(x)
+        if not customers and not grouped:
+            return keys
         with self._read() as conn:
-            for chunk in chunked(sorted(set(customer_ids))):
+            for chunk in chunked(customers):
                 keys.update(conn.execute(sa.select(tbl.c.key).where(
                     tbl.c.resolved_at.is_(None), tbl.c.customer_id.in_(chunk))).scalars())
-            grouped: dict[tuple[str, str], list[str]] = {}
-            for c, e, x in subjects:
-                grouped.setdefault((c, e), []).append(x)
             for (connection, entity), ids in grouped.items():
                 for chunk in chunked(sorted(set(ids))):
                     keys.update(conn.execute(sa.select(tbl.c.key).where(

@@ -145,8 +145,11 @@ class RecordsMixin(StoreBase):
         """external id -> (etag, vendor fields as last read); unknown ids are left out."""
         tbl = record_table(entity)
         found: dict[str, tuple[str | None, dict[str, Any]]] = {}
+        ids = list(dict.fromkeys(external_ids))
+        if not ids:
+            return found
         with self._read() as conn:
-            for chunk in chunked(list(dict.fromkeys(external_ids))):
+            for chunk in chunked(ids):
                 query = sa.select(tbl.c.external_id, tbl.c.etag, tbl.c.raw).where(
                     tbl.c.connection == connection, tbl.c.external_id.in_(chunk)
                 )

@@ -66,19 +66,6 @@ class RunsMixin(StoreBase):
         with self._write() as conn:
             _finish(conn, run_id, utcnow(), status=status, counts=counts, error=error)
 
-    def start_connection_run(self, run_id: int, connection: str) -> int:
-        runs = table(ConnectionRun)
-        with self._write() as conn:
-            cr_id = conn.execute(
-                sa.insert(runs)
-                .values(
-                    run_id=run_id, connection=connection, status="running", counts={},
-                    writes_sent=0, writes_failed=0, started_at=utcnow(),
-                )
-                .returning(runs.c.id)
-            ).scalar_one()
-        return int(cr_id)
-
     def finish_connection_run(
         self,
         cr_id: int,

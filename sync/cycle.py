@@ -169,29 +169,11 @@ def run_cycle(
                 report = reports[rt.name]
                 if report.status != "ok" or stop.is_set():
                     continue
-                if rt.name not in queued:
+                if rt.name in queued:
+                    _push(store, rt, report, now(), backoff)
+                else:
                     report.push = PushCounts()
-                    tell("push", rt.name)
-                    checkpoint("cycle.connection_pushed")
-                    continue
-                structlog.contextvars.bind_contextvars(connection=rt.name)
-                try:
-                    report.push = push_connection(
-                        store=store,
-                        connector=rt.connector,
-                        connection=rt.name,
-                        current=_current_lookup(store, rt.name),
-                        now=now(),
-                        backoff=backoff,
-                    )
-                    if report.push.errors:
-                        report.status = "failed"
-                        report.error = report.push.errors[0]
-                except ConnectorError as exc:
-                    _failed(report, exc)
-                finally:
-                    structlog.contextvars.unbind_contextvars("connection")
-                    tell("push", rt.name)
+                tell("push", rt.name)
                 checkpoint("cycle.connection_pushed")
         parts: list[ConnectionRunEnd] = []
         for rt in runtimes:
@@ -232,6 +214,22 @@ def _not_due(rt: Runtime, last_pulled: Mapping[str, datetime] | None, now: datet
         return False
     # a tick a little early (scheduler jitter) still counts as due: 10% slack
     return now - last_pulled[rt.name] < rt.pull_interval * 0.9
+
+
+def _push(store: Any, rt: Runtime, report: ConnectionReport, now: datetime,
+          backoff: Backoff) -> None:
+    structlog.contextvars.bind_contextvars(connection=rt.name)
+    try:
+        report.push = push_connection(store=store, connector=rt.connector, connection=rt.name,
+                                      current=_current_lookup(store, rt.name), now=now,
+                                      backoff=backoff)
+        if report.push.errors:
+            report.status = "failed"
+            report.error = report.push.errors[0]
+    except ConnectorError as exc:
+        _failed(report, exc)
+    finally:
+        structlog.contextvars.unbind_contextvars("connection")
 
 
 def _current_lookup(store: Any, connection: str) -> Any:

@@ -230,15 +230,13 @@ def save_links(store: Any, match: MatchResult,
     gone = [key for key in before if key not in match.links]
     if gone:
         store.drop_customer_links(gone)
-    if any(before.get(key) != (link.customer_id, link.method, float(link.score))
-           for key, link in match.links.items()):
-        # streamed to the store: a first evaluation saves every link (a million tuples)
-        store.save_customer_links(
-            (connection, "account", external_id, link.customer_id, link.method,
-             float(link.score))
-            for (connection, external_id), link in match.links.items()
-            if before.get((connection, external_id)) != (link.customer_id, link.method,
-                                                         float(link.score)))
+    # streamed to the store: a first evaluation saves every link (a million tuples)
+    changed = ((connection, "account", external_id, link.customer_id, link.method,
+                float(link.score))
+               for (connection, external_id), link in match.links.items()
+               if before.get((connection, external_id)) != (link.customer_id, link.method,
+                                                            float(link.score)))
+    if store.save_customer_links(changed):
         store.name_new_customers()
     store.replace_review_items(review_rows(match))
     checkpoint("evaluate.links_saved")
@@ -251,11 +249,7 @@ def _evaluate_unmatched(
     """Evaluate and plan the deals whose account matched no customer (or that have none);
     their next thresholds by group token. ``linked``: the accounts the new links link,
     when they were not saved."""
-    if linked is None:
-        lonely = store.unmatched_opportunities()
-    else:
-        lonely = store.opportunities_outside(linked)
-    lonely = [o for o in lonely if o.connection in by_name]
+    lonely = [o for o in store.unmatched_opportunities(linked) if o.connection in by_name]
     keys: dict[str, list[tuple[str, str]]] = {}
     for o in lonely:
         keys.setdefault(o.connection, []).append(("opportunity", o.external_id))

@@ -133,7 +133,7 @@ def evaluate_incremental(
         outcome = evaluate_store(store, runtimes, policy=policy, match_settings=match_settings,
                                  now=now, scorecards=scorecards, stop=stop,
                                  refs_since=None if since is None else int(since))
-        engine.index, engine.settings, engine.secrets = None, match_settings, None
+        engine.settings = match_settings
         store.save_engine_state(STATE, {"generation": watermark, "config": digest,
                                         "full_at": now.isoformat(), "decisions": seen,
                                         "token": engine.token,
@@ -189,12 +189,11 @@ def _partial(
                                     decisions, new_decisions)
     index = engine.index
     assert index is not None  # _rematch leaves a built index
-    opp_rows = ([o for o in store.opportunities_by_keys(changed_opps) if o.connection in by_name]
-                if changed_opps else [])
-    previous_refs = store.evaluated_refs(changed_opps) if changed_opps else {}
+    opp_rows = [o for o in store.opportunities_by_keys(changed_opps) if o.connection in by_name]
+    previous_refs = store.evaluated_refs(changed_opps)
     wanted_old = {*area, *removed, *changed_accounts}
     wanted_old |= {(c, r) for (c, _), r in previous_refs.items() if r is not None}
-    old_links = store.links_of(wanted_old) if wanted_old else {}
+    old_links = store.links_of(wanted_old)
     new_link = index.links.get
 
     customers: set[str] = set()
@@ -228,8 +227,8 @@ def _partial(
 
     # 2. persist the moved links, then load exactly the affected groups
     _save_area(store, index, match, area, removed)
-    accounts, opportunities = store.records_of_customers(customers) if customers else ([], [])
-    opportunities += _token_groups(store, tokens, index) if tokens else []
+    accounts, opportunities = store.records_of_customers(customers)
+    opportunities += _token_groups(store, tokens, index)
     accounts = [a for a in accounts if a.connection in by_name]
     opportunities = [o for o in opportunities if o.connection in by_name]
     links = {(a.connection, a.external_id): index.links[(a.connection, a.external_id)]
@@ -256,8 +255,6 @@ def _partial(
     for rt in runtimes:
         for entity in Entity:
             ids = [k[2] for k in desired if k[0] == rt.name and k[1] == entity.value]
-            if not ids:
-                continue
             for ext_id, (_etag, raw) in store.current_values(rt.name, entity.value, ids).items():
                 current[(rt.name, entity.value, ext_id)] = raw
     planned, held = plan_writes(
@@ -266,16 +263,14 @@ def _partial(
         secrets=_secrets(store, runtimes, engine, accounts, opportunities), in_flight=writing,
     )
 
-    # 4. findings of the affected groups: upsert the new, resolve the vanished
-    # (each store call below is skipped when it has nothing to do: a cycle without changes
-    # then costs no transaction here beyond the reads that found nothing)
+    # 4. findings of the affected groups: upsert the new, resolve the vanished (the store
+    # opens no transaction for a call with nothing in it: a quiet cycle costs none here)
     rows = finding_rows(evaluation.findings)
-    opened = store.upsert_findings(rows, now=now, complete=False).opened if rows else ()
+    opened = store.upsert_findings(rows, now=now, complete=False).opened
     subjects = {StoreKey(a.connection, "account", a.external_id) for a in accounts}
     subjects |= {StoreKey(o.connection, "opportunity", o.external_id) for o in opportunities}
     subjects |= {StoreKey(*k) for k in changed}
-    vanished = (store.open_finding_keys(customers, subjects) if customers or subjects
-                else set()) - {r.key for r in rows}
+    vanished = store.open_finding_keys(customers, subjects) - {r.key for r in rows}
     resolved = store.resolve_findings(sorted(vanished), now=now) if vanished else 0
     notifications = store.add_notifications(notifications_for(evaluation.findings))
     queued = store.enqueue([outbox_item(w) for w in planned])
@@ -283,13 +278,11 @@ def _partial(
     # 5. what the next cycle needs
     thresholds = {c: t for c, t in evaluation.next_thresholds.items()}
     thresholds.update(unmatched_thresholds(snapshot, policy, now))
-    if thresholds or customers or tokens:
-        store.save_thresholds(thresholds, replacing=customers | tokens)
-    if opp_rows:
-        store.save_evaluated_refs(
-            {(o.connection, o.external_id): o.account_ref for o in opp_rows if not o.deleted},
-            gone=[(o.connection, o.external_id) for o in opp_rows if o.deleted],
-        )
+    store.save_thresholds(thresholds, replacing=customers | tokens)
+    store.save_evaluated_refs(
+        {(o.connection, o.external_id): o.account_ref for o in opp_rows if not o.deleted},
+        gone=[(o.connection, o.external_id) for o in opp_rows if o.deleted],
+    )
     stats = {
         "evaluation": "incremental",
         "changed_records": len(changed),
@@ -328,7 +321,7 @@ def _rematch(
         return MatchResult(links={k: result.links[k] for k in moved}, review=result.review), \
             moved, gone
     index = engine.index
-    rows = store.accounts_by_keys(changed_accounts) if changed_accounts else []
+    rows = store.accounts_by_keys(changed_accounts)
     live = [_account_record(a) for a in rows if not a.deleted and a.connection in by_name]
     present = {(a.connection, a.external_id) for a in live}
     removed = {k for k in changed_accounts if k not in present and k in index.records}

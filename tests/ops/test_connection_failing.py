@@ -11,9 +11,9 @@ FAR = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def record_run(store: Store, statuses: dict[str, str]) -> int:
-    run_id = store.start_run(trigger="schedule")
+    run_id, parts = store.open_run(trigger="schedule", connections=list(statuses))
     for connection, status in statuses.items():
-        part = store.start_connection_run(run_id, connection)
+        part = parts[connection]
         error = "AuthError: token revoked" if status == "failed" else None
         store.finish_connection_run(part, status=status, counts={}, budget=None, error=error)
     store.finish_run(run_id, status="partial", counts={}, error=None)

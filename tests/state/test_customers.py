@@ -111,14 +111,13 @@ def test_a_partial_upsert_touches_unchanged_findings_and_rewrites_changed_ones(
 
 
 def test_runs_record_history_per_connection(store: Store) -> None:
-    run1 = store.start_run(trigger="schedule")
-    cr = store.start_connection_run(run1, "sf")
+    run1, parts1 = store.open_run(trigger="schedule", connections=["sf"])
+    cr = parts1["sf"]
     store.finish_connection_run(cr, status="ok", counts={"account": {"pulled": 3}},
                                 budget={"used": 10}, error=None, writes_sent=2)
     store.finish_run(run1, status="ok", counts={"pulled": 3}, error=None)
-    run2 = store.start_run(trigger="manual")
-    cr2 = store.start_connection_run(run2, "sf")
-    store.start_connection_run(run2, "hs")
+    run2, parts2 = store.open_run(trigger="manual", connections=["sf", "hs"])
+    cr2 = parts2["sf"]
     store.finish_connection_run(cr2, status="failed", counts={}, budget=None, error="401")
     assert run2 > run1
     (latest, first) = store.recent_runs()

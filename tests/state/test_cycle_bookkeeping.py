@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from state import OutboxItemIn, Store
+from state.rows import FindingIn
 from state.runs import ConnectionRunEnd
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -67,3 +68,36 @@ def test_with_open_items_names_connections_with_pending_or_failed_items(store: S
     # a failed item waiting for its next attempt is still open: its drain decides when
     assert store.with_open_items(["sf", "hs", "pd"]) == {"hs", "pd"}
     assert store.with_open_items([]) == set()
+
+
+def test_calls_with_nothing_in_them_open_no_transaction(store: Store,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quiet incremental cycle asks the store about no record: each such call returns
+    at once instead of taking a connection (and, for writes, SQLite's lock)."""
+    opened: list[str] = []
+    monkeypatch.setattr(store, "_read", lambda: opened.append("read"))
+    monkeypatch.setattr(store, "_write", lambda: opened.append("write"))
+    assert store.opportunities_by_keys([]) == [] and store.accounts_by_keys([]) == []
+    assert store.opportunities_of_accounts([]) == []
+    assert store.evaluated_refs([]) == {} and store.links_of([]) == {}
+    assert store.records_of_customers([]) == ([], [])
+    assert store.open_finding_keys([], []) == set()
+    assert store.current_values("sf", "account", []) == {}
+    assert store.ledger_for("sf", []) == {} and store.open_values_for("sf", []) == {}
+    store.save_evaluated_refs({}, gone=[])
+    store.save_thresholds({}, replacing=[])
+    delta = store.upsert_findings([], now=NOW, complete=False)
+    assert (delta.opened, delta.resolved) == ((), ())
+    assert opened == []
+
+
+def test_empty_calls_that_mean_everything_still_act(store: Store) -> None:
+    """No shortcut where empty input has a meaning: no thresholds for a full evaluation
+    clears them all; no findings in a complete set resolves every open one."""
+    later = datetime(2026, 3, 2, tzinfo=UTC)
+    store.save_thresholds({"cust-1": later})
+    store.save_thresholds({})
+    assert store.due_groups(datetime(2027, 1, 1, tzinfo=UTC)) == set()
+    store.upsert_findings([FindingIn("conflict:cust-1", "conflict", "r", customer_id="cust-1")],
+                          now=NOW)
+    assert store.upsert_findings([], now=later).resolved == ("conflict:cust-1",)

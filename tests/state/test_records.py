@@ -293,6 +293,6 @@ def test_deals_of_no_customer_by_stored_links_and_by_given_links(store: Store) -
 
     # one query per distinct reference: a1 is linked, a2 is not, a3 has only a deleted deal
     assert keys(store.unmatched_opportunities()) == ["no-ref", "unlinked"]
-    assert keys(store.opportunities_outside({("sf", "a1")})) == ["no-ref", "unlinked"]
-    assert keys(store.opportunities_outside({("sf", "a2")})) == [
+    assert keys(store.unmatched_opportunities({("sf", "a1")})) == ["no-ref", "unlinked"]
+    assert keys(store.unmatched_opportunities({("sf", "a2")})) == [
         "also-linked", "linked", "no-ref"]
