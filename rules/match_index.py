@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 from rapidfuzz import fuzz, process
 
+from rules.features import RecordFeatures
 from rules.matching import (
     AccountRecord,
     Decision,
@@ -26,7 +27,7 @@ from rules.matching import (
     ReviewItem,
     _Matcher,
 )
-from rules.names import RecordFeatures, fuzzy_blocks
+from rules.names import fuzzy_blocks
 
 
 def _evidence_keys(f: RecordFeatures, i: int) -> tuple[list[str], list[str]]:

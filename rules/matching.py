@@ -20,8 +20,9 @@ from functools import partial
 from rapidfuzz import fuzz
 
 from rules.customer_ids import PreviousLinks, RecordKey, stable_ids
+from rules.features import RecordFeatures
 from rules.fuzzy import FuzzyPair, fuzzy_candidates
-from rules.names import RecordFeatures, unrelated_domains
+from rules.names import unrelated_domains
 
 METHODS = ("single", "human", "duns", "vat", "domain", "name", "name_no_country", "name_fuzzy")
 _METHOD_CODE = {method: code for code, method in enumerate(METHODS)}

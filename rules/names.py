@@ -1,17 +1,15 @@
 """Normalisation of company names, web domains and registry ids for customer matching.
 
-Pure functions, plus :class:`RecordFeatures` holding them for a batch of accounts. Legal
-forms come from cleanco's term list (plus a few spellings it lacks), registrable domains
-from tldextract's bundled public-suffix snapshot (never the network).
+Pure functions (:mod:`rules.features` applies them to accounts). Legal forms come from
+cleanco's term list (plus a few spellings it lacks), registrable domains from tldextract's
+bundled public-suffix snapshot (never the network).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
-from operator import attrgetter
-from typing import Final, Protocol
+from typing import Final
 
 import tldextract
 from cleanco.clean import get_unique_terms
@@ -269,108 +267,6 @@ def vat_key(value: str | None, country: str | None) -> str | None:
     if country:
         return _VAT_COUNTRY_PREFIX.get(country.upper(), country.upper()) + text
     return text
-
-
-class AccountLike(Protocol):
-    """The fields of an account that matching reads (``rules.matching.AccountRecord``)."""
-
-    @property
-    def connection(self) -> str: ...
-    @property
-    def external_id(self) -> str: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def domain(self) -> str | None: ...
-    @property
-    def country(self) -> str | None: ...
-    @property
-    def duns(self) -> str | None: ...
-    @property
-    def vat_id(self) -> str | None: ...
-
-
-class RecordFeatures:
-    """Normalised evidence per record, in parallel lists indexed by record position."""
-
-    def __init__(self, records: Iterable[AccountLike]) -> None:
-        ordered = sorted(records, key=attrgetter("connection", "external_id"))
-        self.keys: list[tuple[str, str]] = [(r.connection, r.external_id) for r in ordered]
-        if len(set(self.keys)) != len(self.keys):
-            seen: set[tuple[str, str]] = set()
-            dup = next(k for k in self.keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]  # set.add returns None on purpose
-            raise ValueError(f"account {dup[0]}/{dup[1]} appears twice in the matching input")
-        # caches per distinct string: CRMs repeat names, websites and countries a lot
-        names: dict[str, tuple[str, str, frozenset[str] | None]] = {}
-        same: dict[str, str] = {}  # one string object per distinct cleaned name (memory)
-        domains: dict[str, str | None] = {}
-        hosts: dict[str, str | None] = {}
-        countries: dict[str, str | None] = {}
-        self.legal_countries: dict[int, frozenset[str]] = {}  # only for country-less records
-        self.country: list[str | None] = []
-        self.duns: list[str | None] = []
-        self.vat: list[str | None] = []
-        self.domain: list[str | None] = []
-        self.name: list[str] = []
-        self.compact: list[str] = []
-        add_country, add_duns, add_vat = self.country.append, self.duns.append, self.vat.append
-        add_domain, add_name, add_compact = (self.domain.append, self.name.append,
-                                             self.compact.append)
-        for position, r in enumerate(ordered):
-            country = None
-            if r.country:
-                country = countries.get(r.country, "")
-                if country == "":
-                    country = countries[r.country] = r.country.strip().upper() or None
-            domain = None
-            if r.domain:
-                domain = domains.get(r.domain, "")
-                if domain == "":  # one public-suffix lookup per host, not per spelling
-                    host = host_of(r.domain)
-                    domain = None if host is None else hosts.get(host, "")
-                    if host is not None and domain == "":
-                        domain = hosts[host] = registrable_host(host)
-                    domains[r.domain] = domain
-            add_duns(duns_key(r.duns) if r.duns else None)
-            add_vat(vat_key(r.vat_id, country) if r.vat_id else None)
-            add_domain(domain)
-            raw = r.name or ""
-            known = names.get(raw)
-            if known is None:
-                cleaned, terms = split_name(raw)
-                cleaned = same.setdefault(cleaned, cleaned)
-                compact = cleaned.replace(" ", "")
-                known = names[raw] = (cleaned, same.setdefault(compact, compact),
-                                      legal_form_countries(terms))
-            cleaned, compact, legal = known
-            # a missing country is read from a country-code web domain (acme.co.uk -> GB)
-            # or from a legal form used in one country only (Oy -> FI, K.K. -> JP)
-            if not country and domain:
-                country = domain_country(domain)
-            if not country and legal:
-                if len(legal) == 1:
-                    country = next(iter(legal))
-                else:
-                    self.legal_countries[position] = legal
-            add_country(country)
-            add_name(cleaned)
-            add_compact(compact)
-
-
-    @classmethod
-    def joined(cls, parts: Sequence[RecordFeatures]) -> RecordFeatures:
-        """The features of several batches of records as one, in key order: each part's
-        keys must all sort after the previous part's (e.g. normalised in two processes)."""
-        whole = cls([])
-        for part in parts:
-            if whole.keys and part.keys and part.keys[0] <= whole.keys[-1]:
-                raise ValueError("feature parts overlap or are out of key order")
-            offset = len(whole.keys)
-            whole.legal_countries.update(
-                (offset + i, legal) for i, legal in part.legal_countries.items())
-            for name in ("keys", "country", "duns", "vat", "domain", "name", "compact"):
-                getattr(whole, name).extend(getattr(part, name))
-        return whole
 
 
 def fuzzy_blocks(name: str) -> tuple[str, str]:

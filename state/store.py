@@ -7,13 +7,15 @@ import sqlalchemy as sa
 from state.customers import CustomersMixin
 from state.engine import create_store_engine, current_revision, head_revision, upgrade
 from state.facts import FactsMixin
+from state.match_keys import MatchKeysMixin
 from state.outbox import OutboxMixin
 from state.records import RecordsMixin
 from state.runs import RunsMixin
 
 
-class Store(RecordsMixin, CustomersMixin, OutboxMixin, RunsMixin, FactsMixin):
-    """Records, customers, runs, findings, outbox and ledger over one SQLAlchemy engine.
+class Store(RecordsMixin, CustomersMixin, OutboxMixin, RunsMixin, FactsMixin, MatchKeysMixin):
+    """Records, customers, runs, findings, outbox, ledger and matching keys over one
+    SQLAlchemy engine.
 
     Every method is one transaction; values in and out are plain frozen dataclasses
     (``state.rows``), never ORM objects.

@@ -88,6 +88,24 @@ class Opportunity(RecordColumns, table=True):
     reassign_to: str | None = None
 
 
+class AccountMatchKey(SQLModel, table=True):
+    """An account's matching keys (:mod:`rules.features`), made from the account as it was
+    at change generation ``generation`` by normalisation ``version``: a cache, made again
+    when either differs (never by the page upsert, which only moves the generation)."""
+
+    __tablename__ = "account_match_key"
+
+    account_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    generation: int
+    version: int
+    country: str | None = None
+    duns: str | None = None
+    vat: str | None = None
+    domain: str | None = None
+    name: str
+    legal: str | None = None
+
+
 class EndCustomer(SQLModel, table=True):
     __tablename__ = "end_customer"
 

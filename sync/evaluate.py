@@ -158,7 +158,7 @@ def evaluate_store(
         store, runtimes, policy=policy, settings=match_settings, now=now,
         previous=_CustomerOf(links_before), decisions=decisions,
         consume=planner, batch=batch, workers=workers, on_match=matched,
-        written=store.has_written(), progress=progress)
+        written=store.has_written(), progress=progress, save_keys=record)
     for other in run.consumers[1:]:
         planner.merge(other)
     lonely = _evaluate_unmatched(store, by_name, planner, policy, now, kept.get("linked"))

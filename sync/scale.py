@@ -24,13 +24,14 @@ from datetime import datetime
 from typing import Any
 
 from rules.engine import Evaluation
-from rules.matching import Decision, MatchResult, MatchSettings, match_accounts, match_features
+from rules.features import KEYS_VERSION, made_keys
+from rules.matching import Decision, FuzzyFound, MatchResult, MatchSettings, match_features
 from rules.model import Policy
 from sync.cycle import Runtime
 from sync.scale_stream import (
     Batch,
     Group,
-    account_records,
+    account_features,
     customers_of,
     evaluate_by_keys,
     evaluate_ranges,
@@ -41,7 +42,7 @@ from sync.scale_stream import (
 from sync.scale_workers import Workers
 from sync.snapshot import fact_makers
 
-__all__ = ["Batch", "Group", "ScaleRun", "account_records", "customers_of",
+__all__ = ["Batch", "Group", "ScaleRun", "account_features", "customers_of",
            "evaluate_at_scale", "shares", "stream_part", "write_links"]
 
 
@@ -67,6 +68,7 @@ def evaluate_at_scale(
     decisions: Sequence[Decision] = (), progress: Callable[[str], None] | None = None,
     consume: Callable[[Batch], None] | None = None, batch: int = 4000, workers: int = 1,
     on_match: Callable[[MatchResult], None] | None = None, written: bool = False,
+    save_keys: bool = False,
 ) -> ScaleRun:
     """Match every account, then evaluate every matched customer, streaming.
 
@@ -75,6 +77,8 @@ def evaluate_at_scale(
     ``consume`` (which plans and writes, or counts) and dropped, and the match result is
     not kept (``on_match`` sees it first): memory stays flat whatever the store holds.
     ``written``: read what we wrote to each batch's records (a store with a ledger).
+    ``save_keys``: store the matching keys of the accounts normalised because theirs were
+    not current (a recording run; a dry run writes nothing).
     ``workers`` > 1 needs ``consume`` and a SQLite file (see the module docstring); a
     store on another database is read through its own queries, a batch at a time."""
     if workers > 1 and consume is None:
@@ -87,7 +91,7 @@ def evaluate_at_scale(
         return _evaluate_at_scale(store, runtimes, policy=policy, settings=settings, now=now,
                                   previous=previous, decisions=decisions, tell=tell,
                                   consume=consume, batch=batch, pool=pool, on_match=on_match,
-                                  written=written)
+                                  written=written, save_keys=save_keys)
     finally:
         if pool is not None:
             pool.close()
@@ -106,21 +110,21 @@ def _evaluate_at_scale(
     now: datetime, previous: Mapping[Any, str] | None, decisions: Sequence[Decision],
     tell: Callable[[str], None], consume: Callable[[Batch], None] | None, batch: int,
     pool: Workers | None, on_match: Callable[[MatchResult], None] | None, written: bool,
+    save_keys: bool,
 ) -> ScaleRun:
     connections = [rt.name for rt in runtimes]
     match: MatchResult | None
+    fuzzy: FuzzyFound | None = None
     if pool is None:
-        records = account_records(store, connections)
+        features = account_features(store, connections)
         tell("loaded_accounts")
-        match = match_accounts(records, previous=previous or {}, settings=settings,
-                               decisions=decisions)
-        del records
-    else:  # each process loads and normalises its share of the accounts
+    else:  # each process loads its share of the accounts, normalising what changed
         features, fuzzy = pool.features(store, connections, settings, tell)
-        match = match_features(features, previous=previous or {}, settings=settings,
-                               fuzzy=fuzzy, decisions=decisions)
-        del features
-    assert match is not None
+    match = match_features(features, previous=previous or {}, settings=settings,
+                           fuzzy=fuzzy, decisions=decisions)
+    if save_keys and features.made[0]:
+        store.save_match_keys(made_keys(features), KEYS_VERSION)
+    del features
     if on_match is not None:
         on_match(match)
     links = {key: link.customer_id for key, link in match.links.items()}

@@ -1,15 +1,16 @@
-"""The store side of the scale path: account records for matching, the link table, and
+"""The store side of the scale path: the accounts' matching features, the link table, and
 every matched customer streamed back from it as facts into the rules.
 
-Matching reads only the seven columns it needs into :class:`rules.matching.AccountRecord`;
-its links go to a link table, one row per account in customer order; the records then
-stream back joined to it (one index seek per account, no sort), each row straight into a
-fact (:class:`sync.snapshot.FactMaker`, the code a normal evaluation builds its facts
-with), one customer at a time, in rowid ranges of a batch of customers, each range's
-ledger and open outbox values read first. Values are decoded as the store's column types
-decode them (UTC timestamps, dates, NUMERIC(20, 4) as Decimal); dates and amounts through
-a bounded memo, as a store holds few distinct ones. :func:`evaluate_by_keys` does the
-same through the store's queries, for any database.
+Matching reads each account's stored keys, and the columns it needs to make them again
+where they are not current (:meth:`rules.features.RecordFeatures.from_rows`); its links
+go to a link table, one row per account in customer order; the records then stream back
+joined to it (one index seek per account, no sort), each row straight into a fact
+(:class:`sync.snapshot.FactMaker`, the code a normal evaluation builds its facts with),
+one customer at a time, in rowid ranges of a batch of customers, each range's ledger and
+open outbox values read first. Values are decoded as the store's column types decode
+them (UTC timestamps, dates, NUMERIC(20, 4) as Decimal); dates and amounts through a
+bounded memo, as a store holds few distinct ones. :func:`evaluate_by_keys` does the same
+through the store's queries, for any database.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from itertools import chain
 from typing import Any
 
 from rules.engine import Evaluation, evaluate_customer, group_by_customer
-from rules.matching import AccountRecord
+from rules.features import KEYS_VERSION, RecordFeatures
 from rules.model import AccountFact, OpportunityFact, Policy
-from rules.names import RecordFeatures
 from state.tables import OPEN_OUTBOX_STATES
 from sync.cycle import Runtime
 from sync.snapshot import FactMaker, build_snapshot
@@ -95,37 +95,52 @@ def _raw(store: Any) -> Any:
     return store.engine.raw_connection()
 
 
-def account_records(store: Any, connections: Sequence[str]) -> list[AccountRecord]:
-    """What matching needs of every live account of ``connections``, in store order."""
+def account_features(store: Any, connections: Sequence[str]) -> RecordFeatures:
+    """The matching features of every live account of ``connections``: stored keys where
+    current, the other accounts normalised (``made``)."""
     if store.dialect != "sqlite":
-        return [AccountRecord(*row) for row in store.account_match_rows(connections)]
+        return RecordFeatures.from_rows(store.account_keyed_rows(connections, KEYS_VERSION))
     conn = _raw(store)
     try:
-        return account_records_in(conn, connections, None, None)
+        return features_in(conn, connections, None, None)
     finally:
         conn.close()
 
 
-def account_records_in(conn: Any, connections: Sequence[str], start: Key | None,
-                       end: Key | None) -> list[AccountRecord]:
-    """What matching needs of the live accounts whose (connection, external id) is in
-    [start, end) (None: open end), in store order."""
-    marks = ",".join("?" * len(connections))
-    sql = ("SELECT connection, external_id, name, domain, country, duns, vat_id FROM account"
-           f" WHERE NOT deleted AND connection IN ({marks})")
-    args: list[str] = list(connections)
-    if start is not None:
-        sql += " AND (connection, external_id) >= (?, ?)"
-        args.extend(start)
-    if end is not None:
-        sql += " AND (connection, external_id) < (?, ?)"
-        args.extend(end)
-    return [AccountRecord(*row) for row in conn.execute(sql + " ORDER BY id", args)]
+# Store.account_keyed_rows for a raw SQLite connection, cut to a range of keys; a scan in
+# rowid order ("+" keeps SQLite off the key index: row by row through it took 4 times as
+# long), sorted by key in Python
+_KEYED_SQL = (
+    "SELECT id, changed_generation, connection, external_id, current,"
+    " CASE WHEN current THEN k_country ELSE name END,"
+    " CASE WHEN current THEN k_duns ELSE domain END,"
+    " CASE WHEN current THEN k_vat ELSE country END,"
+    " CASE WHEN current THEN k_domain ELSE duns END,"
+    " CASE WHEN current THEN k_name ELSE vat_id END,"
+    " CASE WHEN current THEN k_legal END"
+    " FROM (SELECT a.id, a.changed_generation, a.connection, a.external_id, a.name, a.domain,"
+    " a.country, a.duns, a.vat_id,"
+    " coalesce(k.generation = a.changed_generation AND k.version = ?, 0) AS current,"
+    " k.country AS k_country, k.duns AS k_duns, k.vat AS k_vat, k.domain AS k_domain,"
+    " k.name AS k_name, k.legal AS k_legal"
+    " FROM account a LEFT JOIN account_match_key k ON k.account_id = a.id"
+    " WHERE NOT a.deleted AND +a.connection IN ({marks}){range}) ORDER BY id")
 
 
 def features_in(conn: Any, connections: Sequence[str], start: Key | None, end: Key | None
-              ) -> RecordFeatures:
-    return RecordFeatures(account_records_in(conn, connections, start, end))
+                ) -> RecordFeatures:
+    """:func:`account_features` of the accounts whose (connection, external id) is in
+    [start, end) (None: open end), over a raw SQLite connection."""
+    args: list[Any] = [KEYS_VERSION, *connections]
+    cut = ""
+    if start is not None:
+        cut += " AND (a.connection, a.external_id) >= (?, ?)"
+        args.extend(start)
+    if end is not None:
+        cut += " AND (a.connection, a.external_id) < (?, ?)"
+        args.extend(end)
+    sql = _KEYED_SQL.format(marks=",".join("?" * len(connections)), range=cut)
+    return RecordFeatures.from_rows(conn.execute(sql, args))
 
 
 Customers = list[tuple[str, list[Key]]]  # (customer id, its accounts' keys)

@@ -19,15 +19,14 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
+from rules.features import RecordFeatures
 from rules.fuzzy import fuzzy_candidates
 from rules.matching import FuzzyFound, MatchSettings
 from rules.model import Policy
-from rules.names import RecordFeatures
 from sync.cycle import Runtime
 from sync.scale_stream import (
     Batch,
     Key,
-    account_records_in,
     customers_of,
     evaluate_ranges,
     features_in,
@@ -82,12 +81,10 @@ class Workers:
             bounds = list(zip([None, *cuts], [*cuts, None], strict=True))
             for n, (pipe, (start, end)) in enumerate(zip(self.pipes, bounds[1:], strict=True)):
                 pipe.send(("features", path, list(connections), start, end, settings, n == 0))
-            records = account_records_in(conn, connections, *bounds[0])
+            parts = [features_in(conn, connections, *bounds[0])]
         finally:
             conn.close()
         tell("loaded_accounts")
-        parts = [RecordFeatures(records)]
-        del records
         for pipe in self.pipes[1:]:
             parts.append(self._answer(pipe))
         # the first worker needs every other share's names, in key order around its own

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rules.features import RecordFeatures
 from rules.matching import AccountRecord, MatchSettings, match_accounts, match_features
-from rules.names import RecordFeatures
 
 RECORDS = [
     AccountRecord("crm-a", "1", "Acme GmbH", "https://acme.de", "DE", "123456789", None),

@@ -32,6 +32,7 @@ from sync.cycle import EvaluationStopped, run_cycle
 from sync.evaluate import Outcome, evaluate_store, secrets_for
 from sync.findings import rules_by_record, stored_findings
 from sync.plan import plan_writes
+from sync.scale import account_features
 from sync.snapshot import build_snapshot
 from tests.reference import match_customers
 from wiring import Wiring
@@ -225,3 +226,26 @@ def test_a_stop_ends_the_evaluation_between_batches_keeping_what_it_recorded(lab
     assert store.recent_runs()[0].status == "stopped"
     assert all(r.push is None for r in report.connections.values())  # no push began
     assert store.outbox_counts() == queued_before
+
+
+def test_a_recording_run_stores_the_keys_it_made_a_dry_run_none(
+        lab: Lab, store_backend: str) -> None:
+    """Accounts changed since their keys were stored (renamed, or our write-back echoing)
+    are normalised again by each full evaluation until a recording one stores them."""
+    w = lab.wiring
+    store, connections = w.store(), [rt.name for rt in w.runtimes()]
+    workers = 2 if store_backend == "sqlite" else 1  # the second process makes half
+
+    def made() -> set[tuple[str, str]]:
+        features = account_features(store, connections)
+        return {features.keys[position] for position in features.made[2]}
+
+    renamed = {(a.connection, a.external_id) for a in store.load_accounts()
+               if not a.deleted and (a.name or "").endswith(" Renamed")}
+    changed = made()
+    assert renamed and renamed <= changed
+    dry_run(lab, workers=workers)
+    assert made() == changed
+    evaluate_store(store, w.runtimes(), policy=w.policy(), match_settings=w.match_settings(),
+                   now=lab.now, record=True, workers=workers)
+    assert made() == set()

@@ -1,0 +1,62 @@
+"""The accounts' stored matching keys (``account_match_key``): read with the accounts,
+saved after a full evaluation made them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from state.base import StoreBase, batched
+from state.pagewrite import record_table
+from state.tables import AccountMatchKey, table
+
+KEY_COLUMNS = ("country", "duns", "vat", "domain", "name", "legal")
+MATCH_INPUTS = ("name", "domain", "country", "duns", "vat_id")
+# (account id, change generation, connection, external id, 1 when its stored keys are
+# current, then six values: the stored keys (KEY_COLUMNS) when current, else the account's
+# MATCH_INPUTS and None)
+KeyedRow = tuple[Any, ...]
+
+
+class MatchKeysMixin(StoreBase):
+    def account_keyed_rows(self, connections: Sequence[str], version: int) -> list[KeyedRow]:
+        """Every live account of ``connections`` in store order, with its stored keys when
+        they are current: made by normalisation ``version`` from the account as it is now
+        (``rules.features.RecordFeatures.from_rows`` reads these rows)."""
+        accounts, keys = record_table("account"), table(AccountMatchKey)
+        current = sa.and_(keys.c.generation == accounts.c.changed_generation,
+                          keys.c.version == version)
+        values = [sa.case((current, keys.c[k]), else_=accounts.c[a])
+                  for k, a in zip(KEY_COLUMNS, MATCH_INPUTS, strict=False)]
+        query = (
+            sa.select(accounts.c.id, accounts.c.changed_generation, accounts.c.connection,
+                      accounts.c.external_id, sa.case((current, 1), else_=0), *values,
+                      sa.case((current, keys.c.legal), else_=None))
+            .select_from(accounts.outerjoin(keys, keys.c.account_id == accounts.c.id))
+            .where(sa.not_(accounts.c.deleted), accounts.c.connection.in_(list(connections)))
+            .order_by(accounts.c.id))
+        with self._read() as conn:
+            return [tuple(row) for row in conn.execute(query)]
+
+    def save_match_keys(self, made: Iterable[tuple[int, int, Sequence[str | None]]],
+                        version: int) -> int:
+        """Store (account id, change generation, keys in ``KEY_COLUMNS`` order) made by
+        normalisation ``version``, replacing what an account had; one transaction, written
+        20,000 at a time. Returns how many were given."""
+        tbl = table(AccountMatchKey)
+        statement = self._insert(tbl)
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=[tbl.c.account_id],
+            set_={n: excluded[n] for n in ("generation", "version", *KEY_COLUMNS)})
+        given = 0
+        with self._write() as conn:
+            for chunk in batched(made, 20_000):
+                conn.execute(statement, [
+                    {"account_id": account_id, "generation": generation, "version": version,
+                     **dict(zip(KEY_COLUMNS, keys, strict=True))}
+                    for account_id, generation, keys in chunk])
+                given += len(chunk)
+        return given
