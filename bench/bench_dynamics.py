@@ -55,8 +55,8 @@ def seed(app: Any, count: int) -> None:
 
 
 def serve_sandbox(records: int, queue: Any, stop: Any) -> None:
-    from sandbox.core import serve
     from sandbox.dynamics import DynamicsApp
+    from sandbox.serving import serve
     from sandbox.tls import ensure_tls
 
     before = _rss_kb()

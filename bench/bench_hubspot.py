@@ -43,8 +43,8 @@ def rss_mb() -> float:
 def child(records: int, deals: int, conn: Any) -> None:
     from werkzeug.test import Client
 
-    from sandbox.core import serve
     from sandbox.hubspot import HubSpotSandbox
+    from sandbox.serving import serve
 
     gc.collect()
     before = rss_mb()

@@ -33,7 +33,7 @@ from connectors.http import Pacer, QuotaGovernor, RetryPolicy
 from connectors.pipedrive import PipedriveConnector
 from connectors.pipedrive.connector import MAX_PAGE
 from sandbox.pipedrive import PipedriveSandbox
-from sandbox.pipedrive.server import serve
+from sandbox.serving import serve
 
 DEAL_FIELDS = [
     "title", "org_id", "value", "currency", "stage_id", "status", "expected_close_date",

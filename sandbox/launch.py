@@ -15,7 +15,8 @@ from typing import Any
 
 import structlog
 
-from sandbox.core import Faults, RunningSandbox, SandboxApp, serve
+from sandbox.core import Faults, SandboxApp
+from sandbox.serving import RunningSandbox, serve
 from sandbox.tls import TlsFiles, ensure_tls
 from sandbox.world import CrmSeed, GroundTruth, World
 

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from sandbox.core import Faults, RunningSandbox, SandboxApp, serve
+from sandbox.core import Faults, SandboxApp
 from sandbox.dynamics.auth import AppRegistration, Authority, TokenError, make_certificate
 from sandbox.dynamics.metadata import MetadataEndpoints
 from sandbox.dynamics.metadata_query import (
@@ -32,6 +32,7 @@ from sandbox.dynamics.schema import TableDef, default_tables
 from sandbox.dynamics.store import Store, Table, utc_now
 from sandbox.dynamics.writes import WriteEndpoints
 from sandbox.fragments import FragmentCache
+from sandbox.serving import RunningSandbox, serve
 from sandbox.tls import TlsFiles
 from sandbox.world import CrmSeed
 

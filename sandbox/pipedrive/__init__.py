@@ -34,8 +34,8 @@ fields)``, ``user_update(entity, id, fields)``, ``user_delete(entity, id)`` (ent
 ``field_key(entity, name)``, ``record_data(entity, id)``; over HTTP under ``/__sandbox/``:
 ``POST records/<entity>`` and ``PATCH|DELETE records/<entity>/<id>`` with
 ``{"fields": {...}}``, ``POST rotate_token``, ``GET|POST budget`` (``{"spent": n}``) and
-``POST fixture``. ``sandbox.pipedrive.server.serve`` serves an instance whose clock is not
-the wall clock (one ``Date`` header, the sandbox's own).
+``POST fixture``. Answers carry one ``Date`` header, by the sandbox's clock (which may not be
+the wall clock): clients read it to judge which one-second ``update_time`` stamps are final.
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ from typing import Any
 from connectors.base import Entity
 from connectors.dynamics import DynamicsConnector, MsalTokenProvider
 from connectors.http import QuotaGovernor, RetryPolicy, make_session
-from sandbox.core import Rejection, RunningSandbox, serve
+from sandbox.core import Rejection
 from sandbox.dynamics import DynamicsApp
 from sandbox.dynamics.app import ServiceProtection
+from sandbox.serving import RunningSandbox, serve
 from sandbox.tls import ensure_tls
 
 _TABLE = {Entity.ACCOUNT: "account", Entity.OPPORTUNITY: "opportunity"}

@@ -17,9 +17,10 @@ from hubspot import HubSpot
 from connectors.base import Entity
 from connectors.http import QuotaGovernor, RetryPolicy
 from connectors.hubspot import ASSOCIATED_COMPANY, HubSpotConnector
-from sandbox.core import Rejection, RunningSandbox, serve
+from sandbox.core import Rejection
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.hubspot.account import now_ms
+from sandbox.serving import RunningSandbox, serve
 from sandbox.tls import TlsFiles, ensure_tls
 
 DAY_S = 86_400.0

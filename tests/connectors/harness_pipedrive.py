@@ -20,9 +20,9 @@ import requests
 from connectors.base import Entity
 from connectors.http import Pacer, QuotaGovernor, RetryPolicy, make_session
 from connectors.pipedrive import PipedriveConnector
-from sandbox.core import Rejection, RunningSandbox
+from sandbox.core import Rejection
 from sandbox.pipedrive import PipedriveSandbox
-from sandbox.pipedrive.server import serve
+from sandbox.serving import RunningSandbox, serve
 from sandbox.tls import ensure_tls
 
 OBJECT = {Entity.ACCOUNT: "organizations", Entity.OPPORTUNITY: "deals"}

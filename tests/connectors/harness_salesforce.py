@@ -13,8 +13,9 @@ from typing import Any
 from connectors.base import Entity
 from connectors.http import QuotaGovernor, RetryPolicy, make_session
 from connectors.salesforce import JwtBearerAuth, SalesforceConnector, daily_quota
-from sandbox.core import Faults, Rejection, RunningSandbox
+from sandbox.core import Faults, Rejection
 from sandbox.salesforce import SalesforceSandbox, serve_https
+from sandbox.serving import RunningSandbox
 
 OBJECTS = {Entity.ACCOUNT: "Account", Entity.OPPORTUNITY: "Opportunity"}
 FIELDS = {

@@ -19,8 +19,8 @@ from connectors.base import Entity, Page, Record, RecordUpdate
 from connectors.errors import AuthError, BudgetExhaustedError, SchemaDriftError, VendorError
 from connectors.http import Pacer, QuotaGovernor, RetryPolicy, make_session
 from connectors.pipedrive import PipedriveConnector
-from sandbox.core import serve
 from sandbox.pipedrive import PipedriveSandbox
+from sandbox.serving import serve
 from tests.connectors.harness_pipedrive import WRITABLE, PipedriveHarness, no_sleep
 from tests.sandbox.test_pipedrive import small_seed
 

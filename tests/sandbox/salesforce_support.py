@@ -8,8 +8,8 @@ from typing import Any
 
 import requests
 
-from sandbox.core import RunningSandbox
 from sandbox.salesforce import SalesforceSandbox, serve_https
+from sandbox.serving import RunningSandbox
 
 VERSION = "66.0"
 

@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from connectors.http import make_session
-from sandbox.core import RunningSandbox, serve
 from sandbox.dynamics import DynamicsApp, make_certificate
+from sandbox.serving import RunningSandbox, serve
 from sandbox.tls import TlsFiles, ensure_tls
 from sandbox.world import CrmSeed, SeedAccount, SeedDeal, SeedUser
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.core import RunningSandbox, serve
 from sandbox.hubspot import HubSpotSandbox
+from sandbox.serving import RunningSandbox, serve
 from sandbox.world import CrmSeed, SeedAccount, SeedDeal, SeedUser
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

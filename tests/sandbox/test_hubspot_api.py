@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.core import Faults, Rejection, RunningSandbox, serve
+from sandbox.core import Faults, Rejection
 from sandbox.hubspot import HubSpotSandbox
+from sandbox.serving import RunningSandbox, serve
 from tests.sandbox.test_hubspot import Client, seeded_sandbox, stop_soon
 
 

@@ -18,8 +18,8 @@ from hubspot.crm.deals import (
     PublicObjectSearchRequest,
 )
 
-from sandbox.core import RunningSandbox, serve
 from sandbox.hubspot import HubSpotSandbox
+from sandbox.serving import RunningSandbox, serve
 from tests.sandbox.test_hubspot import small_seed, stop_soon
 
 

@@ -4,10 +4,13 @@ once per call. Faults that cut a connection cost exactly one new one."""
 
 from __future__ import annotations
 
+import importlib
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,10 @@ from werkzeug.wrappers import Request, Response
 from cli.democonfig import write_config
 from config.loader import load_settings
 from connectors.base import Entity
-from sandbox.core import Faults, RunningSandbox, SandboxApp, json_response, serve
+from sandbox.core import Faults, SandboxApp, json_response
 from sandbox.launch import SandboxSet, start_world
 from sandbox.scenario import generate
+from sandbox.serving import RunningSandbox, serve
 from sync.cycle import Runtime
 from tests.sandbox.conftest import VENDORS, SandboxStarter, VendorClient
 from wiring import Wiring
@@ -218,3 +222,51 @@ def test_connectors_reuse_their_connections(vendor: str, wired: tuple[SandboxSet
     pull_everything(runtime)
     assert app.requests.count() >= calls + 4
     assert app.connections.accepted == connections
+
+
+# -- the servers the connector harnesses and the benchmarks start --------------------------
+# salesforce.serve_https and the Pipedrive harness (a sandbox on its own clock) used to run
+# werkzeug servers of their own that closed every connection.
+def harness(vendor: str) -> Any:
+    return importlib.import_module(f"tests.connectors.harness_{vendor}").make_harness()
+
+
+def session_for(served: RunningSandbox) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # a REQUESTS_CA_BUNDLE in the environment would beat verify
+    session.verify = str(served.tls.ca_file) if served.tls else True
+    return session
+
+
+@pytest.mark.parametrize("vendor", ["salesforce", "pipedrive"])
+def test_harness_sandboxes_keep_their_connections(vendor: str) -> None:
+    h = harness(vendor)
+    try:
+        h.create(Entity.ACCOUNT, 3)
+        connector = h.connector()
+        for _ in range(3):
+            pages = list(connector.read(Entity.ACCOUNT, None, h.fields(Entity.ACCOUNT)))
+            assert sum(len(page.records) for page in pages) == 3
+        assert h.app.requests.count() >= 3
+        assert h.app.connections.snapshot() == {"accepted": 1, "open": 1}
+        with session_for(h.running) as session:  # a second client, asking over HTTP
+            for _ in range(3):
+                counted = session.get(h.running.base_url + "/__sandbox/connections", timeout=5)
+                assert counted.json() == {"accepted": 2, "open": 2}
+    finally:
+        h.stop()
+
+
+def test_a_pipedrive_sandbox_on_its_own_clock_sends_one_date_its_own() -> None:
+    h = harness("pipedrive")
+    try:
+        h.advance(timedelta(hours=2))
+        with session_for(h.running) as session:
+            answer = session.get(h.running.base_url + "/api/v2/organizations", timeout=5,
+                                 headers={"x-api-token": h.app.credentials()["api_token"]})
+        assert answer.status_code == 200
+        dates = answer.raw.headers.getlist("Date")
+        assert len(dates) == 1
+        assert abs(parsedate_to_datetime(dates[0]).timestamp() - h.now()) < 2  # not wall time
+    finally:
+        h.stop()

@@ -12,8 +12,8 @@ import orjson
 import pytest
 import requests
 
-from sandbox.core import RunningSandbox, serve
 from sandbox.pipedrive import PipedriveSandbox
+from sandbox.serving import RunningSandbox, serve
 from sandbox.world import CrmSeed, SeedAccount, SeedDeal, SeedUser
 
 T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC).timestamp()

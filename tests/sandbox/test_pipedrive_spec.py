@@ -14,9 +14,9 @@ import yaml
 from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
-from sandbox.core import RunningSandbox, serve
 from sandbox.pipedrive import PipedriveSandbox
 from sandbox.pipedrive.limits import TOKEN_COST
+from sandbox.serving import RunningSandbox, serve
 from tests.sandbox.test_pipedrive import small_seed
 
 SPEC_PATH = Path("/work/shared/vendor-specs/pipedrive/v2.yaml")
