@@ -161,6 +161,9 @@ class RecordFeatures:
         make = KeyMaker()
         ids, generations, positions = features.made
         legal_countries, legal_sets = features.legal_countries, features._legal
+        # one string object per distinct value, as normalising gives (the driver makes a new
+        # one per row: a million two-letter countries alone are 50 MB)
+        one = features._same.setdefault
         add_key, add_country, add_duns, add_vat, add_domain, add_name, add_compact = (
             features.keys.append, features.country.append, features.duns.append,
             features.vat.append, features.domain.append, features.name.append,
@@ -179,12 +182,14 @@ class RecordFeatures:
                     found = legal_sets[legal] = frozenset(legal.split(","))
                 legal_countries[position] = found
             add_key((connection, external_id))
-            add_country(country)
+            add_country(country and one(country, country))
             add_duns(duns)
             add_vat(vat)
             add_domain(domain)
+            name = one(name, name)
             add_name(name)
-            add_compact(name.replace(" ", ""))
+            compact = name.replace(" ", "")
+            add_compact(one(compact, compact))
         keys = features.keys
         if any(map(eq, keys, islice(keys, 1, None))):  # sorted: a repeat is a neighbour
             features._check_unique()
