@@ -276,7 +276,7 @@ def main() -> int:
     clock = Clock()
     # "evaluate" (between pull and push) split into its parts, full and incremental paths
     # (the full path's rules run inside its stream: they are what "evaluate" has left)
-    clock.wrap(sync.scale, "match_accounts", "  (match)")
+    clock.wrap(sync.scale, "match_features", "  (match)")
     clock.wrap(sync.incremental, "_rematch", "  (match)")
     clock.wrap(sync.incremental, "evaluate", "  (rules)")
     for module in (sync.batches, sync.incremental):
