@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -291,7 +292,7 @@ class SalesforceConnector:
         position.queried = query_sent(sent, served, time.monotonic() - began)
         while True:
             records, skipped = self._decode(result.get("records") or [], position, reshape,
-                                            boundary)
+                                            boundary, full=full)
             done = bool(result.get("done", True))
             if done:
                 position.complete(self.lookback)
@@ -308,8 +309,8 @@ class SalesforceConnector:
                 what="query_more", entity=entity.value)
 
     def _decode(self, raw: list[dict[str, Any]], position: ReadPosition,
-                reshape: Reshaper | None,
-                boundary: str) -> tuple[list[Record], list[SkippedRecord]]:
+                reshape: Reshaper | None, boundary: str, *,
+                full: bool) -> tuple[list[Record], list[SkippedRecord]]:
         records: list[Record] = []
         skipped: list[SkippedRecord] = []
         for rec in raw:
@@ -325,16 +326,21 @@ class SalesforceConnector:
             if not isinstance(record_id, str) or not record_id:
                 skipped.append(SkippedRecord(None, "record without an Id", rec))
                 continue
+            rec.pop("attributes", None)
             # Stamps are whole seconds: a record changed twice within one second keeps its
-            # stamp, so only versions older than the boundary are skipped as seen (.cursor).
-            if stamp < boundary and position.already_delivered(record_id, stamp):  # type: ignore[arg-type, operator]  # parse_stamp proved str
+            # stamp, so a version from the boundary on is skipped only when its fields are
+            # what was delivered (.cursor)
+            digest = None if full else _digest(rec)
+            if position.already_delivered(record_id, stamp) and (  # type: ignore[arg-type]  # parse_stamp proved str
+                    stamp < boundary  # type: ignore[operator]  # parse_stamp proved str
+                    or (digest is not None
+                        and position.same_as_delivered(record_id, stamp, digest))):  # type: ignore[arg-type]  # parse_stamp proved str
                 continue
-            del rec["attributes"]
             if reshape is not None:
                 reshape(rec)
             records.append(Record(id=record_id, modified_at=modified, fields=rec,
                                   deleted=rec.get("IsDeleted") is True))
-            position.advance(record_id, stamp)  # type: ignore[arg-type]  # parse_stamp proved str
+            position.advance(record_id, stamp, digest)  # type: ignore[arg-type]  # parse_stamp proved str
         return records, skipped
 
     def _delete_window_exceeded(self, obj: str, since: datetime) -> bool:
@@ -393,3 +399,9 @@ class SalesforceConnector:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _digest(record: Mapping[str, Any]) -> str:
+    """The fields of a record as delivered, in 16 hex digits."""
+    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS),
+                           digest_size=8).hexdigest()

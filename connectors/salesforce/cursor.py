@@ -2,7 +2,7 @@
 
 JSON form: ``{"v": 1, "since": "2026-03-01T12:00:00.000+0000", "id": "006...",
 "queried": "2026-03-01T12:04:10.000+0000",
-"recent": {"006...": "2026-03-01T11:58:00.000+0000", ...}}``. ``since`` is a
+"recent": {"006...": "2026-03-01T11:58:00.000+0000 9f2c...", ...}}``. ``since`` is a
 SystemModstamp exactly as Salesforce returns it (UTC, ``+0000``), which orders as text.
 
 SystemModstamp is set when a transaction starts, and a long one commits up to the
@@ -13,7 +13,10 @@ ahead does not move it later; whole seconds, rounded down). Every version a read
 not see committed after Q was sent, so its transaction started after ``queried - lookback``:
 the next read starts at ``min(since, queried - lookback)``, and a delivered (id, stamp)
 older than ``queried - lookback`` cannot hide a second version of the same second, so it is
-skipped as seen. A cursor without ``queried`` (written before it existed) starts at
+skipped as seen. A newer one is skipped only when its fields are what was delivered (a
+digest kept with the stamp): after a write-back the newest second holds the echoes of a
+whole batch, which each read would otherwise deliver again until a newer change. A
+cursor without ``queried`` (written before it existed) starts at
 ``since - lookback`` and skips only what is older than ``since``, as before.
 """
 
@@ -55,7 +58,9 @@ def query_sent(sent: datetime, date_header: str | None, elapsed_s: float) -> str
 class ReadPosition:
     since: str  # SystemModstamp of the last record delivered (or where an empty read began)
     last_id: str = ""
-    recent: dict[str, str] = field(default_factory=dict)  # id -> SystemModstamp delivered
+    # id -> SystemModstamp delivered, then (incremental reads) a space and a digest of
+    # the fields delivered
+    recent: dict[str, str] = field(default_factory=dict)
     queried: str | None = None  # when the (last) read's first query was sent
 
     @classmethod
@@ -103,13 +108,21 @@ class ReadPosition:
                 self.since, self.last_id = floor, ""
 
     def already_delivered(self, record_id: str, stamp: str) -> bool:
-        return self.recent.get(record_id) == stamp
+        """Whether this version's stamp was delivered (its content may differ)."""
+        delivered = self.recent.get(record_id)
+        return delivered is not None and delivered.split(" ", 1)[0] == stamp
 
-    def advance(self, record_id: str, stamp: str) -> None:
+    def same_as_delivered(self, record_id: str, stamp: str, digest: str) -> bool:
+        """Whether exactly this content was delivered with this stamp: a second version
+        within one second changes the content, so a match is the same version."""
+        return self.recent.get(record_id) == f"{stamp} {digest}"
+
+    def advance(self, record_id: str, stamp: str, digest: str | None = None) -> None:
         if stamp > self.since or (stamp == self.since and record_id > self.last_id):
             self.since, self.last_id = stamp, record_id
         self.recent.pop(record_id, None)
-        self.recent[record_id] = stamp
+        # the stamp first: boundary ids order and trim by it
+        self.recent[record_id] = stamp if digest is None else f"{stamp} {digest}"
 
     def trim(self, lookback: timedelta) -> None:
         """Forget boundary ids older than where the next read starts, and the oldest beyond
