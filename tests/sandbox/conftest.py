@@ -169,3 +169,11 @@ def start_sandbox(sandbox_tls_dir: Path) -> Iterator[SandboxStarter]:
     starter = SandboxStarter(sandbox_tls_dir)
     yield starter
     starter.stop_all()
+
+
+@pytest.fixture(scope="module")
+def running(sandbox_tls_dir: Path) -> Iterator[dict[str, VendorClient]]:
+    """One sandbox per vendor for the whole module, with a client each."""
+    starter = SandboxStarter(sandbox_tls_dir)
+    yield {vendor: starter(vendor) for vendor in VENDORS}
+    starter.stop_all()

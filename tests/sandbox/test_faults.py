@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -103,16 +102,9 @@ REJECTED: dict[str, Check] = {
 }
 
 
-@pytest.fixture(scope="module")
-def running(sandbox_tls_dir: Path) -> Iterator[dict[str, VendorClient]]:
-    """One sandbox per vendor for the whole module; each test resets the faults after."""
-    starter = SandboxStarter(sandbox_tls_dir)
-    yield {vendor: starter(vendor) for vendor in VENDORS}
-    starter.stop_all()
-
-
 @pytest.fixture(params=VENDORS)
 def box(request: pytest.FixtureRequest, running: dict[str, VendorClient]) -> Iterator[VendorClient]:
+    """Each vendor's sandbox in turn; the faults are reset after each test."""
     client = running[request.param]
     assert client.read().status_code == 200
     yield client

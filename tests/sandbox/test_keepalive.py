@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ from sandbox.launch import SandboxSet, start_world
 from sandbox.scenario import generate
 from sandbox.serving import RunningSandbox, serve
 from sync.cycle import Runtime
-from tests.sandbox.conftest import VENDORS, SandboxStarter, VendorClient
+from tests.sandbox.conftest import VENDORS, VendorClient
 from wiring import Wiring
 
 CUT = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)
@@ -43,13 +42,6 @@ def eventually(condition: Callable[[], bool], within_s: float = 5.0) -> bool:
 
 
 # -- the four vendor sandboxes, called with plain requests ----------------------------------
-@pytest.fixture(scope="module")
-def running(sandbox_tls_dir: Path) -> Iterator[dict[str, VendorClient]]:
-    starter = SandboxStarter(sandbox_tls_dir)
-    yield {vendor: starter(vendor) for vendor in VENDORS}
-    starter.stop_all()
-
-
 @pytest.fixture(params=VENDORS)
 def box(request: pytest.FixtureRequest, running: dict[str, VendorClient]) -> Iterator[VendorClient]:
     client = running[request.param]
