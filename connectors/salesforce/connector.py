@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -35,7 +34,13 @@ from connectors.errors import (
 )
 from connectors.http import QuotaGovernor, RetryPolicy
 from connectors.salesforce.auth import SalesforceToken, TokenSource
-from connectors.salesforce.cursor import EPOCH_STAMP, ReadPosition, parse_stamp, query_sent
+from connectors.salesforce.cursor import (
+    EPOCH_STAMP,
+    ReadPosition,
+    content_digest,
+    parse_stamp,
+    query_sent,
+)
 from connectors.salesforce.failures import translate
 from connectors.salesforce.schema import PathResolver, check_mapping, entity_schema
 from connectors.salesforce.shapes import Reshaper, json_default, reshaper, save_result
@@ -328,13 +333,9 @@ class SalesforceConnector:
                 continue
             rec.pop("attributes", None)
             # Stamps are whole seconds: a record changed twice within one second keeps its
-            # stamp, so a version from the boundary on is skipped only when its fields are
-            # what was delivered (.cursor)
-            digest = None if full else _digest(rec)
-            if position.already_delivered(record_id, stamp) and (  # type: ignore[arg-type]  # parse_stamp proved str
-                    stamp < boundary  # type: ignore[operator]  # parse_stamp proved str
-                    or (digest is not None
-                        and position.same_as_delivered(record_id, stamp, digest))):  # type: ignore[arg-type]  # parse_stamp proved str
+            # stamp; a digest of its fields tells a second version from a re-read (.cursor)
+            digest = None if full else content_digest(rec)
+            if position.delivered_before(record_id, stamp, digest, boundary):  # type: ignore[arg-type]  # parse_stamp proved str
                 continue
             if reshape is not None:
                 reshape(rec)
@@ -399,9 +400,3 @@ class SalesforceConnector:
 
     def close(self) -> None:
         self.session.close()
-
-
-def _digest(record: Mapping[str, Any]) -> str:
-    """The fields of a record as delivered, in 16 hex digits."""
-    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS),
-                           digest_size=8).hexdigest()

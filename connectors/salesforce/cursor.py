@@ -22,9 +22,13 @@ cursor without ``queried`` (written before it existed) starts at
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from connectors.base import Cursor
 from connectors.http import http_date
@@ -37,6 +41,12 @@ MAX_RECENT = 2000  # boundary ids kept; beyond this a lookback may re-deliver (h
 def stamp_text(moment: datetime) -> str:
     """A datetime in Salesforce's own text form, comparable with returned SystemModstamps."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def content_digest(record: Mapping[str, Any]) -> str:
+    """The fields of a record as delivered, in 16 hex digits."""
+    return hashlib.blake2b(orjson.dumps(record, option=orjson.OPT_SORT_KEYS),
+                           digest_size=8).hexdigest()
 
 
 def parse_stamp(text: Any) -> datetime:
@@ -107,15 +117,14 @@ class ReadPosition:
             if self.since < floor:
                 self.since, self.last_id = floor, ""
 
-    def already_delivered(self, record_id: str, stamp: str) -> bool:
-        """Whether this version's stamp was delivered (its content may differ)."""
+    def delivered_before(self, record_id: str, stamp: str, digest: str | None,
+                         boundary: str) -> bool:
+        """Whether this version was delivered: its stamp was, and either no second version
+        of that second can follow (older than ``boundary``) or its fields are the same."""
         delivered = self.recent.get(record_id)
-        return delivered is not None and delivered.split(" ", 1)[0] == stamp
-
-    def same_as_delivered(self, record_id: str, stamp: str, digest: str) -> bool:
-        """Whether exactly this content was delivered with this stamp: a second version
-        within one second changes the content, so a match is the same version."""
-        return self.recent.get(record_id) == f"{stamp} {digest}"
+        if delivered is None or delivered.split(" ", 1)[0] != stamp:
+            return False
+        return stamp < boundary or (digest is not None and delivered == f"{stamp} {digest}")
 
     def advance(self, record_id: str, stamp: str, digest: str | None = None) -> None:
         if stamp > self.since or (stamp == self.since and record_id > self.last_id):
