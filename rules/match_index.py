@@ -75,12 +75,18 @@ class MatchIndex:
 
     # -- building ---------------------------------------------------------------------------
     def rebuild(self, records: Iterable[AccountRecord], *, decisions: Iterable[Decision] = (),
-                previous: PreviousLinks | None = None) -> MatchResult:
-        """Match everything from scratch (first cycle, or after a settings change)."""
+                previous: PreviousLinks | None = None,
+                features: RecordFeatures | None = None) -> MatchResult:
+        """Match everything from scratch (first cycle, or after a settings change);
+        ``features``: the records' features when already known (stored keys)."""
         self.__init__(settings=self.settings)  # type: ignore[misc]  # reset in place
         records = list(records)
         self.decisions = {frozenset((d.a, d.b)): d for d in decisions}
-        features = RecordFeatures(records)
+        if features is None:
+            features = RecordFeatures(records)
+        elif len(features.keys) != len(records) or not {r.key for r in records}.issuperset(
+                features.keys):
+            raise ValueError("the features given are not those of the records")
         matcher = _Matcher(features, self.settings, self.decisions.values())
         matcher.run()
         result = matcher.result(previous or {})

@@ -184,16 +184,6 @@ class FactsMixin(StoreBase):
             return int(conn.execute(sa.select(sa.func.count()).where(
                 sa.not_(tbl.c.deleted), tbl.c.connection.in_(list(connections)))).scalar_one())
 
-    def account_match_rows(self, connections: Sequence[str]) -> list[tuple[Any, ...]]:
-        """(connection, external id, name, domain, country, DUNS, VAT id) of every live
-        account of ``connections``, in store order: what matching needs."""
-        tbl = record_table("account")
-        query = sa.select(*[tbl.c[n] for n in ("connection", "external_id", "name", "domain",
-                                                "country", "duns", "vat_id")]).where(
-            sa.not_(tbl.c.deleted), tbl.c.connection.in_(list(connections))).order_by(tbl.c.id)
-        with self._read() as conn:
-            return [tuple(row) for row in conn.execute(query)]
-
     def accounts_by_keys(self, keys: Iterable[tuple[str, str]]) -> list[AccountRow]:
         """Accounts (deleted ones too) by (connection, external id)."""
         return self._rows_by_keys("account", _ACCOUNT_COLUMNS, AccountRow, keys)

@@ -40,6 +40,24 @@ class MatchKeysMixin(StoreBase):
         with self._read() as conn:
             return [tuple(row) for row in conn.execute(query)]
 
+    def account_inputs_and_keys(self, connections: Sequence[str],
+                                version: int) -> list[tuple[Any, ...]]:
+        """Every live account of ``connections`` in store order, read once: (account id,
+        change generation, connection, external id, then its MATCH_INPUTS, 1 when its
+        stored keys are current (else 0), then the stored keys' KEY_COLUMNS)."""
+        accounts, keys = record_table("account"), table(AccountMatchKey)
+        current = sa.and_(keys.c.generation == accounts.c.changed_generation,
+                          keys.c.version == version)
+        query = (
+            sa.select(accounts.c.id, accounts.c.changed_generation, accounts.c.connection,
+                      accounts.c.external_id, *[accounts.c[n] for n in MATCH_INPUTS],
+                      sa.case((current, 1), else_=0), *[keys.c[n] for n in KEY_COLUMNS])
+            .select_from(accounts.outerjoin(keys, keys.c.account_id == accounts.c.id))
+            .where(sa.not_(accounts.c.deleted), accounts.c.connection.in_(list(connections)))
+            .order_by(accounts.c.id))
+        with self._read() as conn:
+            return [tuple(row) for row in conn.execute(query)]
+
     def save_match_keys(self, made: Iterable[tuple[int, int, Sequence[str | None]]],
                         version: int) -> int:
         """Store (account id, change generation, keys in ``KEY_COLUMNS`` order) made by

@@ -30,6 +30,7 @@ import structlog
 
 from connectors.base import Entity
 from rules.engine import evaluate
+from rules.features import KEYS_VERSION, RecordFeatures, made_keys
 from rules.match_index import MatchIndex
 from rules.matching import AccountRecord, MatchResult, MatchSettings
 from rules.model import Policy
@@ -310,11 +311,19 @@ def _rematch(
     """(result of the re-matched area, the area's accounts, accounts gone)."""
     if engine.index is None:
         index = MatchIndex(settings=settings)
-        # only the columns matching needs (every account: a large store's rows are big)
-        records = [AccountRecord(*row) for row in store.account_match_rows(list(by_name))]
+        # only the columns matching needs (every account: a large store's rows are big),
+        # with the stored matching keys: only the accounts changed since are normalised
+        rows = store.account_inputs_and_keys(list(by_name), KEYS_VERSION)
+        records = [AccountRecord(*row[2:9]) for row in rows]
+        features = RecordFeatures.from_rows(
+            (*row[:4], row[9], *(row[10:] if row[9] else (*row[4:9], None))) for row in rows)
+        del rows
         stored = {key: link[0] for key, link in store.account_links().items()}
         result = index.rebuild(records, decisions=[as_decision(d) for d in decisions],
-                               previous=stored)
+                               previous=stored, features=features)
+        if features.made[0]:
+            store.save_match_keys(made_keys(features), KEYS_VERSION)
+        del features
         engine.index, engine.settings = index, settings
         moved = {k for k, link in result.links.items() if stored.get(k) != link.customer_id}
         gone = {k for k in stored if k not in result.links}

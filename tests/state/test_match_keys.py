@@ -4,15 +4,18 @@ normalisation's version moves."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 import rules.features
 import sync.scale_stream
 from rules.features import KEYS_VERSION, RecordFeatures, made_keys
-from rules.matching import AccountRecord
+from rules.match_index import MatchIndex
+from rules.matching import AccountRecord, MatchSettings
 from state import Store
+from sync.cycle import Runtime
+from sync.incremental import Engine, _rematch
 from sync.scale_stream import account_features, features_in
 
 FIELDS = ("keys", "country", "duns", "vat", "domain", "name", "compact", "legal_countries")
@@ -123,3 +126,23 @@ def test_the_raw_sqlite_read_equals_the_store_query(store: Store) -> None:
         _same(features, through_store)
         assert features.made == through_store.made
     assert 0 < len(whole.made[0]) < len(whole.keys)
+
+
+def test_the_daemons_match_index_is_built_from_the_stored_keys(store: Store) -> None:
+    """The incremental engine's first cycle rebuilds its index from one read of the
+    accounts and their stored keys, matches as normalising every account would, and
+    stores the keys it had to make."""
+    _fill(store, ACCOUNTS)
+    connections = list(ACCOUNTS)
+    made = made_keys(account_features(store, connections))
+    store.save_match_keys([m for n, m in enumerate(made) if n % 2], KEYS_VERSION)
+    assert 0 < len(_made(account_features(store, connections))) < len(ACCOUNTS["crm-a"]) + len(
+        ACCOUNTS["crm-b"])
+    engine = Engine()
+    only_names = cast(dict[str, Runtime], dict.fromkeys(connections))  # all it reads
+    _rematch(store, engine, only_names, MatchSettings(), [], [], [])
+    assert engine.index is not None
+    records = [AccountRecord(c, *fields[:6]) for c, rows in ACCOUNTS.items() for fields in rows]
+    normalised = MatchIndex(settings=MatchSettings()).rebuild(records)
+    assert dict(engine.index.links) == dict(normalised.links)
+    assert _made(account_features(store, connections)) == set()
