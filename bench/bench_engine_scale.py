@@ -139,7 +139,7 @@ def main() -> int:
             shutil.copyfile(path, copy)
         path = copy
     if args.keys == "none":
-        if path == args.cache / path.name and not args.product:
+        if args.product not in ("record", "record-again"):  # the cached store keeps its keys
             copy = path.with_name("no-keys.db")
             shutil.copyfile(path, copy)
             path = copy

@@ -5,7 +5,7 @@ million accounts, and an account's keys change only when the account does. So th
 keeps each account's keys with the change generation they were made from
 (``account_match_key``), and a full evaluation normalises only the accounts changed since
 (:meth:`RecordFeatures.from_rows`). :data:`KEYS_VERSION` says which normalisation made a
-stored key: change what :func:`account_keys` returns and bump it, and every stored key is
+stored key: change what :class:`KeyMaker` returns and bump it, and every stored key is
 made again at the next full evaluation.
 """
 
@@ -62,8 +62,8 @@ class MatchKeys(NamedTuple):
 
 
 class KeyMaker:
-    """:func:`account_keys` with memos per distinct string (CRMs repeat names, websites
-    and countries a lot); one per batch of accounts."""
+    """An account's matching keys from its fields, with memos per distinct string (CRMs
+    repeat names, websites and countries a lot); one per batch of accounts."""
 
     def __init__(self) -> None:
         self.names: dict[str, tuple[str, frozenset[str] | None]] = {}
@@ -108,11 +108,6 @@ class KeyMaker:
                          several)
 
 
-def account_keys(record: AccountLike) -> MatchKeys:
-    """The matching keys of one account."""
-    return KeyMaker()(record.name, record.domain, record.country, record.duns, record.vat_id)
-
-
 # (account id, change generation, connection, external id, whether its stored keys are
 # current, then six values: the stored keys in MatchKeys order when current, else the
 # account's name, domain, country, DUNS and VAT id, and None)
@@ -142,39 +137,45 @@ class RecordFeatures:
         self.name: list[str] = []
         self.compact: list[str] = []
         self.made = (array("q"), array("q"), array("q"))
-        self._same: dict[str, str] = {}  # one string object per distinct name (memory)
+        self._same: dict[str, str] = {}  # one string object per distinct value (memory)
         self._legal: dict[str, frozenset[str]] = {}
-        ordered = sorted(records, key=lambda r: r.connection + "\0" + r.external_id)
-        make = KeyMaker()
-        add = self._add
-        for r in ordered:
-            add(r.connection, r.external_id,
-                make(r.name, r.domain, r.country, r.duns, r.vat_id))
-        self._check_unique()
+        self._fill(((0, 0, r.connection, r.external_id, 0, r.name, r.domain, r.country,
+                     r.duns, r.vat_id, None) for r in records), note_made=False)
 
     @classmethod
     def from_rows(cls, rows: Iterable[KeyedRow]) -> RecordFeatures:
-        """Features of accounts read with their stored keys (``Store.account_keyed_rows``):
-        an account whose keys are not current (new, changed since, or made by another
-        version) is normalised here and listed in ``made``."""
+        """Features of accounts read with their stored keys (the scale path's SQLite
+        read): an account whose keys are not current (new, changed since, or made by
+        another version) is normalised here and listed in ``made``."""
         features = cls()
+        features._fill(rows, note_made=True)
+        return features
+
+    @classmethod
+    def from_stored(cls, rows: Iterable[Sequence[Any]]) -> RecordFeatures:
+        """:meth:`from_rows` of ``Store.account_inputs_and_keys`` rows (every account's
+        fields and its stored keys, current or not)."""
+        return cls.from_rows(
+            (*row[:4], row[9], *(row[10:] if row[9] else (*row[4:9], None))) for row in rows)
+
+    def _fill(self, rows: Iterable[KeyedRow], *, note_made: bool) -> None:
         make = KeyMaker()
-        ids, generations, positions = features.made
-        legal_countries, legal_sets = features.legal_countries, features._legal
-        # one string object per distinct value, as normalising gives (the driver makes a new
+        ids, generations, positions = self.made
+        legal_countries, legal_sets = self.legal_countries, self._legal
+        # one string object per distinct value, as normalising gives (a driver makes a new
         # one per row: a million two-letter countries alone are 50 MB)
-        one = features._same.setdefault
+        one = self._same.setdefault
         add_key, add_country, add_duns, add_vat, add_domain, add_name, add_compact = (
-            features.keys.append, features.country.append, features.duns.append,
-            features.vat.append, features.domain.append, features.name.append,
-            features.compact.append)
+            self.keys.append, self.country.append, self.duns.append, self.vat.append,
+            self.domain.append, self.name.append, self.compact.append)
         for position, (account_id, generation, connection, external_id, current, country,
                        duns, vat, domain, name, legal) in enumerate(
                 sorted(rows, key=_row_key)):
             if not current:  # the row holds the account's name, domain, country, DUNS, VAT
-                ids.append(account_id)
-                generations.append(generation)
-                positions.append(position)
+                if note_made:
+                    ids.append(account_id)
+                    generations.append(generation)
+                    positions.append(position)
                 country, duns, vat, domain, name, legal = make(country, duns, vat, domain, name)
             if legal is not None:
                 found = legal_sets.get(legal)
@@ -190,28 +191,9 @@ class RecordFeatures:
             add_name(name)
             compact = name.replace(" ", "")
             add_compact(one(compact, compact))
-        keys = features.keys
+        keys = self.keys
         if any(map(eq, keys, islice(keys, 1, None))):  # sorted: a repeat is a neighbour
-            features._check_unique()
-        return features
-
-    def _add(self, connection: str, external_id: str, keys: Sequence[Any]) -> None:
-        country, duns, vat, domain, name, legal = keys
-        if legal is not None:
-            found = self._legal.get(legal)
-            if found is None:
-                found = self._legal[legal] = frozenset(legal.split(","))
-            self.legal_countries[len(self.keys)] = found
-        self.keys.append((connection, external_id))
-        self.country.append(country)
-        self.duns.append(duns)
-        self.vat.append(vat)
-        self.domain.append(domain)
-        same = self._same
-        name = same.setdefault(name, name)
-        compact = name.replace(" ", "")
-        self.name.append(name)
-        self.compact.append(same.setdefault(compact, compact))
+            self._check_unique()
 
     def _check_unique(self) -> None:
         if len(set(self.keys)) != len(self.keys):

@@ -14,37 +14,15 @@ from state.tables import AccountMatchKey, table
 
 KEY_COLUMNS = ("country", "duns", "vat", "domain", "name", "legal")
 MATCH_INPUTS = ("name", "domain", "country", "duns", "vat_id")
-# (account id, change generation, connection, external id, 1 when its stored keys are
-# current, then six values: the stored keys (KEY_COLUMNS) when current, else the account's
-# MATCH_INPUTS and None)
-KeyedRow = tuple[Any, ...]
 
 
 class MatchKeysMixin(StoreBase):
-    def account_keyed_rows(self, connections: Sequence[str], version: int) -> list[KeyedRow]:
-        """Every live account of ``connections`` in store order, with its stored keys when
-        they are current: made by normalisation ``version`` from the account as it is now
-        (``rules.features.RecordFeatures.from_rows`` reads these rows)."""
-        accounts, keys = record_table("account"), table(AccountMatchKey)
-        current = sa.and_(keys.c.generation == accounts.c.changed_generation,
-                          keys.c.version == version)
-        values = [sa.case((current, keys.c[k]), else_=accounts.c[a])
-                  for k, a in zip(KEY_COLUMNS, MATCH_INPUTS, strict=False)]
-        query = (
-            sa.select(accounts.c.id, accounts.c.changed_generation, accounts.c.connection,
-                      accounts.c.external_id, sa.case((current, 1), else_=0), *values,
-                      sa.case((current, keys.c.legal), else_=None))
-            .select_from(accounts.outerjoin(keys, keys.c.account_id == accounts.c.id))
-            .where(sa.not_(accounts.c.deleted), accounts.c.connection.in_(list(connections)))
-            .order_by(accounts.c.id))
-        with self._read() as conn:
-            return [tuple(row) for row in conn.execute(query)]
-
     def account_inputs_and_keys(self, connections: Sequence[str],
                                 version: int) -> list[tuple[Any, ...]]:
         """Every live account of ``connections`` in store order, read once: (account id,
         change generation, connection, external id, then its MATCH_INPUTS, 1 when its
-        stored keys are current (else 0), then the stored keys' KEY_COLUMNS)."""
+        stored keys are current (else 0), then the stored keys' KEY_COLUMNS):
+        ``rules.features.RecordFeatures.from_stored`` reads these rows."""
         accounts, keys = record_table("account"), table(AccountMatchKey)
         current = sa.and_(keys.c.generation == accounts.c.changed_generation,
                           keys.c.version == version)

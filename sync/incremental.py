@@ -315,8 +315,7 @@ def _rematch(
         # with the stored matching keys: only the accounts changed since are normalised
         rows = store.account_inputs_and_keys(list(by_name), KEYS_VERSION)
         records = [AccountRecord(*row[2:9]) for row in rows]
-        features = RecordFeatures.from_rows(
-            (*row[:4], row[9], *(row[10:] if row[9] else (*row[4:9], None))) for row in rows)
+        features = RecordFeatures.from_stored(rows)
         del rows
         stored = {key: link[0] for key, link in store.account_links().items()}
         result = index.rebuild(records, decisions=[as_decision(d) for d in decisions],

@@ -99,7 +99,8 @@ def account_features(store: Any, connections: Sequence[str]) -> RecordFeatures:
     """The matching features of every live account of ``connections``: stored keys where
     current, the other accounts normalised (``made``)."""
     if store.dialect != "sqlite":
-        return RecordFeatures.from_rows(store.account_keyed_rows(connections, KEYS_VERSION))
+        return RecordFeatures.from_stored(store.account_inputs_and_keys(connections,
+                                                                        KEYS_VERSION))
     conn = _raw(store)
     try:
         return features_in(conn, connections, None, None)
@@ -107,9 +108,10 @@ def account_features(store: Any, connections: Sequence[str]) -> RecordFeatures:
         conn.close()
 
 
-# Store.account_keyed_rows for a raw SQLite connection, cut to a range of keys; a scan in
-# rowid order ("+" keeps SQLite off the key index: row by row through it took 4 times as
-# long), sorted by key in Python
+# Store.account_inputs_and_keys for a raw SQLite connection, each account's fields only
+# where its keys are not current, cut to a range of keys; a scan in rowid order ("+" keeps
+# SQLite off the key index: row by row through it took 4 times as long), sorted by key in
+# Python
 _KEYED_SQL = (
     "SELECT id, changed_generation, connection, external_id, current,"
     " CASE WHEN current THEN k_country ELSE name END,"

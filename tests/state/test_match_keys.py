@@ -113,8 +113,8 @@ def test_the_raw_sqlite_read_equals_the_store_query(store: Store) -> None:
     connections = list(ACCOUNTS)
     half = made_keys(account_features(store, connections))
     store.save_match_keys([made for n, made in enumerate(half) if n % 2], KEYS_VERSION)
-    through_store = RecordFeatures.from_rows(
-        store.account_keyed_rows(connections, KEYS_VERSION))
+    through_store = RecordFeatures.from_stored(
+        store.account_inputs_and_keys(connections, KEYS_VERSION))
     conn = store.engine.raw_connection()
     try:
         whole = features_in(conn, connections, None, None)
