@@ -224,6 +224,7 @@ def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock,
             profile: bool = False, sample: bool = False) -> dict[str, Any]:
     for sb in sandboxes:
         sb.app.requests.reset()
+        sb.app.connections.reset()
     clock.stages = {}
     wall, cpu, own = time.perf_counter(), time.process_time(), time.thread_time()
     clock.mark = (wall, cpu)
@@ -250,6 +251,8 @@ def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock,
     for stage, (w, c) in clock.stages.items():
         print(f"   {stage:<34} wall {w:7.3f}s  cpu {c:7.3f}s")
     print("   API calls: " + ", ".join(f"{n} {k}" for n, k in calls.items()))
+    print("   connections opened: " + ", ".join(
+        f"{sb.connection} {sb.app.connections.accepted}" for sb in sandboxes))
     return {"wall": total[0], "cpu": total[1], "own": total[2], "calls": sum(calls.values()),
             "sent": sent,
             "evaluate": tuple(clock.stages.get("evaluate", (0.0, 0.0)))}

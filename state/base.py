@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -62,21 +63,35 @@ class StoreBase:
         *where: sa.ColumnElement[bool],
     ) -> dict[tuple[str, str, str], Any]:
         """(entity, external id, field) -> value of the rows of ``tbl`` (the ledger, the
-        outbox) for one connection's (entity, external id) ``keys``."""
-        by_entity: dict[str, set[str]] = {}
+        outbox) for one connection's (entity, external id) ``keys``; ``where``: module
+        constants (the statement is built once per shape)."""
+        by_entity: dict[tuple[str, str], set[str]] = {}
         for entity, ext_id in keys:
-            by_entity.setdefault(entity, set()).add(ext_id)
+            by_entity.setdefault((connection, entity), set()).add(ext_id)
         out: dict[tuple[str, str, str], Any] = {}
         if not by_entity:
             return out  # no transaction for nothing (a cycle asks once per connection)
+        groups = {group: sorted(ids) for group, ids in by_entity.items()}
         with self._read() as conn:
-            for entity, ids in by_entity.items():
-                for chunk in chunked(sorted(ids)):
-                    query = sa.select(tbl.c.external_id, tbl.c.field, tbl.c.value).where(
-                        tbl.c.connection == connection, tbl.c.entity == entity,
-                        tbl.c.external_id.in_(chunk), *where)
-                    out.update(((entity, e, f), v) for e, f, v in conn.execute(query))
+            for (_, entity), rows in self._select_in(
+                    conn, tbl, ("external_id", "field", "value"), ("connection", "entity"),
+                    groups, where=where):
+                out.update(((entity, e, f), v) for e, f, v in rows)
         return out
+
+    def _select_in(
+        self, conn: sa.Connection, tbl: sa.Table, columns: tuple[str, ...],
+        equal: tuple[str, ...], groups: Mapping[tuple[Any, ...], Sequence[Any]], *,
+        by: str = "external_id", where: tuple[sa.ColumnElement[bool], ...] = (),
+    ) -> Iterator[tuple[tuple[Any, ...], Any]]:
+        """For each group (values of the ``equal`` columns -> values of ``by``): its rows'
+        ``columns`` where each ``equal`` column has the group's value and ``by`` is one of
+        its values (in chunks), and each of ``where`` holds: (group, rows) per chunk."""
+        query = _select_in(tbl, columns, equal, by, where)
+        for values, ids in groups.items():
+            bound = dict(zip(equal, values, strict=True))
+            for chunk in chunked(ids):
+                yield values, conn.execute(query, {**bound, "in_": list(chunk)})
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -85,6 +100,38 @@ class StoreBase:
 
     def _insert(self, table: sa.Table) -> Any:
         """An INSERT that supports ON CONFLICT on the current dialect."""
-        if self.dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+        return _dialect_insert(self.dialect, table)
+
+    def _upsert(self, table: sa.Table, keys: tuple[str, ...], updates: tuple[str, ...],
+                changed: tuple[str, ...] = ()) -> Any:
+        """INSERT ... ON CONFLICT (``keys``) DO UPDATE SET each of ``updates`` to the value
+        offered, only where one of ``changed`` differs (when given); run with parameter
+        dicts. Built once per dialect and shape: building one makes a proxy of every column
+        of the table, which costs more than running it for a few rows."""
+        return _upsert(self.dialect, table, keys, updates, changed)
+
+
+def _dialect_insert(dialect: str, table: sa.Table) -> Any:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+@cache
+def _select_in(table: sa.Table, columns: tuple[str, ...], equal: tuple[str, ...], by: str,
+               where: tuple[sa.ColumnElement[bool], ...]) -> Any:
+    """Built once per shape: building a statement costs more than running it on a few keys
+    (:meth:`StoreBase._select_in`)."""
+    return sa.select(*[table.c[n] for n in columns]).where(
+        *[table.c[n] == sa.bindparam(n) for n in equal],
+        table.c[by].in_(sa.bindparam("in_", expanding=True)), *where)
+
+
+@cache
+def _upsert(dialect: str, table: sa.Table, keys: tuple[str, ...], updates: tuple[str, ...],
+            changed: tuple[str, ...]) -> Any:
+    statement = _dialect_insert(dialect, table)
+    offered = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        set_={n: offered[n] for n in updates},
+        where=sa.or_(*[table.c[n].is_distinct_from(offered[n]) for n in changed])
+        if changed else None)

@@ -69,12 +69,7 @@ class CustomersMixin(StoreBase):
             return
         tbl = table(EndCustomer)
         now = utcnow()
-        statement = self._insert(tbl)
-        statement = statement.on_conflict_do_update(
-            index_elements=[tbl.c.id],
-            set_={"display_name": statement.excluded.display_name},
-            where=tbl.c.display_name.is_distinct_from(statement.excluded.display_name),
-        )
+        statement = self._upsert(tbl, ("id",), ("display_name",), ("display_name",))
         params = {cid: {"id": cid, "display_name": name, "created_at": now}
                   for cid, name in ids_and_names}
         with self._write() as conn:
@@ -110,15 +105,9 @@ class CustomersMixin(StoreBase):
         drop links of records not in ``links``. Returns how many links were given."""
         tbl = table(CustomerLink)
         now = utcnow()
-        statement = self._insert(tbl)
-        excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
-            index_elements=[tbl.c.connection, tbl.c.entity, tbl.c.external_id],
-            set_={"customer_id": excluded.customer_id, "method": excluded.method,
-                  "score": excluded.score, "updated_at": excluded.updated_at},
-            where=sa.or_(*[tbl.c[n].is_distinct_from(excluded[n])
-                           for n in ("customer_id", "method", "score")]),
-        )
+        statement = self._upsert(tbl, ("connection", "entity", "external_id"),
+                                 ("customer_id", "method", "score", "updated_at"),
+                                 ("customer_id", "method", "score"))
         kept: set[tuple[str, str, str]] = set()
         given = 0
         with self._write() as conn:
@@ -215,15 +204,8 @@ class CustomersMixin(StoreBase):
             params[(first, second)] = {**_pair_values(first, second), "score": float(item.score),
                                        "evidence": item.evidence, "status": "open",
                                        "created_at": now, "updated_at": now}
-        statement = self._insert(tbl)
-        excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
-            index_elements=[tbl.c[n] for n in _PAIR_COLUMNS],
-            set_={"score": excluded.score, "evidence": excluded.evidence,
-                  "updated_at": excluded.updated_at},
-            where=sa.or_(tbl.c.score.is_distinct_from(excluded.score),
-                         tbl.c.evidence.is_distinct_from(excluded.evidence)),
-        )
+        statement = self._upsert(tbl, _PAIR_COLUMNS, ("score", "evidence", "updated_at"),
+                                 ("score", "evidence"))
         with self._write() as conn:
             query = sa.select(tbl.c.id, *[tbl.c[n] for n in _PAIR_COLUMNS])
             stale = [row[0] for row in conn.execute(query.where(tbl.c.status == "open"))
@@ -264,14 +246,10 @@ class CustomersMixin(StoreBase):
         }
         if not params and not complete:
             return FindingDelta(opened=(), resolved=())  # a part with nothing in it
-        statement = self._insert(tbl)
-        excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
-            index_elements=[tbl.c.key],
-            set_={n: excluded[n] for n in ("kind", "rule", "customer_id", "connection",
-                                           "entity", "external_id", "evidence", "last_seen")}
-            | {"resolved_at": sa.null()},
-        )
+        # every row offered is open: its resolved_at (None) reopens a resolved one
+        statement = self._upsert(tbl, ("key",), ("kind", "rule", "customer_id", "connection",
+                                                 "entity", "external_id", "evidence",
+                                                 "last_seen", "resolved_at"))
         state = sa.select(tbl.c.key, tbl.c.resolved_at.is_(None))
         content = ("kind", "rule", "customer_id", "evidence")
         unchanged: list[str] = []

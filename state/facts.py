@@ -53,6 +53,9 @@ class EngineOpportunity(SQLModel, table=True):
 
 _ACCOUNT_COLUMNS = tuple(f.name for f in fields(AccountRow))
 _OPPORTUNITY_COLUMNS = tuple(f.name for f in fields(OpportunityRow))
+_LIVE_OPPORTUNITY = sa.not_(record_table("opportunity").c.deleted)
+_ACCOUNT_LINK = table(CustomerLink).c.entity == "account"
+_OPEN_FINDING = table(Finding).c.resolved_at.is_(None)
 
 
 class FactsMixin(StoreBase):
@@ -67,13 +70,9 @@ class FactsMixin(StoreBase):
 
     def save_engine_state(self, name: str, value: Mapping[str, Any]) -> None:
         tbl = table(EngineState)
-        statement = self._insert(tbl).values(name=name, value=dict(value), updated_at=utcnow())
-        statement = statement.on_conflict_do_update(
-            index_elements=[tbl.c.name],
-            set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
-        )
+        statement = self._upsert(tbl, ("name",), ("value", "updated_at"))
         with self._write() as conn:
-            conn.execute(statement)
+            conn.execute(statement, {"name": name, "value": dict(value), "updated_at": utcnow()})
 
     def forget_engine_state(self, name: str) -> None:
         """Drop a state document: the next evaluation starts from scratch (full)."""
@@ -153,11 +152,10 @@ class FactsMixin(StoreBase):
         if not grouped:
             return out  # no transaction for nothing: a quiet cycle asks with no keys
         with self._read() as conn:
-            for connection, ids in grouped.items():
-                for chunk in chunked(ids):
-                    query = sa.select(refs.c.external_id, refs.c.account_ref).where(
-                        refs.c.connection == connection, refs.c.external_id.in_(chunk))
-                    out.update(((connection, e), r) for e, r in conn.execute(query))
+            for (connection,), rows in self._select_in(
+                    conn, refs, ("external_id", "account_ref"), ("connection",),
+                    {(c,): ids for c, ids in grouped.items()}):
+                out.update(((connection, e), r) for e, r in rows)
         return out
 
     def save_evaluated_refs(self, refs: Mapping[tuple[str, str], str | None],
@@ -196,18 +194,15 @@ class FactsMixin(StoreBase):
         self, entity: str, columns: Sequence[str], row_type: Any,
         keys: Iterable[tuple[str, str]],
     ) -> list[Any]:
-        tbl = record_table(entity)
-        cols = [tbl.c[n] for n in columns]
         out: list[Any] = []
         grouped = _by_connection(keys)
         if not grouped:
             return out
         with self._read() as conn:
-            for connection, ids in grouped.items():
-                for chunk in chunked(ids):
-                    query = sa.select(*cols).where(
-                        tbl.c.connection == connection, tbl.c.external_id.in_(chunk))
-                    out.extend(row_type(*row) for row in conn.execute(query))
+            for _, rows in self._select_in(conn, record_table(entity), tuple(columns),
+                                           ("connection",),
+                                           {(c,): ids for c, ids in grouped.items()}):
+                out.extend(row_type(*row) for row in rows)
         return out
 
     def records_of_customers(
@@ -243,19 +238,16 @@ class FactsMixin(StoreBase):
 
     def opportunities_of_accounts(self, keys: Iterable[tuple[str, str]]) -> list[OpportunityRow]:
         """Live opportunities whose account ref is one of ``keys`` (connection, account id)."""
-        tbl = record_table("opportunity")
-        cols = [tbl.c[n] for n in _OPPORTUNITY_COLUMNS]
         out: list[OpportunityRow] = []
         grouped = _by_connection(keys)
         if not grouped:
             return out
         with self._read() as conn:
-            for connection, ids in grouped.items():
-                for chunk in chunked(ids):
-                    query = sa.select(*cols).where(
-                        tbl.c.connection == connection, tbl.c.account_ref.in_(chunk),
-                        sa.not_(tbl.c.deleted))
-                    out.extend(OpportunityRow(*row) for row in conn.execute(query))
+            for _, rows in self._select_in(conn, record_table("opportunity"),
+                                           _OPPORTUNITY_COLUMNS, ("connection",),
+                                           {(c,): ids for c, ids in grouped.items()},
+                                           by="account_ref", where=(_LIVE_OPPORTUNITY,)):
+                out.extend(OpportunityRow(*row) for row in rows)
         return out
 
     def unmatched_opportunities(
@@ -284,18 +276,15 @@ class FactsMixin(StoreBase):
 
     def links_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(connection, account id) -> customer id, for the linked ones of ``keys``."""
-        tbl = table(CustomerLink)
         out: dict[tuple[str, str], str] = {}
         grouped = _by_connection(keys)
         if not grouped:
             return out
         with self._read() as conn:
-            for connection, ids in grouped.items():
-                for chunk in chunked(ids):
-                    query = sa.select(tbl.c.external_id, tbl.c.customer_id).where(
-                        tbl.c.connection == connection, tbl.c.entity == "account",
-                        tbl.c.external_id.in_(chunk))
-                    out.update(((connection, e), c) for e, c in conn.execute(query))
+            for (connection,), rows in self._select_in(
+                    conn, table(CustomerLink), ("external_id", "customer_id"), ("connection",),
+                    {(c,): ids for c, ids in grouped.items()}, where=(_ACCOUNT_LINK,)):
+                out.update(((connection, e), c) for e, c in rows)
         return out
 
     def drop_customer_links(self, keys: Iterable[tuple[str, str]]) -> None:
@@ -326,14 +315,14 @@ class FactsMixin(StoreBase):
         if not customers and not grouped:
             return keys
         with self._read() as conn:
-            for chunk in chunked(customers):
-                keys.update(conn.execute(sa.select(tbl.c.key).where(
-                    tbl.c.resolved_at.is_(None), tbl.c.customer_id.in_(chunk))).scalars())
-            for (connection, entity), ids in grouped.items():
-                for chunk in chunked(sorted(set(ids))):
-                    keys.update(conn.execute(sa.select(tbl.c.key).where(
-                        tbl.c.resolved_at.is_(None), tbl.c.connection == connection,
-                        tbl.c.entity == entity, tbl.c.external_id.in_(chunk))).scalars())
+            for _, rows in self._select_in(conn, tbl, ("key",), (), {(): customers},
+                                           by="customer_id", where=(_OPEN_FINDING,)):
+                keys.update(rows.scalars())
+            for _, rows in self._select_in(
+                    conn, tbl, ("key",), ("connection", "entity"),
+                    {group: sorted(set(ids)) for group, ids in grouped.items()},
+                    where=(_OPEN_FINDING,)):
+                keys.update(rows.scalars())
         return keys
 
     def secret_values(self, internal: Sequence[str]) -> tuple[set[str], set[str]]:

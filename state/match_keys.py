@@ -42,11 +42,7 @@ class MatchKeysMixin(StoreBase):
         normalisation ``version``, replacing what an account had; one transaction, written
         20,000 at a time. Returns how many were given."""
         tbl = table(AccountMatchKey)
-        statement = self._insert(tbl)
-        excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
-            index_elements=[tbl.c.account_id],
-            set_={n: excluded[n] for n in ("generation", "version", *KEY_COLUMNS)})
+        statement = self._upsert(tbl, ("account_id",), ("generation", "version", *KEY_COLUMNS))
         given = 0
         with self._write() as conn:
             for chunk in batched(made, 20_000):

@@ -19,6 +19,10 @@ FieldKey = tuple[str, str, str, str]
 """(connection, entity, external_id, field)"""
 
 
+# an open item (the condition of the partial unique index that keeps one per record field)
+_OPEN = table(OutboxItem).c.state.in_(OPEN_OUTBOX_STATES)
+
+
 class NotificationLike(Protocol):
     @property
     def key(self) -> str: ...
@@ -129,12 +133,8 @@ class OutboxMixin(StoreBase):
         ``read_there``: the stored copies already show these values, as the CRM spells
         them (a write booked late): they are left as read."""
         tbl, ledger = table(OutboxItem), table(LedgerEntry)
-        statement = self._insert(ledger)
-        statement = statement.on_conflict_do_update(
-            index_elements=[ledger.c.connection, ledger.c.entity, ledger.c.external_id,
-                            ledger.c.field],
-            set_={"value": statement.excluded.value, "written_at": statement.excluded.written_at},
-        )
+        statement = self._upsert(ledger, ("connection", "entity", "external_id", "field"),
+                                 ("value", "written_at"))
         count = 0
         with self._write() as conn:
             for chunk in chunked(list(dict.fromkeys(item_ids))):
@@ -247,8 +247,7 @@ class OutboxMixin(StoreBase):
     ) -> dict[tuple[str, str, str], Any]:
         """:meth:`open_values` of ``connection`` restricted to (entity, external id)
         ``keys``."""
-        tbl = table(OutboxItem)
-        return self._field_values(tbl, connection, keys, tbl.c.state.in_(OPEN_OUTBOX_STATES))
+        return self._field_values(table(OutboxItem), connection, keys, _OPEN)
 
     def has_written(self) -> bool:
         """Whether anything was ever written or queued (a new store: no "is this value

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 
 from state.base import StoreBase, chunked, utcnow
 from state.pagewrite import (
@@ -103,11 +104,9 @@ class RecordsMixin(StoreBase):
             return _tombstone_unseen(conn, tbl, connection, entity, run_id, utcnow())
 
     def get_cursor(self, connection: str, entity: str) -> dict[str, Any] | None:
-        cur = table(Cursor)
         with self._read() as conn:
-            value = conn.execute(
-                sa.select(cur.c.value).where(cur.c.connection == connection, cur.c.entity == entity)
-            ).scalar_one_or_none()
+            value = conn.execute(_CURSOR_QUERY, {"connection": connection,
+                                                 "entity": entity}).scalar_one_or_none()
         return dict(value) if value is not None else None
 
     def reset_cursor(self, connection: str, entity: str) -> None:
@@ -149,11 +148,9 @@ class RecordsMixin(StoreBase):
         if not ids:
             return found
         with self._read() as conn:
-            for chunk in chunked(ids):
-                query = sa.select(tbl.c.external_id, tbl.c.etag, tbl.c.raw).where(
-                    tbl.c.connection == connection, tbl.c.external_id.in_(chunk)
-                )
-                for ext_id, etag, raw in conn.execute(query):
+            for _, rows in self._select_in(conn, tbl, ("external_id", "etag", "raw"),
+                                           ("connection",), {(connection,): ids}):
+                for ext_id, etag, raw in rows:
                     found[ext_id] = (etag, dict(raw) if isinstance(raw, Mapping) else {})
         return found
 
@@ -179,17 +176,10 @@ class RecordsMixin(StoreBase):
         """external id -> changed_generation for those of ``external_ids`` already stored."""
         if not external_ids:
             return {}
-        query = sa.select(tbl.c.external_id, tbl.c.changed_generation).where(
-            tbl.c.connection == connection, self._in_list(tbl.c.external_id, external_ids)
-        )
-        return {ext_id: gen for ext_id, gen in conn.execute(query)}
-
-    def _in_list(self, column: sa.ColumnElement[str], values: list[str]) -> sa.ColumnElement[bool]:
-        """``column IN values`` as one bound parameter (a page's ids would be thousands)."""
-        if self.dialect == "postgresql":
-            return column == sa.any_(sa.bindparam("ids", values, type_=postgresql.ARRAY(sa.String)))
-        items = sa.func.json_each(sa.bindparam("ids", dumps_json(values), type_=sa.Text()))
-        return column.in_(sa.select(items.table_valued("value").c.value))
+        ids: Any = external_ids if self.dialect == "postgresql" else dumps_json(external_ids)
+        query = _generations_query(self.dialect, tbl.name)
+        return {ext_id: gen for ext_id, gen in
+                conn.execute(query, {"connection": connection, "ids": ids})}
 
     def _save_cursor(
         self,
@@ -201,32 +191,48 @@ class RecordsMixin(StoreBase):
         full_refresh: bool,
         now: datetime,
     ) -> None:
-        cur = table(Cursor)
-        statement = self._insert(cur).values(
-            connection=connection,
-            entity=entity,
-            value=dict(value),
-            refresh_generation=run_id if full_refresh else None,
-            updated_at=now,
-        )
+        conn.execute(_cursor_upsert(self.dialect, full_refresh), {
+            "connection": connection, "entity": entity, "value": dict(value),
+            "refresh_generation": run_id if full_refresh else None, "updated_at": now})
+
+
+_CURSOR_QUERY = sa.select(table(Cursor).c.value).where(
+    table(Cursor).c.connection == sa.bindparam("connection"),
+    table(Cursor).c.entity == sa.bindparam("entity"))
+
+
+# Statements a page write runs, built once: building one makes proxies of every column
+# of its table (an upsert's ``excluded``, a table-valued function), which took longer than
+# running it on a page of a few records.
+@cache
+def _generations_query(dialect: str, entity: str) -> Any:
+    """external id, changed_generation of the rows of one connection among a list of ids
+    (``connection``; ``ids``: an array on PostgreSQL, a JSON list on SQLite: one bound
+    parameter however long the page)."""
+    tbl = record_table(entity)
+    ids: sa.ColumnElement[bool]
+    if dialect == "postgresql":
+        ids = tbl.c.external_id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
+    else:
+        items = sa.func.json_each(sa.bindparam("ids", type_=sa.Text()))
+        ids = tbl.c.external_id.in_(sa.select(items.table_valued("value").c.value))
+    return sa.select(tbl.c.external_id, tbl.c.changed_generation).where(
+        tbl.c.connection == sa.bindparam("connection"), ids)
+
+
+@cache
+def _cursor_upsert(dialect: str, full_refresh: bool) -> Any:
+    cur = table(Cursor)
+    statement = postgresql.insert(cur) if dialect == "postgresql" else sqlite.insert(cur)
+    new = statement.excluded
+    updates: dict[str, Any] = {"value": new.value, "updated_at": new.updated_at}
+    if full_refresh:
         # A refresh resumed in a later run keeps the run it started in, so records seen
         # before the interruption are not tombstoned when it completes.
-        refresh = (
-            sa.func.coalesce(cur.c.refresh_generation, statement.excluded.refresh_generation)
-            if full_refresh
-            else cur.c.refresh_generation
-        )
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[cur.c.connection, cur.c.entity],
-                set_={
-                    "value": statement.excluded.value,
-                    "refresh_generation": refresh,
-                    "updated_at": statement.excluded.updated_at,
-                },
-            )
-        )
-
+        updates["refresh_generation"] = sa.func.coalesce(cur.c.refresh_generation,
+                                                         new.refresh_generation)
+    return statement.on_conflict_do_update(index_elements=[cur.c.connection, cur.c.entity],
+                                           set_=updates)
 
 def _tombstone(
     conn: sa.Connection,
