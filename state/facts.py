@@ -58,6 +58,25 @@ _ACCOUNT_LINK = table(CustomerLink).c.entity == "account"
 _OPEN_FINDING = table(Finding).c.resolved_at.is_(None)
 
 
+def _customer_records() -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """The live accounts linked to a list of customers (``customers``), and the live
+    opportunities of those accounts."""
+    acc, opp, link = record_table("account"), record_table("opportunity"), table(CustomerLink)
+    linked = sa.select(link.c.connection, link.c.external_id).where(
+        link.c.entity == "account",
+        link.c.customer_id.in_(sa.bindparam("customers", expanding=True))).subquery()
+    accounts = sa.select(*[acc.c[n] for n in _ACCOUNT_COLUMNS]).join(
+        linked, sa.and_(acc.c.connection == linked.c.connection,
+                        acc.c.external_id == linked.c.external_id)).where(sa.not_(acc.c.deleted))
+    opportunities = sa.select(*[opp.c[n] for n in _OPPORTUNITY_COLUMNS]).join(
+        linked, sa.and_(opp.c.connection == linked.c.connection,
+                        opp.c.account_ref == linked.c.external_id)).where(sa.not_(opp.c.deleted))
+    return accounts, opportunities
+
+
+_CUSTOMER_RECORDS = _customer_records()
+
+
 class FactsMixin(StoreBase):
     # -- engine bookkeeping -------------------------------------------------------------
     def engine_state(self, name: str) -> dict[str, Any] | None:
@@ -210,30 +229,18 @@ class FactsMixin(StoreBase):
     ) -> tuple[list[AccountRow], list[OpportunityRow]]:
         """Live accounts linked to the customers, and the live opportunities of those
         accounts (ordered by id, as a full load is)."""
-        acc, opp, link = record_table("account"), record_table("opportunity"), table(CustomerLink)
         accounts: list[AccountRow] = []
         opportunities: list[OpportunityRow] = []
         ids = sorted(set(customer_ids))
         if not ids:
             return accounts, opportunities
+        of_accounts, of_opportunities = _CUSTOMER_RECORDS
         with self._read() as conn:
             for chunk in chunked(ids, 900):
-                linked = sa.select(link.c.connection, link.c.external_id).where(
-                    link.c.entity == "account", link.c.customer_id.in_(chunk)).subquery()
-                query = (
-                    sa.select(*[acc.c[n] for n in _ACCOUNT_COLUMNS])
-                    .join(linked, sa.and_(acc.c.connection == linked.c.connection,
-                                          acc.c.external_id == linked.c.external_id))
-                    .where(sa.not_(acc.c.deleted))
-                )
-                accounts.extend(AccountRow(*row) for row in conn.execute(query))
-                query = (
-                    sa.select(*[opp.c[n] for n in _OPPORTUNITY_COLUMNS])
-                    .join(linked, sa.and_(opp.c.connection == linked.c.connection,
-                                          opp.c.account_ref == linked.c.external_id))
-                    .where(sa.not_(opp.c.deleted))
-                )
-                opportunities.extend(OpportunityRow(*row) for row in conn.execute(query))
+                accounts.extend(AccountRow(*row) for row in conn.execute(
+                    of_accounts, {"customers": list(chunk)}))
+                opportunities.extend(OpportunityRow(*row) for row in conn.execute(
+                    of_opportunities, {"customers": list(chunk)}))
         return accounts, opportunities
 
     def opportunities_of_accounts(self, keys: Iterable[tuple[str, str]]) -> list[OpportunityRow]:
