@@ -74,6 +74,14 @@ class HubSpotApi:
         self._batch = {"companies": crm.companies.batch_api, "deals": crm.deals.batch_api}
         self._properties = crm.properties.core_api
         self._associations = crm.associations.v4.batch_api
+        # The SDK gives every API it generates its own ApiClient and urllib3 pool, so a
+        # cycle would open (and handshake) one connection per API it calls: they share the
+        # first one's pool (same host, TLS and retry settings: one configuration).
+        apis: list[Any] = [*self._basic.values(), *self._search.values(),
+                           *self._batch.values(), self._properties, self._associations]
+        self._pool = apis[0].api_client.rest_client.pool_manager
+        for api in apis[1:]:
+            api.api_client.rest_client.pool_manager = self._pool
         self._retry = retry
         self._quota = quota
         self._pacer = pacer
@@ -147,10 +155,7 @@ class HubSpotApi:
         return body
 
     def close(self) -> None:
-        apis: list[Any] = [*self._basic.values(), *self._search.values(), *self._batch.values(),
-                           self._properties, self._associations]
-        for api in apis:
-            api.api_client.rest_client.pool_manager.clear()
+        self._pool.clear()
 
     # -- plumbing ----------------------------------------------------------------------------
     def _raw(self) -> dict[str, Any]:
