@@ -100,7 +100,7 @@ def main() -> int:
     parser.add_argument("--make-keys", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    path = args.cache / f"store-{args.seed}-{args.customers}-{args.deals}.db"
+    path = args.cache / f"store-{args.seed}-{args.customers}-{args.deals}-raw.db"
     meta_path = path.with_suffix(".json")
     if args.build_only:
         build(path, args.customers, args.deals, args.seed)

@@ -3,17 +3,61 @@
 Accounts and deals come from :func:`sandbox.scenario.generate` (realistic names for
 matching); ``deal_copies`` adds copies of every deal (``<key>~<n>``) to reach two deals
 per account; ``max_deals`` cuts the total. Rows go through ``Store.apply_page`` in big
-pages, so they are stored exactly as a pull stores them.
+pages, so they are stored exactly as a pull stores them, each with the vendor payload a
+pull keeps (``raw``: each vendor field its vendor's default mapping reads, holding the
+canonical value as JSON carries it: the size and shape of a pulled payload, about 600
+bytes a deal), which is most of a stored row's size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+from config.mapping_compiler import load_mapping_file
 from sandbox.world import CrmSeed, SeedAccount, SeedDeal, World
 
 PAGE = 50_000
+MAPPINGS = Path(__file__).resolve().parent.parent / "config" / "mappings"
+# what a read returns beside the mapped fields: the record's id and change stamp
+SYSTEM_FIELDS = {"salesforce": ("Id", "SystemModstamp"), "hubspot": ("hs_object_id",
+                 "hs_lastmodifieddate"), "pipedrive": ("id", "update_time"),
+                 "dynamics": ("@odata.etag", "modifiedon")}
+
+
+@cache
+def _vendor_fields(vendor: str, entity: str) -> tuple[tuple[str, str], ...]:
+    """(vendor field, canonical field) of each field the default mapping reads."""
+    mapping, doc = load_mapping_file(MAPPINGS / f"{vendor}.yaml", f"{vendor}.yaml", vendor)
+    if mapping is None:
+        raise RuntimeError(f"default {vendor} mapping does not compile: {doc.problems}")
+    fields = mapping.entity(entity).fields.values()
+    return tuple((spec.field, spec.canonical) for spec in fields)
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def raw_payload(vendor: str, entity: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A canonical row -> the vendor fields a pull of it would have stored."""
+    fields = _vendor_fields(vendor, entity)
+    system = SYSTEM_FIELDS[vendor]
+
+    def payload(row: dict[str, Any]) -> dict[str, Any]:
+        out = {system[0]: row["external_id"], system[1]: _wire(row.get("modified_at"))}
+        out.update((field, _wire(row.get(canonical))) for field, canonical in fields)
+        return out
+
+    return payload
 
 
 def account_row(a: SeedAccount) -> dict[str, Any]:
@@ -50,6 +94,7 @@ def fill_store(store: Any, world: World, *, deal_copies: int = 0,
     budget = max_deals
     for crm in world.crms:
         rows = [account_row(a) for a in crm.accounts]
+        _with_raw(rows, raw_payload(crm.vendor, "account"))
         for start in range(0, len(rows), PAGE):
             _page(store, crm.connection, "account", rows[start:start + PAGE], run_id)
         accounts += len(rows)
@@ -61,15 +106,23 @@ def fill_store(store: Any, world: World, *, deal_copies: int = 0,
             if budget is not None:
                 budget -= 1
             if len(page) >= PAGE:
+                _with_raw(page, raw_payload(crm.vendor, "opportunity"))
                 _page(store, crm.connection, "opportunity", page, run_id)
                 deals += len(page)
                 page = []
         if page:
+            _with_raw(page, raw_payload(crm.vendor, "opportunity"))
             _page(store, crm.connection, "opportunity", page, run_id)
             deals += len(page)
     store.finish_run(run_id, status="ok", counts={"accounts": accounts, "deals": deals},
                      error=None)
     return accounts, deals
+
+
+def _with_raw(rows: list[dict[str, Any]], payload: Callable[[dict[str, Any]], dict[str, Any]]
+              ) -> None:
+    for row in rows:
+        row["raw"] = payload(row)
 
 
 def _page(store: Any, connection: str, entity: str, rows: list[dict[str, Any]],

@@ -18,6 +18,8 @@ then runs in both processes and must pickle; each process's copy comes back as i
 from __future__ import annotations
 
 import gc
+import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,6 +86,7 @@ def evaluate_at_scale(
     if workers > 1 and consume is None:
         raise ValueError("workers evaluate into consume: pass one")
     tell = progress or (lambda _stage: None)
+    prefetch(store)
     collecting = gc.isenabled()
     gc.disable()  # millions of acyclic objects: generation scans would cost a third
     pool = Workers(workers - 1) if workers > 1 else None
@@ -103,6 +106,43 @@ def evaluate_at_scale(
         gc.unfreeze()
         if collecting:
             gc.enable()
+
+
+def prefetch(store: Any, available: int | None = None) -> threading.Thread | None:
+    """Read a SQLite store file once, from a thread, while matching runs, so that it is in
+    the kernel's page cache when the rules join every record by index, at random places
+    in the file: each page not yet in memory would be a disk read on the way (a cold
+    store of a million accounts with their payloads took 58 s instead of 46 s). As
+    ``pg_prewarm`` does; a hint (``posix_fadvise``) does nothing on some kernels, so the
+    file is read, in 4 MB blocks into one buffer (nothing is kept in this process; the
+    kernel may drop the pages again). Only a file that fits in half the memory
+    ``available`` (bytes; by default what Linux says is available)."""
+    path = store.engine.url.database if store.dialect == "sqlite" else None
+    if not path or path == ":memory:":
+        return None
+    try:
+        size = os.path.getsize(path)
+        if available is None:
+            with open("/proc/meminfo", encoding="ascii") as meminfo:
+                available = next(int(line.split()[1]) * 1024 for line in meminfo
+                                 if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    if size > available // 2:
+        return None
+
+    def read_through() -> None:
+        block = bytearray(4 << 20)
+        try:
+            with open(path, "rb", buffering=0) as file:
+                while file.readinto(block):
+                    pass
+        except OSError:
+            pass  # only a hint
+
+    thread = threading.Thread(target=read_through, name="store-prefetch", daemon=True)
+    thread.start()
+    return thread
 
 
 def _evaluate_at_scale(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from state import OutboxItemIn, Store
-from state.rows import FindingIn
+from state.rows import FindingIn, RecordKey
 from state.runs import ConnectionRunEnd
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -101,3 +101,37 @@ def test_empty_calls_that_mean_everything_still_act(store: Store) -> None:
     store.upsert_findings([FindingIn("conflict:cust-1", "conflict", "r", customer_id="cust-1")],
                           now=NOW)
     assert store.upsert_findings([], now=later).resolved == ("conflict:cust-1",)
+
+
+def _statement_caches() -> tuple[int, int]:
+    from state import base
+
+    return base._select_in.cache_info().currsize, base._upsert.cache_info().currsize
+
+
+def test_a_cycles_keyed_reads_and_upserts_reuse_their_statements(store: Store) -> None:
+    """Each statement shape is built once per process: building one makes a proxy of every
+    column of its table, which cost more than running it. A condition made afresh on every
+    call would build (and keep) a statement per call: the caches would grow."""
+    keys = [("account", "a1"), ("opportunity", "o1")]
+
+    def a_cycles_calls() -> None:
+        store.save_engine_state("incremental", {"generation": 1})
+        store.ensure_customers([("cus_1", "Acme")])
+        store.save_customer_links([("sf", "account", "a1", "cus_1", "duns", 1.0)])
+        store.upsert_findings([], now=NOW, complete=False)
+        assert store.ledger_for("sf", keys) == {}
+        assert store.open_values_for("sf", keys) == {}
+        assert store.links_of([("sf", "a1"), ("sf", "a2")]) == {("sf", "a1"): "cus_1"}
+        assert store.evaluated_refs([("sf", "o1")]) == {}
+        assert store.accounts_by_keys([("sf", "a1")]) == []
+        assert store.opportunities_of_accounts([("sf", "a1")]) == []
+        assert store.open_finding_keys(["cus_1"], [RecordKey("sf", "account", "a1")]) == set()
+        assert store.current_values("sf", "account", ["a1"]) == {}
+        assert store.records_of_customers(["cus_1"]) == ([], [])
+
+    a_cycles_calls()
+    built = _statement_caches()
+    for _ in range(3):
+        a_cycles_calls()
+    assert _statement_caches() == built
