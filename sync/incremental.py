@@ -244,8 +244,11 @@ def _partial(
     for o in opportunities:
         keys_of.setdefault(o.connection, []).append(("opportunity", o.external_id))
     ledgers = {rt.name: store.ledger_for(rt.name, keys_of.get(rt.name, [])) for rt in runtimes}
+    # most cycles find no open outbox item on most connections: one probe instead of a
+    # read per connection and entity
+    with_items = store.with_open_items([name for name in keys_of if name in by_name])
     writing = {rt.name: store.open_values_for(rt.name, keys_of.get(rt.name, []))
-               for rt in runtimes}
+               if rt.name in with_items else {} for rt in runtimes}
     snapshot = build_snapshot(accounts=accounts, opportunities=opportunities, links=links,
                               runtimes=by_name, ledgers=ledgers, in_flight=writing)
     evaluation = evaluate(snapshot, policy, now)
