@@ -309,6 +309,12 @@ class FactsMixin(StoreBase):
         """The ledger of ``connection`` restricted to (entity, external id) ``keys``."""
         return self._field_values(table(LedgerEntry), connection, keys)
 
+    def ledgers_for(self, keys: Mapping[str, Iterable[tuple[str, str]]]
+                    ) -> dict[str, dict[tuple[str, str, str], Any]]:
+        """:meth:`ledger_for` of each connection of ``keys`` (connection -> (entity,
+        external id) keys) in one read; connections with no entry are left out."""
+        return self._fields_by_connection(table(LedgerEntry), keys)
+
     def open_finding_keys(
         self, customer_ids: Iterable[str], subjects: Iterable[RecordKey]
     ) -> set[str]:
@@ -325,11 +331,10 @@ class FactsMixin(StoreBase):
             for _, rows in self._select_in(conn, tbl, ("key",), (), {(): customers},
                                            by="customer_id", where=(_OPEN_FINDING,)):
                 keys.update(rows.scalars())
-            for _, rows in self._select_in(
-                    conn, tbl, ("key",), ("connection", "entity"),
-                    {group: sorted(set(ids)) for group, ids in grouped.items()},
-                    where=(_OPEN_FINDING,)):
-                keys.update(rows.scalars())
+            subjects_of = sorted({(c, e, x) for (c, e), ids in grouped.items() for x in ids})
+            keys.update(k for (k,) in self._select_keys(
+                conn, tbl, ("key",), ("connection", "entity", "external_id"), subjects_of,
+                where=(_OPEN_FINDING,)))
         return keys
 
     def secret_values(self, internal: Sequence[str]) -> tuple[set[str], set[str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -248,6 +248,12 @@ class OutboxMixin(StoreBase):
         """:meth:`open_values` of ``connection`` restricted to (entity, external id)
         ``keys``."""
         return self._field_values(table(OutboxItem), connection, keys, _OPEN)
+
+    def open_values_by_connection(self, keys: Mapping[str, Iterable[tuple[str, str]]]
+                                  ) -> dict[str, dict[tuple[str, str, str], Any]]:
+        """:meth:`open_values_for` of each connection of ``keys`` in one read;
+        connections with no open item among them are left out."""
+        return self._fields_by_connection(table(OutboxItem), keys, _OPEN)
 
     def has_written(self) -> bool:
         """Whether anything was ever written or queued (a new store: no "is this value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
 from functools import cache
@@ -152,6 +152,25 @@ class RecordsMixin(StoreBase):
                                            ("connection",), {(connection,): ids}):
                 for ext_id, etag, raw in rows:
                     found[ext_id] = (etag, dict(raw) if isinstance(raw, Mapping) else {})
+        return found
+
+    def current_values_of(self, keys: Iterable[tuple[str, str, str]]
+                          ) -> dict[tuple[str, str, str], tuple[str | None, dict[str, Any]]]:
+        """:meth:`current_values` of (connection, entity, external id) ``keys`` of any
+        connections, in one read (a statement per entity)."""
+        by_entity: dict[str, set[tuple[str, str]]] = {}
+        for connection, entity, ext_id in keys:
+            by_entity.setdefault(entity, set()).add((connection, ext_id))
+        found: dict[tuple[str, str, str], tuple[str | None, dict[str, Any]]] = {}
+        if not by_entity:
+            return found
+        with self._read() as conn:
+            for entity, wanted in sorted(by_entity.items()):
+                for connection, ext_id, etag, raw in self._select_keys(
+                        conn, record_table(entity), ("connection", "external_id", "etag", "raw"),
+                        ("connection", "external_id"), sorted(wanted)):
+                    found[(connection, entity, ext_id)] = (
+                        etag, dict(raw) if isinstance(raw, Mapping) else {})
         return found
 
     def skipped_records(self, *, run_id: int | None = None, limit: int = 100) -> list[SkippedRow]:

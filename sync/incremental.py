@@ -28,7 +28,6 @@ from weakref import WeakKeyDictionary
 
 import structlog
 
-from connectors.base import Entity
 from rules.engine import evaluate
 from rules.features import KEYS_VERSION, RecordFeatures, made_keys
 from rules.match_index import MatchIndex
@@ -243,24 +242,19 @@ def _partial(
         keys_of.setdefault(a.connection, []).append(("account", a.external_id))
     for o in opportunities:
         keys_of.setdefault(o.connection, []).append(("opportunity", o.external_id))
-    ledgers = {rt.name: store.ledger_for(rt.name, keys_of.get(rt.name, [])) for rt in runtimes}
-    # most cycles find no open outbox item on most connections: one probe instead of a
-    # read per connection and entity
-    with_items = store.with_open_items([name for name in keys_of if name in by_name])
-    writing = {rt.name: store.open_values_for(rt.name, keys_of.get(rt.name, []))
-               if rt.name in with_items else {} for rt in runtimes}
+    # what we wrote to these records, every connection in one read each
+    found, queued_values = store.ledgers_for(keys_of), store.open_values_by_connection(keys_of)
+    ledgers = {rt.name: found.get(rt.name, {}) for rt in runtimes}
+    writing = {rt.name: queued_values.get(rt.name, {}) for rt in runtimes}
     snapshot = build_snapshot(accounts=accounts, opportunities=opportunities, links=links,
                               runtimes=by_name, ledgers=ledgers, in_flight=writing)
     evaluation = evaluate(snapshot, policy, now)
 
     # 3. plan only these records
     desired = {(k.connection, k.entity, k.external_id): v for k, v in evaluation.desired.items()}
-    current: dict[tuple[str, str, str], Mapping[str, Any]] = {}
-    for rt in runtimes:
-        for entity in Entity:
-            ids = [k[2] for k in desired if k[0] == rt.name and k[1] == entity.value]
-            for ext_id, (_etag, raw) in store.current_values(rt.name, entity.value, ids).items():
-                current[(rt.name, entity.value, ext_id)] = raw
+    current: dict[tuple[str, str, str], Mapping[str, Any]] = {
+        key: raw for key, (_etag, raw) in store.current_values_of(
+            k for k in desired if k[0] in by_name).items()}
     planned, held = plan_writes(
         desired=desired, rules=rules_by_record(evaluation.findings),
         targets=targets_for(runtimes), current=current, ledger=ledgers,

@@ -333,9 +333,9 @@ def evaluate_by_keys(
                 keys.setdefault(a.connection, []).append(("account", a.external_id))
             for o in opportunities:
                 keys.setdefault(o.connection, []).append(("opportunity", o.external_id))
-            for name, record_keys in keys.items():
-                ledgers[name] = store.ledger_for(name, record_keys)
-                writing[name] = store.open_values_for(name, record_keys)
+            found, queued = store.ledgers_for(keys), store.open_values_by_connection(keys)
+            ledgers = {name: found.get(name, {}) for name in keys}
+            writing = {name: queued.get(name, {}) for name in keys}
         snapshot = build_snapshot(accounts=accounts, opportunities=opportunities, links=links,
                                   runtimes=by_name, ledgers=ledgers, in_flight=writing)
         result = whole if whole is not None else Evaluation(keep_registrations=True)

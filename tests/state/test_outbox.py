@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from state import NotificationIn, OutboxItemIn, Store
-from tests.state.factories import opportunity, page
+from tests.state.factories import account, opportunity, page
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -174,3 +174,33 @@ def test_sent_values_show_in_the_stored_record_until_it_is_read_again(store: Sto
     page(store, [opportunity("o1", raw={**raw, "Conflict__c": "true"})],
          run_id=store.start_run(trigger="test"), entity="opportunity")
     assert store.current_values("sf", "opportunity", ["o1"])["o1"][1]["Conflict__c"] == "true"
+
+
+def test_written_values_of_several_connections_come_in_one_read_each(store: Store) -> None:
+    """The ledger, open outbox values and stored vendor values of records of several
+    connections and both entities; an account and a deal may share an id (HubSpot's
+    numeric ids do), and another connection's record of the same id is its own."""
+    run = store.start_run(trigger="test")
+    page(store, [account("7", raw={"name": "Acme"})], run_id=run, connection="hs")
+    page(store, [opportunity("7", raw={"dealname": "Deal"})], run_id=run, connection="hs",
+         entity="opportunity")
+    page(store, [opportunity("7", raw={"Name": "SF deal"})], run_id=run, entity="opportunity")
+    store.enqueue([OutboxItemIn("hs", "account", "7", "owner", "dist-a"),
+                   OutboxItemIn("hs", "opportunity", "7", "owner", "dist-b"),
+                   OutboxItemIn("sf", "opportunity", "7", "Conflict__c", True)])
+    sent = [i.id for i in store.due_outbox("hs", now=NOW, limit=10) if i.entity == "account"]
+    store.mark_sent(sent, now=NOW)
+    keys = {"hs": [("account", "7"), ("opportunity", "7")], "sf": [("opportunity", "7")],
+            "pd": [("account", "7")]}
+    assert store.ledgers_for(keys) == {"hs": {("account", "7", "owner"): "dist-a"}}
+    assert store.open_values_by_connection(keys) == {
+        "hs": {("opportunity", "7", "owner"): "dist-b"},
+        "sf": {("opportunity", "7", "Conflict__c"): True}}
+    assert store.open_values_by_connection({"hs": [("account", "7")]}) == {}
+    current = store.current_values_of([("hs", "account", "7"), ("hs", "opportunity", "7"),
+                                       ("sf", "opportunity", "7"), ("sf", "account", "7")])
+    assert {key: raw for key, (_etag, raw) in current.items()} == {
+        ("hs", "account", "7"): {"name": "Acme", "owner": "dist-a"},
+        ("hs", "opportunity", "7"): {"dealname": "Deal"},
+        ("sf", "opportunity", "7"): {"Name": "SF deal"}}
+    assert store.ledgers_for({}) == {} and store.current_values_of([]) == {}
