@@ -103,20 +103,6 @@ class StoreBase:
                 params = {"keys": dumps_json(list(chunk))}
             yield from conn.execute(query, params)
 
-    def _select_in(
-        self, conn: sa.Connection, tbl: sa.Table, columns: tuple[str, ...],
-        equal: tuple[str, ...], groups: Mapping[tuple[Any, ...], Sequence[Any]], *,
-        by: str = "external_id", where: tuple[sa.ColumnElement[bool], ...] = (),
-    ) -> Iterator[tuple[tuple[Any, ...], Any]]:
-        """For each group (values of the ``equal`` columns -> values of ``by``): its rows'
-        ``columns`` where each ``equal`` column has the group's value and ``by`` is one of
-        its values (in chunks), and each of ``where`` holds: (group, rows) per chunk."""
-        query = _select_in(tbl, columns, equal, by, where)
-        for values, ids in groups.items():
-            bound = dict(zip(equal, values, strict=True))
-            for chunk in chunked(ids):
-                yield values, conn.execute(query, {**bound, "in_": list(chunk)})
-
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         with self._reader.connect() as connection:
@@ -137,16 +123,6 @@ class StoreBase:
 
 def _dialect_insert(dialect: str, table: sa.Table) -> Any:
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-
-
-@cache
-def _select_in(table: sa.Table, columns: tuple[str, ...], equal: tuple[str, ...], by: str,
-               where: tuple[sa.ColumnElement[bool], ...]) -> Any:
-    """Built once per shape: building a statement costs more than running it on a few keys
-    (:meth:`StoreBase._select_in`)."""
-    return sa.select(*[table.c[n] for n in columns]).where(
-        *[table.c[n] == sa.bindparam(n) for n in equal],
-        table.c[by].in_(sa.bindparam("in_", expanding=True)), *where)
 
 
 @cache

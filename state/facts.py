@@ -54,7 +54,6 @@ class EngineOpportunity(SQLModel, table=True):
 _ACCOUNT_COLUMNS = tuple(f.name for f in fields(AccountRow))
 _OPPORTUNITY_COLUMNS = tuple(f.name for f in fields(OpportunityRow))
 _LIVE_OPPORTUNITY = sa.not_(record_table("opportunity").c.deleted)
-_ACCOUNT_LINK = table(CustomerLink).c.entity == "account"
 _OPEN_FINDING = table(Finding).c.resolved_at.is_(None)
 
 
@@ -165,17 +164,13 @@ class FactsMixin(StoreBase):
 
     def evaluated_refs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
         """(connection, opportunity id) -> account ref when last evaluated (known ones)."""
-        refs = table(EngineOpportunity)
-        out: dict[tuple[str, str], str | None] = {}
-        grouped = _by_connection(keys)
-        if not grouped:
-            return out  # no transaction for nothing: a quiet cycle asks with no keys
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}  # no transaction for nothing: a quiet cycle asks with no keys
         with self._read() as conn:
-            for (connection,), rows in self._select_in(
-                    conn, refs, ("external_id", "account_ref"), ("connection",),
-                    {(c,): ids for c, ids in grouped.items()}):
-                out.update(((connection, e), r) for e, r in rows)
-        return out
+            return {(c, e): r for c, e, r in self._select_keys(
+                conn, table(EngineOpportunity), ("connection", "external_id", "account_ref"),
+                ("connection", "external_id"), wanted)}
 
     def save_evaluated_refs(self, refs: Mapping[tuple[str, str], str | None],
                             gone: Iterable[tuple[str, str]] = ()) -> None:
@@ -213,16 +208,13 @@ class FactsMixin(StoreBase):
         self, entity: str, columns: Sequence[str], row_type: Any,
         keys: Iterable[tuple[str, str]],
     ) -> list[Any]:
-        out: list[Any] = []
-        grouped = _by_connection(keys)
-        if not grouped:
-            return out
+        wanted = sorted(set(keys))
+        if not wanted:
+            return []
         with self._read() as conn:
-            for _, rows in self._select_in(conn, record_table(entity), tuple(columns),
-                                           ("connection",),
-                                           {(c,): ids for c, ids in grouped.items()}):
-                out.extend(row_type(*row) for row in rows)
-        return out
+            return [row_type(*row) for row in self._select_keys(
+                conn, record_table(entity), tuple(columns), ("connection", "external_id"),
+                wanted)]
 
     def records_of_customers(
         self, customer_ids: Iterable[str]
@@ -245,17 +237,13 @@ class FactsMixin(StoreBase):
 
     def opportunities_of_accounts(self, keys: Iterable[tuple[str, str]]) -> list[OpportunityRow]:
         """Live opportunities whose account ref is one of ``keys`` (connection, account id)."""
-        out: list[OpportunityRow] = []
-        grouped = _by_connection(keys)
-        if not grouped:
-            return out
+        wanted = sorted(set(keys))
+        if not wanted:
+            return []
         with self._read() as conn:
-            for _, rows in self._select_in(conn, record_table("opportunity"),
-                                           _OPPORTUNITY_COLUMNS, ("connection",),
-                                           {(c,): ids for c, ids in grouped.items()},
-                                           by="account_ref", where=(_LIVE_OPPORTUNITY,)):
-                out.extend(OpportunityRow(*row) for row in rows)
-        return out
+            return [OpportunityRow(*row) for row in self._select_keys(
+                conn, record_table("opportunity"), _OPPORTUNITY_COLUMNS,
+                ("connection", "account_ref"), wanted, where=(_LIVE_OPPORTUNITY,))]
 
     def unmatched_opportunities(
         self, linked: Container[tuple[str, str]] | None = None
@@ -283,16 +271,13 @@ class FactsMixin(StoreBase):
 
     def links_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(connection, account id) -> customer id, for the linked ones of ``keys``."""
-        out: dict[tuple[str, str], str] = {}
-        grouped = _by_connection(keys)
-        if not grouped:
-            return out
+        wanted = sorted({(c, "account", x) for c, x in keys})
+        if not wanted:
+            return {}
         with self._read() as conn:
-            for (connection,), rows in self._select_in(
-                    conn, table(CustomerLink), ("external_id", "customer_id"), ("connection",),
-                    {(c,): ids for c, ids in grouped.items()}, where=(_ACCOUNT_LINK,)):
-                out.update(((connection, e), c) for e, c in rows)
-        return out
+            return {(c, x): customer for c, x, customer in self._select_keys(
+                conn, table(CustomerLink), ("connection", "external_id", "customer_id"),
+                ("connection", "entity", "external_id"), wanted)}
 
     def drop_customer_links(self, keys: Iterable[tuple[str, str]]) -> None:
         tbl = table(CustomerLink)
@@ -309,11 +294,6 @@ class FactsMixin(StoreBase):
         """The ledger of ``connection`` restricted to (entity, external id) ``keys``."""
         return self._field_values(table(LedgerEntry), connection, keys)
 
-    def ledgers_for(self, keys: Mapping[str, Iterable[tuple[str, str]]]
-                    ) -> dict[str, dict[tuple[str, str, str], Any]]:
-        """:meth:`ledger_for` of each connection of ``keys`` (connection -> (entity,
-        external id) keys) in one read; connections with no entry are left out."""
-        return self._fields_by_connection(table(LedgerEntry), keys)
 
     def open_finding_keys(
         self, customer_ids: Iterable[str], subjects: Iterable[RecordKey]
@@ -321,20 +301,15 @@ class FactsMixin(StoreBase):
         """Keys of open findings of the customers or about the subject records."""
         tbl = table(Finding)
         keys: set[str] = set()
-        customers = sorted(set(customer_ids))
-        grouped: dict[tuple[str, str], list[str]] = {}
-        for c, e, x in subjects:
-            grouped.setdefault((c, e), []).append(x)
-        if not customers and not grouped:
+        customers = sorted({(c,) for c in customer_ids})
+        records = sorted({tuple(s) for s in subjects})
+        if not customers and not records:
             return keys
         with self._read() as conn:
-            for _, rows in self._select_in(conn, tbl, ("key",), (), {(): customers},
-                                           by="customer_id", where=(_OPEN_FINDING,)):
-                keys.update(rows.scalars())
-            subjects_of = sorted({(c, e, x) for (c, e), ids in grouped.items() for x in ids})
-            keys.update(k for (k,) in self._select_keys(
-                conn, tbl, ("key",), ("connection", "entity", "external_id"), subjects_of,
-                where=(_OPEN_FINDING,)))
+            for key_columns, wanted in ((("customer_id",), customers),
+                                        (("connection", "entity", "external_id"), records)):
+                keys.update(k for (k,) in self._select_keys(
+                    conn, tbl, ("key",), key_columns, wanted, where=(_OPEN_FINDING,)))
         return keys
 
     def secret_values(self, internal: Sequence[str]) -> tuple[set[str], set[str]]:

@@ -19,6 +19,7 @@ FieldKey = tuple[str, str, str, str]
 """(connection, entity, external_id, field)"""
 
 
+Written = dict[tuple[str, str, str], Any]  # (entity, external id, field) -> value
 # an open item (the condition of the partial unique index that keeps one per record field)
 _OPEN = table(OutboxItem).c.state.in_(OPEN_OUTBOX_STATES)
 
@@ -249,11 +250,15 @@ class OutboxMixin(StoreBase):
         ``keys``."""
         return self._field_values(table(OutboxItem), connection, keys, _OPEN)
 
-    def open_values_by_connection(self, keys: Mapping[str, Iterable[tuple[str, str]]]
-                                  ) -> dict[str, dict[tuple[str, str, str], Any]]:
-        """:meth:`open_values_for` of each connection of ``keys`` in one read;
-        connections with no open item among them are left out."""
-        return self._fields_by_connection(table(OutboxItem), keys, _OPEN)
+    def written_values(self, keys: Mapping[str, Iterable[tuple[str, str]]]
+                       ) -> tuple[dict[str, Written], dict[str, Written]]:
+        """What we wrote to the records of ``keys`` (connection -> (entity, external id)
+        keys): (the ledger, the values of open outbox items), each connection of ``keys``
+        with an entry; two reads whatever the connections and entities."""
+        ledgers = self._fields_by_connection(table(LedgerEntry), keys)
+        queued = self._fields_by_connection(table(OutboxItem), keys, _OPEN)
+        return ({name: ledgers.get(name, {}) for name in keys},
+                {name: queued.get(name, {}) for name in keys})
 
     def has_written(self) -> bool:
         """Whether anything was ever written or queued (a new store: no "is this value

@@ -142,17 +142,8 @@ class RecordsMixin(StoreBase):
         self, connection: str, entity: str, external_ids: Sequence[str]
     ) -> dict[str, tuple[str | None, dict[str, Any]]]:
         """external id -> (etag, vendor fields as last read); unknown ids are left out."""
-        tbl = record_table(entity)
-        found: dict[str, tuple[str | None, dict[str, Any]]] = {}
-        ids = list(dict.fromkeys(external_ids))
-        if not ids:
-            return found
-        with self._read() as conn:
-            for _, rows in self._select_in(conn, tbl, ("external_id", "etag", "raw"),
-                                           ("connection",), {(connection,): ids}):
-                for ext_id, etag, raw in rows:
-                    found[ext_id] = (etag, dict(raw) if isinstance(raw, Mapping) else {})
-        return found
+        found = self.current_values_of((connection, entity, x) for x in external_ids)
+        return {x: value for (_, _, x), value in found.items()}
 
     def current_values_of(self, keys: Iterable[tuple[str, str, str]]
                           ) -> dict[tuple[str, str, str], tuple[str | None, dict[str, Any]]]:

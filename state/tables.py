@@ -229,6 +229,11 @@ class SkippedRecordRow(SQLModel, table=True):
 
 class Finding(SQLModel, table=True):
     __tablename__ = "finding"
+    __table_args__ = (
+        # a partial evaluation asks for the open findings of some customers and records
+        Index("ix_finding_customer_id", "customer_id"),
+        Index("ix_finding_record", "connection", "entity", "external_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True)

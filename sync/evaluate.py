@@ -242,15 +242,6 @@ def save_links(store: Any, match: MatchResult,
     checkpoint("evaluate.links_saved")
 
 
-def written_to(store: Any, keys: Mapping[str, Sequence[tuple[str, str]]]
-               ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(ledger, open outbox values) of each connection of ``keys`` ((entity, external id)
-    per connection; every one of them gets an entry, empty or not)."""
-    ledgers, writing = store.ledgers_for(keys), store.open_values_by_connection(keys)
-    return ({name: ledgers.get(name, {}) for name in keys},
-            {name: writing.get(name, {}) for name in keys})
-
-
 def _evaluate_unmatched(
     store: Any, by_name: Mapping[str, Runtime], planner: BatchPlanner, policy: Policy,
     now: datetime, linked: set[AccountKey] | None,
@@ -262,7 +253,7 @@ def _evaluate_unmatched(
     keys: dict[str, list[tuple[str, str]]] = {}
     for o in lonely:
         keys.setdefault(o.connection, []).append(("opportunity", o.external_id))
-    ledgers, writing = written_to(store, keys)
+    ledgers, writing = store.written_values(keys)
     snapshot = build_snapshot(accounts=[], opportunities=lonely, links={}, runtimes=by_name,
                               ledgers=ledgers, in_flight=writing)
     planner(Batch(evaluate(snapshot, policy, now), [], list(snapshot.opportunities), ledgers,
@@ -276,7 +267,7 @@ def _plan_scorecards(store: Any, planner: BatchPlanner,
     keys: dict[str, list[tuple[str, str]]] = {}
     for key in desired:
         keys.setdefault(key.connection, []).append((key.entity, key.external_id))
-    ledgers, writing = written_to(store, keys)
+    ledgers, writing = store.written_values(keys)
     planned, held = planner.plan(
         {(k.connection, k.entity, k.external_id): v for k, v in desired.items()}, {},
         ledgers, writing)

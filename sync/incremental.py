@@ -242,10 +242,8 @@ def _partial(
         keys_of.setdefault(a.connection, []).append(("account", a.external_id))
     for o in opportunities:
         keys_of.setdefault(o.connection, []).append(("opportunity", o.external_id))
-    # what we wrote to these records: the ledger and the open outbox, all connections at once
-    found, queued_values = store.ledgers_for(keys_of), store.open_values_by_connection(keys_of)
-    ledgers = {rt.name: found.get(rt.name, {}) for rt in runtimes}
-    writing = {rt.name: queued_values.get(rt.name, {}) for rt in runtimes}
+    ledgers, writing = store.written_values({rt.name: keys_of.get(rt.name, [])
+                                             for rt in runtimes})
     snapshot = build_snapshot(accounts=accounts, opportunities=opportunities, links=links,
                               runtimes=by_name, ledgers=ledgers, in_flight=writing)
     evaluation = evaluate(snapshot, policy, now)

@@ -333,9 +333,7 @@ def evaluate_by_keys(
                 keys.setdefault(a.connection, []).append(("account", a.external_id))
             for o in opportunities:
                 keys.setdefault(o.connection, []).append(("opportunity", o.external_id))
-            found, queued = store.ledgers_for(keys), store.open_values_by_connection(keys)
-            ledgers = {name: found.get(name, {}) for name in keys}
-            writing = {name: queued.get(name, {}) for name in keys}
+            ledgers, writing = store.written_values(keys)
         snapshot = build_snapshot(accounts=accounts, opportunities=opportunities, links=links,
                                   runtimes=by_name, ledgers=ledgers, in_flight=writing)
         result = whole if whole is not None else Evaluation(keep_registrations=True)

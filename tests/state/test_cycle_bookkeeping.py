@@ -4,8 +4,11 @@ one read for which connections have anything queued."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from state import OutboxItemIn, Store
 from state.rows import FindingIn, RecordKey
@@ -106,7 +109,7 @@ def test_empty_calls_that_mean_everything_still_act(store: Store) -> None:
 def _statement_caches() -> tuple[int, int]:
     from state import base
 
-    return base._select_in.cache_info().currsize, base._upsert.cache_info().currsize
+    return base._keys_query.cache_info().currsize, base._upsert.cache_info().currsize
 
 
 def test_a_cycles_keyed_reads_and_upserts_reuse_their_statements(store: Store) -> None:
@@ -135,3 +138,39 @@ def test_a_cycles_keyed_reads_and_upserts_reuse_their_statements(store: Store) -
     for _ in range(3):
         a_cycles_calls()
     assert _statement_caches() == built
+
+
+def test_a_cycles_keyed_reads_go_through_indexes(tmp_path: Path) -> None:
+    """Each keyed read of a partial evaluation finds its rows by index, never by reading a
+    whole table (a million accounts' findings, links or deals): SQLite's plan for every
+    statement they send says SEARCH, not SCAN, for the store's tables."""
+    store = Store.from_url(f"sqlite:///{tmp_path / 'plans.db'}")
+    store.migrate()
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "json_each" in statement:
+            sent.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        keys = [("sf", "a1")]
+        store.written_values({"sf": [("account", "a1"), ("opportunity", "o1")]})
+        store.current_values_of([("sf", "account", "a1"), ("sf", "opportunity", "o1")])
+        store.links_of(keys)
+        store.evaluated_refs(keys)
+        store.accounts_by_keys(keys)
+        store.opportunities_by_keys(keys)
+        store.opportunities_of_accounts(keys)
+        store.open_finding_keys(["cus_1"], [RecordKey("sf", "account", "a1")])
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+        assert len(sent) >= 10
+        with store.engine.connect() as conn:
+            for statement, parameters in sent:
+                plan = [row[3] for row in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + statement, parameters)]
+                scans = [step for step in plan
+                         if step.startswith("SCAN") and "json_each" not in step]
+                assert not scans, (statement, plan)
+    finally:
+        store.close()

@@ -192,15 +192,16 @@ def test_written_values_of_several_connections_come_in_one_read_each(store: Stor
     store.mark_sent(sent, now=NOW)
     keys = {"hs": [("account", "7"), ("opportunity", "7")], "sf": [("opportunity", "7")],
             "pd": [("account", "7")]}
-    assert store.ledgers_for(keys) == {"hs": {("account", "7", "owner"): "dist-a"}}
-    assert store.open_values_by_connection(keys) == {
-        "hs": {("opportunity", "7", "owner"): "dist-b"},
-        "sf": {("opportunity", "7", "Conflict__c"): True}}
-    assert store.open_values_by_connection({"hs": [("account", "7")]}) == {}
+    assert store.written_values(keys) == (
+        {"hs": {("account", "7", "owner"): "dist-a"}, "sf": {}, "pd": {}},
+        {"hs": {("opportunity", "7", "owner"): "dist-b"},
+         "sf": {("opportunity", "7", "Conflict__c"): True}, "pd": {}})
+    assert store.written_values({"hs": [("account", "7")]}) == (
+        {"hs": {("account", "7", "owner"): "dist-a"}}, {"hs": {}})
     current = store.current_values_of([("hs", "account", "7"), ("hs", "opportunity", "7"),
                                        ("sf", "opportunity", "7"), ("sf", "account", "7")])
     assert {key: raw for key, (_etag, raw) in current.items()} == {
         ("hs", "account", "7"): {"name": "Acme", "owner": "dist-a"},
         ("hs", "opportunity", "7"): {"dealname": "Deal"},
         ("sf", "opportunity", "7"): {"Name": "SF deal"}}
-    assert store.ledgers_for({}) == {} and store.current_values_of([]) == {}
+    assert store.written_values({}) == ({}, {}) and store.current_values_of([]) == {}
