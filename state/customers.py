@@ -26,6 +26,10 @@ from state.types import UtcDateTime
 VERDICTS = frozenset({"same", "never"})
 _PAIR_COLUMNS = tuple(f"{s}_{p}" for s in "ab" for p in ("connection", "entity", "external_id"))
 
+_REVIEW = table(ReviewItem)
+_IS_OPEN = (_REVIEW.c.status == "open",)  # one object: the keyed read's statement is cached by it
+_OPEN_REVIEW = sa.select(_REVIEW.c.id, *[_REVIEW.c[n] for n in _PAIR_COLUMNS]).where(*_IS_OPEN)
+
 LinkTuple = tuple[str, str, str, str, str, float]
 """(connection, entity, external_id, customer_id, method, score)"""
 
@@ -194,8 +198,13 @@ class CustomersMixin(StoreBase):
             return [MatchDecisionRow(RecordKey(*r[0:3]), RecordKey(*r[3:6]), r[6], r[7], r[8])
                     for r in conn.execute(query)]
 
-    def replace_review_items(self, items: Sequence[ReviewItemIn]) -> None:
-        """Make the open review queue equal ``items``; resolved items stay resolved."""
+    def replace_review_items(self, items: Sequence[ReviewItemIn],
+                             involving: Sequence[RecordKey] | None = None) -> None:
+        """Make the open review queue equal ``items``; resolved items stay resolved.
+
+        With ``involving``, only the open items that name one of those records are replaced
+        (``items`` are then the pairs among them): an incremental cycle re-matches a few
+        accounts and must not rewrite a queue of tens of thousands."""
         tbl = table(ReviewItem)
         now = utcnow()
         params: dict[tuple[RecordKey, RecordKey], dict[str, Any]] = {}
@@ -206,11 +215,18 @@ class CustomersMixin(StoreBase):
                                        "created_at": now, "updated_at": now}
         statement = self._upsert(tbl, _PAIR_COLUMNS, ("score", "evidence", "updated_at"),
                                  ("score", "evidence"))
+        columns = ("id", *_PAIR_COLUMNS)
         with self._write() as conn:
-            query = sa.select(tbl.c.id, *[tbl.c[n] for n in _PAIR_COLUMNS])
-            stale = [row[0] for row in conn.execute(query.where(tbl.c.status == "open"))
-                     if (RecordKey(*row[1:4]), RecordKey(*row[4:7])) not in params]
-            for chunk in chunked(stale):
+            if involving is None:
+                rows = list(conn.execute(_OPEN_REVIEW))
+            else:
+                keys = sorted({tuple(k) for k in involving})
+                rows = [row for side in (_PAIR_COLUMNS[:3], _PAIR_COLUMNS[3:])
+                        for row in self._select_keys(conn, tbl, columns, side, keys,
+                                                     where=_IS_OPEN)]
+            stale = {row[0] for row in rows
+                     if (RecordKey(*row[1:4]), RecordKey(*row[4:7])) not in params}
+            for chunk in chunked(sorted(stale)):
                 conn.execute(sa.delete(tbl).where(tbl.c.id.in_(chunk)))
             if params:
                 conn.execute(statement, list(params.values()))

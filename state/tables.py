@@ -158,6 +158,7 @@ class ReviewItem(SQLModel, table=True):
             "b_connection", "b_entity", "b_external_id",
             name="uq_review_item_pair",
         ),
+        Index("ix_review_item_b", "b_connection", "b_entity", "b_external_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

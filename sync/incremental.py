@@ -47,7 +47,7 @@ from sync.evaluate import (
 )
 from sync.findings import count_kinds, finding_rows, notifications_for, rules_by_record
 from sync.plan import plan_writes
-from sync.snapshot import as_decision, build_snapshot, review_rows
+from sync.snapshot import account_key, as_decision, build_snapshot, review_rows
 from sync.visibility import Secrets
 
 log = structlog.get_logger(__name__)
@@ -185,8 +185,8 @@ def _partial(
     changed_opps = [(k.connection, k.external_id) for k in changed if k.entity == "opportunity"]
 
     # 1. matching: update the index (or rebuild it in a fresh process)
-    match, area, removed = _rematch(store, engine, by_name, settings, changed_accounts,
-                                    decisions, new_decisions)
+    match, area, removed, rebuilt = _rematch(store, engine, by_name, settings,
+                                             changed_accounts, decisions, new_decisions)
     index = engine.index
     assert index is not None  # _rematch leaves a built index
     opp_rows = [o for o in store.opportunities_by_keys(changed_opps) if o.connection in by_name]
@@ -226,7 +226,7 @@ def _partial(
         store.save_engine_state(STATE, {**state, "pending": pending})
 
     # 2. persist the moved links, then load exactly the affected groups
-    _save_area(store, index, match, area, removed)
+    _save_area(store, index, match, area, removed, rebuilt=rebuilt)
     accounts, opportunities = store.records_of_customers(customers)
     opportunities += _token_groups(store, tokens, index)
     accounts = [a for a in accounts if a.connection in by_name]
@@ -302,8 +302,9 @@ def _partial(
 def _rematch(
     store: Any, engine: Engine, by_name: Mapping[str, Runtime], settings: MatchSettings,
     changed_accounts: list[AccountKey], decisions: Sequence[Any], new_decisions: Sequence[Any],
-) -> tuple[MatchResult, set[AccountKey], set[AccountKey]]:
-    """(result of the re-matched area, the area's accounts, accounts gone)."""
+) -> tuple[MatchResult, set[AccountKey], set[AccountKey], bool]:
+    """(result of the re-matched area, the area's accounts, accounts gone, whether the index
+    was rebuilt: its review items are then the whole queue, not the area's)."""
     if engine.index is None:
         index = MatchIndex(settings=settings)
         # only the columns matching needs (every account: a large store's rows are big),
@@ -322,7 +323,7 @@ def _rematch(
         moved = {k for k, link in result.links.items() if stored.get(k) != link.customer_id}
         gone = {k for k in stored if k not in result.links}
         return MatchResult(links={k: result.links[k] for k in moved}, review=result.review), \
-            moved, gone
+            moved, gone, True
     index = engine.index
     rows = store.accounts_by_keys(changed_accounts)
     live = [_account_record(a) for a in rows if not a.deleted and a.connection in by_name]
@@ -330,11 +331,11 @@ def _rematch(
     removed = {k for k in changed_accounts if k not in present and k in index.records}
     result = index.update(changed=live, removed=removed,
                           decisions=[as_decision(d) for d in new_decisions])
-    return result, set(result.links), removed
+    return result, set(result.links), removed, False
 
 
 def _save_area(store: Any, index: MatchIndex, match: MatchResult, area: set[AccountKey],
-               removed: set[AccountKey]) -> None:
+               removed: set[AccountKey], *, rebuilt: bool) -> None:
     if removed:
         store.drop_customer_links(removed)
     links = [(k[0], "account", k[1], index.links[k].customer_id, index.links[k].method,
@@ -347,8 +348,11 @@ def _save_area(store: Any, index: MatchIndex, match: MatchResult, area: set[Acco
                 names.setdefault(index.links[k].customer_id, record.name or record.external_id)
         store.ensure_customers(sorted(names.items()))
         store.save_customer_links(links)
-    if area or removed:
-        store.replace_review_items(review_rows(index.result()))
+    if rebuilt:
+        store.replace_review_items(review_rows(match))
+    elif area or removed:  # the index replaced the review items that name these accounts
+        store.replace_review_items(review_rows(match),
+                                   involving=[account_key(k) for k in sorted(area | removed)])
 
 
 def _token_groups(store: Any, tokens: Iterable[str], index: MatchIndex) -> list[OpportunityRow]:

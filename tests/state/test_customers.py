@@ -64,6 +64,21 @@ def test_replacing_review_items_drops_stale_open_ones_but_keeps_resolved(store: 
     assert [(r.a, r.b) for r in store.review_items(status=None)] == [AB, BC]
 
 
+def test_replacing_the_review_items_of_some_records_leaves_the_rest(store: Store) -> None:
+    D = RecordKey("pd-dist-b", "account", "9")
+    store.replace_review_items([ReviewItemIn(A, B, 0.8), ReviewItemIn(B, C, 0.75),
+                                ReviewItemIn(C, D, 0.7), ReviewItemIn(A, D, 0.65)])
+    store.record_match_decision(A, D, "never", "maria", now=NOW)
+    # the items naming B (first of BC, second of AB) are replaced by one; CD names no B
+    store.replace_review_items([ReviewItemIn(B, C, 0.9)], involving=[B])
+    assert [(r.a, r.b, r.score) for r in store.review_items()] == [
+        (*BC, pytest.approx(0.9)), (*ordered_pair(C, D), pytest.approx(0.7))]
+    # a resolved pair stays resolved; nothing given: the open items naming D go
+    store.replace_review_items([], involving=[D, RecordKey("sf", "account", "gone")])
+    assert [(r.a, r.b) for r in store.review_items()] == [BC]
+    assert [(r.a, r.b) for r in store.review_items(status="resolved")] == [ordered_pair(A, D)]
+
+
 def test_findings_open_resolve_and_reopen(store: Store) -> None:
     conflict = FindingIn("conflict:cust-1", "conflict", "two_owners", customer_id="cust-1",
                          evidence={"owners": ["dist-a", "dist-b"]})

@@ -132,6 +132,7 @@ def test_a_cycles_keyed_reads_and_upserts_reuse_their_statements(store: Store) -
         assert store.open_finding_keys(["cus_1"], [RecordKey("sf", "account", "a1")]) == set()
         assert store.current_values("sf", "account", ["a1"]) == {}
         assert store.records_of_customers(["cus_1"]) == ([], [])
+        store.replace_review_items([], involving=[RecordKey("sf", "account", "a1")])
 
     a_cycles_calls()
     built = _statement_caches()
@@ -163,8 +164,9 @@ def test_a_cycles_keyed_reads_go_through_indexes(tmp_path: Path) -> None:
         store.opportunities_by_keys(keys)
         store.opportunities_of_accounts(keys)
         store.open_finding_keys(["cus_1"], [RecordKey("sf", "account", "a1")])
+        store.replace_review_items([], involving=[RecordKey("sf", "account", "a1")])
         sa.event.remove(store.engine, "before_cursor_execute", record)
-        assert len(sent) >= 10
+        assert len(sent) >= 12
         with store.engine.connect() as conn:
             for statement, parameters in sent:
                 plan = [row[3] for row in conn.exec_driver_sql(
