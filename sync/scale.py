@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import gc
 import os
-import threading
+import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,7 +87,7 @@ def evaluate_at_scale(
     if workers > 1 and consume is None:
         raise ValueError("workers evaluate into consume: pass one")
     tell = progress or (lambda _stage: None)
-    prefetch(store)
+    reader = prefetch(store)
     collecting = gc.isenabled()
     gc.disable()  # millions of acyclic objects: generation scans would cost a third
     pool = Workers(workers - 1) if workers > 1 else None
@@ -96,6 +97,9 @@ def evaluate_at_scale(
                                   consume=consume, batch=batch, pool=pool, on_match=on_match,
                                   written=written, save_keys=save_keys)
     finally:
+        if reader is not None:  # done by now, unless the evaluation stopped early
+            reader.kill()
+            reader.wait()
         if pool is not None:
             pool.close()
         # what was made with collection off goes to the oldest generation untraversed
@@ -108,15 +112,20 @@ def evaluate_at_scale(
             gc.enable()
 
 
-def prefetch(store: Any, available: int | None = None) -> threading.Thread | None:
-    """Read a SQLite store file once, from a thread, while matching runs, so that it is in
-    the kernel's page cache when the rules join every record by index, at random places
-    in the file: each page not yet in memory would be a disk read on the way (a cold
-    store of a million accounts with their payloads took 58 s instead of 46 s). As
+def prefetch(store: Any, available: int | None = None) -> subprocess.Popen[bytes] | None:
+    """Read a SQLite store file once, from a child process, while matching runs, so that it
+    is in the kernel's page cache when the rules join every record by index, at random
+    places in the file: each page not yet in memory would be a disk read on the way (a
+    cold store of a million accounts with their payloads took 58 s instead of 46 s). As
     ``pg_prewarm`` does; a hint (``posix_fadvise``) does nothing on some kernels, so the
-    file is read, in 4 MB blocks into one buffer (nothing is kept in this process; the
-    kernel may drop the pages again). Only a file that fits in half the memory
-    ``available`` (bytes; by default what Linux says is available)."""
+    file is read, in 4 MB blocks. Only a file that fits in half the memory ``available``
+    (bytes; by default what Linux says is available).
+
+    Another process, never this one: SQLite's locks on the file are POSIX record locks,
+    which belong to the process, and closing any descriptor of the file drops them all.
+    Without them another process's connection, closing, takes the store for unused and
+    checkpoints and deletes the write-ahead log under this one's open connections (a
+    recording evaluation with workers then read a "malformed" database)."""
     path = store.engine.url.database if store.dialect == "sqlite" else None
     if not path or path == ":memory:":
         return None
@@ -130,19 +139,21 @@ def prefetch(store: Any, available: int | None = None) -> threading.Thread | Non
         return None
     if size > available // 2:
         return None
+    try:
+        return subprocess.Popen([sys.executable, "-I", "-c", _READ_THROUGH, path],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    except OSError:
+        return None  # only a hint
 
-    def read_through() -> None:
-        block = bytearray(4 << 20)
-        try:
-            with open(path, "rb", buffering=0) as file:
-                while file.readinto(block):
-                    pass
-        except OSError:
-            pass  # only a hint
 
-    thread = threading.Thread(target=read_through, name="store-prefetch", daemon=True)
-    thread.start()
-    return thread
+_READ_THROUGH = """
+import sys
+block = bytearray(4 << 20)
+with open(sys.argv[1], "rb", buffering=0) as file:
+    while file.readinto(block):
+        pass
+"""
 
 
 def _evaluate_at_scale(
