@@ -27,7 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -78,12 +78,52 @@ def _make_keys(path: Path, connections: list[str]) -> None:
     store.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that name the cached store (shared with the daemon benchmark)."""
     parser.add_argument("--customers", type=int, default=715_000)
     parser.add_argument("--deals", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/channelsync-bench-scale"))
+
+
+def _cache_path(args: argparse.Namespace) -> Path:
+    args.cache.mkdir(parents=True, exist_ok=True)
+    return args.cache / f"store-{args.seed}-{args.customers}-{args.deals}-raw.db"
+
+
+def cached_store(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The cached store's file and description, built (and its matching keys made) first
+    if missing, each in a child process: their memory is not the measured one's."""
+    path = _cache_path(args)
+    meta_path = path.with_suffix(".json")
+    common = [sys.executable, str(Path(__file__).resolve()), "--customers", str(args.customers),
+              "--deals", str(args.deals), "--seed", str(args.seed), "--cache", str(args.cache)]
+    if not meta_path.exists():
+        path.unlink(missing_ok=True)
+        print(f"building {path} (once) ...", flush=True)
+        subprocess.run([*common, "--build-only"], check=True)
+    meta = json.loads(meta_path.read_text())
+    print(f"store: {meta['accounts']} accounts, {meta['deals']} deals "
+          f"(generated in {meta['generate_s']}s, stored in {meta['fill_s']}s)", flush=True)
+    if meta.get("keys_version") != KEYS_VERSION:  # once per cache and key version
+        started = time.perf_counter()
+        subprocess.run([*common, "--make-keys"], check=True)
+        meta.update(keys_s=round(time.perf_counter() - started, 1), keys_version=KEYS_VERSION)
+        meta_path.write_text(json.dumps(meta))
+    print(f"matching keys made and stored in {meta['keys_s']}s (once)", flush=True)
+    return path, meta
+
+
+def runtimes_of(meta: dict[str, Any]) -> list[Runtime]:
+    """The store's connections, without connectors and with nothing mapped for writing."""
+    return [Runtime(name=c, vendor=v, role=r, distributor_id=d, channel_manager=None,
+                    connector=cast(Any, None), mapping=NoWrites())
+            for c, v, r, d in meta["crms"]]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_store_arguments(parser)
     parser.add_argument("--workers", type=int, default=2,
                         help="processes evaluating the rules (1: this one only)")
     parser.add_argument("--product", choices=["dry-run", "record", "record-again"],
@@ -99,40 +139,17 @@ def main() -> int:
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--make-keys", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.cache.mkdir(parents=True, exist_ok=True)
-    path = args.cache / f"store-{args.seed}-{args.customers}-{args.deals}-raw.db"
-    meta_path = path.with_suffix(".json")
     if args.build_only:
-        build(path, args.customers, args.deals, args.seed)
+        build(_cache_path(args), args.customers, args.deals, args.seed)
         return 0
-    if not meta_path.exists():
-        path.unlink(missing_ok=True)
-        print(f"building {path} (once) ...", flush=True)
-        subprocess.run([sys.executable, __file__, "--customers", str(args.customers),
-                        "--deals", str(args.deals), "--seed", str(args.seed),
-                        "--cache", str(args.cache), "--build-only"], check=True)
-    meta = json.loads(meta_path.read_text())
     if args.make_keys:
+        path = _cache_path(args)
+        meta = json.loads(path.with_suffix(".json").read_text())
         _make_keys(path, [c for c, *_ in meta["crms"]])
         return 0
-    print(f"store: {meta['accounts']} accounts, {meta['deals']} deals "
-          f"(generated in {meta['generate_s']}s, stored in {meta['fill_s']}s)", flush=True)
-
-    from datetime import datetime
-
+    path, meta = cached_store(args)
     now = datetime.fromisoformat(meta["now"]) + timedelta(hours=1)
-    runtimes = [Runtime(name=c, vendor=v, role=r, distributor_id=d, channel_manager=None,
-                        connector=cast(Any, None), mapping=NoWrites())
-                for c, v, r, d in meta["crms"]]
-    if meta.get("keys_version") != KEYS_VERSION:  # once per cache and key version, in a
-        # child process: its memory is not this one's to measure
-        started = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--customers", str(args.customers),
-                        "--deals", str(args.deals), "--seed", str(args.seed),
-                        "--cache", str(args.cache), "--make-keys"], check=True)
-        meta.update(keys_s=round(time.perf_counter() - started, 1), keys_version=KEYS_VERSION)
-        meta_path.write_text(json.dumps(meta))
-    print(f"matching keys made and stored in {meta['keys_s']}s (once)", flush=True)
+    runtimes = runtimes_of(meta)
     if args.product in ("record", "record-again"):  # the cached store stays as built
         copy = path.with_name("recording.db")
         if args.product == "record" or not copy.exists():
