@@ -23,7 +23,11 @@ costs at a million accounts, and what the daemon holds in memory between cycles.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import gc
+import pstats
 import shutil
+import sqlite3
 import sys
 import time
 from collections import defaultdict
@@ -49,42 +53,87 @@ def main() -> int:
     add_store_arguments(parser)
     parser.add_argument("--change", type=float, default=0.01,
                         help="share of the accounts and of the deals changed before cycle 3")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile cycle 3 (cProfile) and print its costliest calls")
+    parser.add_argument("--reuse", action="store_true",
+                        help="start from the store cycle 1 left last time (kept as"
+                        " recorded.db; made by this run if missing): cycle 1 is not run")
     args = parser.parse_args()
     path, meta = cached_store(args)
-    copy = path.with_name("daemon.db")
-    shutil.copyfile(path, copy)
+    copy, recorded = path.with_name("daemon.db"), path.with_name("recorded.db")
+    shutil.copyfile(recorded if args.reuse and recorded.exists() else path, copy)
     store = Store.from_url(f"sqlite:///{copy}")
     runtimes = runtimes_of(meta)
     now = datetime.fromisoformat(meta["now"]) + timedelta(hours=1)
     engine = Engine()
-    first = cycle(store, runtimes, engine, now, "1: first, everything")
+    first = None
+    if not (args.reuse and recorded.exists()):
+        first = cycle(store, runtimes, engine, now, "1: first, everything")
+        store.close()
+        with sqlite3.connect(copy) as conn:  # the write-ahead log into the file, emptied
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copyfile(copy, recorded)
+        store = Store.from_url(f"sqlite:///{copy}")
     cycle(store, runtimes, engine, now + timedelta(minutes=5), "2: no change, index built")
     changed = change(store, args.change)
     third = cycle(store, runtimes, engine, now + timedelta(minutes=10),
-                  f"3: {args.change:.0%} changed ({changed:,} records)")
-    print(f"cycle 3 against cycle 1: wall {third[0] / first[0]:.1%}, "
-          f"cpu {third[1] / first[1]:.1%}")
+                  f"3: {args.change:.0%} changed ({changed:,} records)", profile=args.profile)
+    if first is not None:
+        print(f"cycle 3 against cycle 1: wall {third[0] / first[0]:.1%}, "
+              f"cpu {third[1] / first[1]:.1%}")
     store.close()
     return 0
 
 
 def cycle(store: Store, runtimes: list[Runtime], engine: Engine, now: datetime,
-          label: str) -> tuple[float, float]:
+          label: str, *, profile: bool = False) -> tuple[float, float]:
     run_id = store.start_run(trigger="bench")
+    collections = _CollectorClock()
+    gc.callbacks.append(collections)
+    profiler = cProfile.Profile() if profile else None
     wall, cpu = time.perf_counter(), time.process_time()
+    if profiler is not None:
+        profiler.enable()
     outcome = evaluate_incremental(store, runtimes, policy=Policy(),
                                    match_settings=MatchSettings(), now=now, run_id=run_id,
                                    scorecards=ScorecardConfig(), engine=engine)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats("/tmp/channelsync-daemon-cycle3.prof")
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    gc.callbacks.remove(collections)
     store.finish_run(run_id, status="ok", counts={}, error=None)
     stats = {k: v for k, v in outcome.stats.items()
              if k in ("evaluation", "changed_records", "rematched_accounts", "customers",
                       "accounts", "opportunities", "review_items", "findings_opened",
                       "findings_resolved")}
     print(f"cycle {label}: wall {wall:.2f}s, cpu {cpu:.2f}s (this process), "
-          f"rss {status_mb('VmRSS'):.0f}MB, peak {status_mb('VmHWM'):.0f}MB\n  {stats}",
+          f"rss {status_mb('VmRSS'):.0f}MB, peak {status_mb('VmHWM'):.0f}MB; garbage"
+          f" collections {collections}\n  {stats}",
           flush=True)
     return wall, cpu
+
+
+class _CollectorClock:
+    """Counts and times the garbage collector's runs per generation (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.runs = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.runs[info["generation"]] += 1
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+
+    def __str__(self) -> str:
+        return ", ".join(f"gen{g} {n} ({s:.2f}s)"
+                         for g, (n, s) in enumerate(zip(self.runs, self.seconds, strict=True)))
 
 
 def change(store: Store, share: float) -> int:

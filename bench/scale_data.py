@@ -144,6 +144,9 @@ class NoWrites:
     def entity(self, entity: Any) -> Any:
         raise NotImplementedError
 
+    def __repr__(self) -> str:  # the same in every process: it is part of the config hash
+        return "NoWrites()"
+
 
 class Tally:
     """A ``consume`` for :func:`sync.scale.evaluate_at_scale` that counts what a cycle

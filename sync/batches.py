@@ -43,6 +43,19 @@ def targets_for(runtimes: Iterable[Runtime]) -> dict[str, Target]:
     }
 
 
+def written_to(desired: Mapping[Key, Mapping[str, Any]], targets: Mapping[str, Target]
+               ) -> list[Key]:
+    """The records of ``desired`` with an output their connection writes: only those can
+    need a write, so only their vendor values as last read are worth reading."""
+    found: list[Key] = []
+    for key, outputs in desired.items():
+        target = targets.get(key[0])
+        specs = target.writes.get(key[1]) if target is not None else None
+        if specs and any(output in specs for output in outputs):
+            found.append(key)
+    return found
+
+
 class BatchPlanner:
     """The ``consume`` of a full evaluation. Pickles without its store: in a worker
     process it opens its own from ``url`` (a SQLite file, which both processes write a
@@ -130,11 +143,8 @@ class BatchPlanner:
         """The vendor fields as last read, of the records with an output the connection
         writes (only those can need a write: the rest are not read at all)."""
         wanted: dict[tuple[str, str], list[str]] = {}
-        for (connection, entity, external_id), outputs in desired.items():
-            target = self.targets.get(connection)
-            specs = target.writes.get(entity) if target is not None else None
-            if specs and any(output in specs for output in outputs):
-                wanted.setdefault((connection, entity), []).append(external_id)
+        for connection, entity, external_id in written_to(desired, self.targets):
+            wanted.setdefault((connection, entity), []).append(external_id)
         current: dict[Key, Mapping[str, Any]] = {}
         for (connection, entity), ids in wanted.items():
             found = self.store.current_values(connection, entity, ids)

@@ -4,6 +4,7 @@ normalisation's version moves."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any, cast
 
 import pytest
@@ -146,3 +147,19 @@ def test_the_daemons_match_index_is_built_from_the_stored_keys(store: Store) -> 
     normalised = MatchIndex(settings=MatchSettings()).rebuild(records)
     assert dict(engine.index.links) == dict(normalised.links)
     assert _made(account_features(store, connections)) == set()
+
+
+def test_the_daemons_match_index_is_kept_out_of_the_collectors_reach(store: Store) -> None:
+    """Rebuilt, the index is frozen: a full collection would walk its tens of millions of
+    objects at a million accounts. The collector is on again after."""
+    _fill(store, ACCOUNTS)
+    only_names = cast(dict[str, Runtime], dict.fromkeys(ACCOUNTS))
+    try:
+        gc.unfreeze()
+        assert gc.get_freeze_count() == 0
+        engine = Engine()
+        _rematch(store, engine, only_names, MatchSettings(), [], [], [])
+        assert engine.index is not None and gc.isenabled()
+        assert gc.get_freeze_count() > len(engine.index.records) * 2
+    finally:
+        gc.unfreeze()
