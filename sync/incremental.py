@@ -10,19 +10,18 @@ policy, matching; hashed), a forced run and every ``full_every`` run a full eval
 customers, are refreshed by those full runs only.
 
 A daemon keeps the :class:`rules.match_index.MatchIndex` in memory between cycles (per
-Store object); a fresh process rebuilds it, then evaluates only the changed customers.
+Store object); a fresh process rebuilds it, then evaluates only the changed customers
+(:mod:`sync.rematch`).
 Changes only to vendor fields outside the canonical ones (a person flipping a flag we
 own) are not seen as changes: the next full run corrects them.
 """
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,9 +30,8 @@ from weakref import WeakKeyDictionary
 import structlog
 
 from rules.engine import evaluate
-from rules.features import KEYS_VERSION, RecordFeatures, made_keys
 from rules.match_index import MatchIndex
-from rules.matching import AccountRecord, MatchResult, MatchSettings
+from rules.matching import MatchSettings
 from rules.model import Policy
 from rules.scorecards import ScorecardConfig
 from state.rows import AccountRow, OpportunityRow
@@ -49,14 +47,14 @@ from sync.evaluate import (
 )
 from sync.findings import count_kinds, finding_rows, notifications_for, rules_by_record
 from sync.plan import plan_writes
-from sync.snapshot import as_decision, build_snapshot, review_rows
+from sync.rematch import AccountKey, collector_paused, rematch, save_area
+from sync.snapshot import build_snapshot
 from sync.visibility import Secrets
 
 log = structlog.get_logger(__name__)
 
 STATE = "incremental"
 FULL_EVERY = timedelta(days=1)
-AccountKey = tuple[str, str]  # (connection, external id)
 
 
 @dataclass(slots=True)
@@ -142,7 +140,7 @@ def evaluate_incremental(
                                         "touched_from": touched_from(read_at, busy_since)})
         outcome.stats["evaluation"] = "full"
         return outcome
-    with _collector_paused():
+    with collector_paused():
         outcome = _partial(store, runtimes, engine, policy=policy, settings=match_settings,
                            now=now, state=state, decisions=decisions,
                            new_decisions=[d for d in decisions
@@ -166,11 +164,6 @@ def _decision_id(d: Any) -> str:
     return "\x1f".join((*d.a, *d.b))
 
 
-def _account_record(a: AccountRow) -> AccountRecord:
-    return AccountRecord(a.connection, a.external_id, a.name, a.domain, a.country, a.duns,
-                         a.vat_id)
-
-
 def _partial(
     store: Any, runtimes: Sequence[Runtime], engine: Engine, *, policy: Policy,
     settings: MatchSettings, now: datetime, state: Mapping[str, Any], decisions: Sequence[Any],
@@ -188,10 +181,10 @@ def _partial(
     changed_opps = [(k.connection, k.external_id) for k in changed if k.entity == "opportunity"]
 
     # 1. matching: update the index (or rebuild it in a fresh process)
-    match, area, removed, rebuilt = _rematch(store, engine, by_name, settings,
-                                             changed_accounts, decisions, new_decisions)
+    match, area, removed, rebuilt = rematch(store, engine, by_name, settings,
+                                            changed_accounts, decisions, new_decisions)
     index = engine.index
-    assert index is not None  # _rematch leaves a built index
+    assert index is not None  # rematch leaves a built index
     opp_rows = [o for o in store.opportunities_by_keys(changed_opps) if o.connection in by_name]
     previous_refs = store.evaluated_refs(changed_opps)
     wanted_old = {*area, *removed, *changed_accounts}
@@ -230,7 +223,7 @@ def _partial(
         store.save_engine_state(STATE, {**state, "pending": pending})
 
     # 2. persist the moved links, then load exactly the affected groups
-    _save_area(store, index, match, area, removed, rebuilt=rebuilt)
+    save_area(store, index, match, area, removed, rebuilt=rebuilt)
     accounts, opportunities = store.records_of_customers(customers)
     opportunities += _token_groups(store, tokens, index)
     accounts = [a for a in accounts if a.connection in by_name]
@@ -302,94 +295,6 @@ def _partial(
     }
     log.info("evaluated", **{k: v for k, v in stats.items() if not isinstance(v, dict)})
     return Outcome(match, evaluation, planned, held, stats)
-
-
-def _rematch(
-    store: Any, engine: Engine, by_name: Mapping[str, Runtime], settings: MatchSettings,
-    changed_accounts: list[AccountKey], decisions: Sequence[Any], new_decisions: Sequence[Any],
-) -> tuple[MatchResult, set[AccountKey], set[AccountKey], bool]:
-    """(result of the re-matched area, the area's accounts, accounts gone, whether the index
-    was rebuilt: its review items are then the whole queue, not the area's)."""
-    if engine.index is None:
-        with _long_lived():
-            index = MatchIndex(settings=settings)
-            # only the columns matching needs (every account: a large store's rows are big),
-            # with the stored matching keys: only the accounts changed since are normalised
-            rows = store.account_inputs_and_keys(list(by_name), KEYS_VERSION)
-            records = [AccountRecord(*row[2:9]) for row in rows]
-            features = RecordFeatures.from_stored(rows)
-            del rows
-            stored = {key: link[0] for key, link in store.account_links().items()}
-            result = index.rebuild(records, decisions=[as_decision(d) for d in decisions],
-                                   previous=stored, features=features)
-            if features.made[0]:
-                store.save_match_keys(made_keys(features), KEYS_VERSION)
-            del features
-            engine.index, engine.settings = index, settings
-            moved = {k for k, link in result.links.items() if stored.get(k) != link.customer_id}
-            gone = {k for k in stored if k not in result.links}
-            return MatchResult(links={k: result.links[k] for k in moved}, review=result.review), \
-                moved, gone, True
-    index = engine.index
-    rows = store.accounts_by_keys(changed_accounts)
-    live = [_account_record(a) for a in rows if not a.deleted and a.connection in by_name]
-    present = {(a.connection, a.external_id) for a in live}
-    removed = {k for k in changed_accounts if k not in present and k in index.records}
-    result = index.update(changed=live, removed=removed,
-                          decisions=[as_decision(d) for d in new_decisions])
-    return result, set(result.links), removed, False
-
-
-def _save_area(store: Any, index: MatchIndex, match: MatchResult, area: set[AccountKey],
-               removed: set[AccountKey], *, rebuilt: bool) -> None:
-    if removed:
-        store.drop_customer_links(removed)
-    links = [(k[0], "account", k[1], index.links[k].customer_id, index.links[k].method,
-              index.links[k].score) for k in sorted(area) if k in index.links]
-    if links:
-        names: dict[str, str] = {}
-        for k in sorted(area):
-            if k in index.links:
-                record = index.records[k]
-                names.setdefault(index.links[k].customer_id, record.name or record.external_id)
-        store.ensure_customers(sorted(names.items()))
-        store.save_customer_links(links)
-    if rebuilt:
-        store.replace_review_items(review_rows(match))
-    elif area or removed:  # the index replaced the review items that name these accounts
-        store.replace_review_items(review_rows(match),
-                                   involving=[StoreKey(c, "account", x)
-                                              for c, x in sorted(area | removed)])
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Run a partial evaluation with the garbage collector off: it makes hundreds of
-    thousands of short-lived, acyclic objects at a million accounts, and each full
-    collection they set off walked every object still live (18 of them cost 5.6 s of a 1%
-    cycle). What it leaves is freed by refcounting; the collector runs again after."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-
-
-@contextmanager
-def _long_lived() -> Iterator[None]:
-    """Build what stays in memory across cycles (the match index: tens of millions of
-    objects at a million accounts) with the garbage collector off, then freeze it out of
-    the collector's reach: every full collection walked it (23 of them cost 12 s of the
-    index's 66-s build). Refcounting still frees it when it is dropped; what a previous
-    build froze is handed back to the collector first."""
-    with _collector_paused():
-        gc.unfreeze()
-        try:
-            yield
-        finally:
-            gc.freeze()
 
 
 def _token_groups(store: Any, tokens: Iterable[str], index: MatchIndex) -> list[OpportunityRow]:

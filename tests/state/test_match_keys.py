@@ -16,7 +16,8 @@ from rules.match_index import MatchIndex
 from rules.matching import AccountRecord, MatchSettings
 from state import Store
 from sync.cycle import Runtime
-from sync.incremental import Engine, _rematch
+from sync.incremental import Engine
+from sync.rematch import rematch as _rematch
 from sync.scale_stream import account_features, features_in
 
 FIELDS = ("keys", "country", "duns", "vat", "domain", "name", "compact", "legal_countries")
