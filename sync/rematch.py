@@ -65,7 +65,10 @@ def rematch(
 
 
 def save_area(store: Any, index: MatchIndex, match: MatchResult, area: set[AccountKey],
-               removed: set[AccountKey], *, rebuilt: bool) -> None:
+              removed: set[AccountKey], *, rebuilt: bool) -> None:
+    """Store what :func:`rematch` moved: the area's links and customers, the links of the
+    accounts gone, and the review items (the whole queue after a rebuild, else those that
+    name an account of the area or gone)."""
     if removed:
         store.drop_customer_links(removed)
     links = [(k[0], "account", k[1], index.links[k].customer_id, index.links[k].method,
