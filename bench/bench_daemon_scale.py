@@ -34,6 +34,7 @@ from collections import defaultdict
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from bench.bench_engine_scale import add_store_arguments, cached_store, runtimes_of, status_mb
@@ -77,7 +78,8 @@ def main() -> int:
     cycle(store, runtimes, engine, now + timedelta(minutes=5), "2: no change, index built")
     changed = change(store, args.change)
     third = cycle(store, runtimes, engine, now + timedelta(minutes=10),
-                  f"3: {args.change:.0%} changed ({changed:,} records)", profile=args.profile)
+                  f"3: {args.change:.0%} changed ({changed:,} records)",
+                  profile=args.cache / "daemon-cycle3.prof" if args.profile else None)
     if first is not None:
         print(f"cycle 3 against cycle 1: wall {third[0] / first[0]:.1%}, "
               f"cpu {third[1] / first[1]:.1%}")
@@ -86,11 +88,12 @@ def main() -> int:
 
 
 def cycle(store: Store, runtimes: list[Runtime], engine: Engine, now: datetime,
-          label: str, *, profile: bool = False) -> tuple[float, float]:
+          label: str, *, profile: Path | None = None) -> tuple[float, float]:
+    """One evaluation, timed; with ``profile``, profiled and its statistics kept there."""
     run_id = store.start_run(trigger="bench")
     collections = _CollectorClock()
     gc.callbacks.append(collections)
-    profiler = cProfile.Profile() if profile else None
+    profiler = cProfile.Profile() if profile is not None else None
     wall, cpu = time.perf_counter(), time.process_time()
     if profiler is not None:
         profiler.enable()
@@ -99,11 +102,13 @@ def cycle(store: Store, runtimes: list[Runtime], engine: Engine, now: datetime,
                                    scorecards=ScorecardConfig(), engine=engine)
     if profiler is not None:
         profiler.disable()
-        profiler.dump_stats("/tmp/channelsync-daemon-cycle3.prof")
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     gc.callbacks.remove(collections)
+    if profiler is not None and profile is not None:
+        profiler.dump_stats(profile)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        print(f"profile kept in {profile}")
     store.finish_run(run_id, status="ok", counts={}, error=None)
     stats = {k: v for k, v in outcome.stats.items()
              if k in ("evaluation", "changed_records", "rematched_accounts", "customers",

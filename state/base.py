@@ -59,21 +59,14 @@ class StoreBase:
         with self.engine.begin() as connection:
             yield connection
 
-    def _field_values(
-        self, tbl: sa.Table, connection: str, keys: Iterable[tuple[str, str]],
-        *where: sa.ColumnElement[bool],
-    ) -> dict[tuple[str, str, str], Any]:
-        """(entity, external id, field) -> value of the rows of ``tbl`` (the ledger, the
-        outbox) for one connection's (entity, external id) ``keys``; ``where``: module
-        constants (the statement is built once per shape)."""
-        return self._fields_by_connection(tbl, {connection: keys}, *where).get(connection, {})
-
     def _fields_by_connection(
         self, tbl: sa.Table, keys: Mapping[str, Iterable[tuple[str, str]]],
         *where: sa.ColumnElement[bool],
     ) -> dict[str, dict[tuple[str, str, str], Any]]:
-        """:meth:`_field_values` of several connections at once: one read, one statement
-        per 5,000 records whatever the connections and entities."""
+        """connection -> (entity, external id, field) -> value of the rows of ``tbl`` (the
+        ledger, the outbox) for each connection's (entity, external id) ``keys``: one read,
+        one statement per 5,000 records whatever the connections and entities. ``where``:
+        module constants (the statement is built once per shape)."""
         wanted = sorted({(c, e, x) for c, pairs in keys.items() for e, x in pairs})
         out: dict[str, dict[tuple[str, str, str], Any]] = {}
         if not wanted:

@@ -20,7 +20,7 @@ from sqlmodel import Field, SQLModel
 from state.base import StoreBase, chunked, utcnow
 from state.pagewrite import record_keys_where, record_table
 from state.rows import AccountRow, OpportunityRow, RecordKey
-from state.tables import CustomerLink, Finding, LedgerEntry, SyncRun, table
+from state.tables import CustomerLink, Finding, SyncRun, table
 from state.types import UtcDateTime, json_type
 
 
@@ -287,13 +287,6 @@ class FactsMixin(StoreBase):
                     conn.execute(sa.delete(tbl).where(
                         tbl.c.connection == connection, tbl.c.entity == "account",
                         tbl.c.external_id.in_(chunk)))
-
-    def ledger_for(
-        self, connection: str, keys: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str, str], Any]:
-        """The ledger of ``connection`` restricted to (entity, external id) ``keys``."""
-        return self._field_values(table(LedgerEntry), connection, keys)
-
 
     def open_finding_keys(
         self, customer_ids: Iterable[str], subjects: Iterable[RecordKey]

@@ -243,13 +243,6 @@ class OutboxMixin(StoreBase):
                 out.setdefault(connection, {})[(entity, external_id, field)] = value
         return out
 
-    def open_values_for(
-        self, connection: str, keys: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str, str], Any]:
-        """:meth:`open_values` of ``connection`` restricted to (entity, external id)
-        ``keys``."""
-        return self._field_values(table(OutboxItem), connection, keys, _OPEN)
-
     def written_values(self, keys: Mapping[str, Iterable[tuple[str, str]]]
                        ) -> tuple[dict[str, Written], dict[str, Written]]:
         """What we wrote to the records of ``keys`` (connection -> (entity, external id)

@@ -43,17 +43,17 @@ def targets_for(runtimes: Iterable[Runtime]) -> dict[str, Target]:
     }
 
 
-def written_to(desired: Mapping[Key, Mapping[str, Any]], targets: Mapping[str, Target]
-               ) -> list[Key]:
-    """The records of ``desired`` with an output their connection writes: only those can
-    need a write, so only their vendor values as last read are worth reading."""
-    found: list[Key] = []
+def current_values(store: Any, desired: Mapping[Key, Mapping[str, Any]],
+                   targets: Mapping[str, Target]) -> dict[Key, Mapping[str, Any]]:
+    """The vendor fields as last read, of the records of ``desired`` with an output their
+    connection writes: only those can need a write, so the rest are not read at all."""
+    wanted: list[Key] = []
     for key, outputs in desired.items():
         target = targets.get(key[0])
         specs = target.writes.get(key[1]) if target is not None else None
         if specs and any(output in specs for output in outputs):
-            found.append(key)
-    return found
+            wanted.append(key)
+    return {key: raw for key, (_etag, raw) in store.current_values_of(wanted).items()}
 
 
 class BatchPlanner:
@@ -135,22 +135,8 @@ class BatchPlanner:
              ) -> tuple[list[PlannedWrite], list[HeldBack]]:
         """The writes ``desired`` needs, against the values last read from the CRMs."""
         return plan_writes(desired=desired, rules=rules, targets=self.targets,
-                           current=self._current(desired), ledger=ledgers,
-                           secrets=self.secrets, in_flight=in_flight)
-
-    def _current(self, desired: Mapping[Key, Mapping[str, Any]]
-                 ) -> dict[Key, Mapping[str, Any]]:
-        """The vendor fields as last read, of the records with an output the connection
-        writes (only those can need a write: the rest are not read at all)."""
-        wanted: dict[tuple[str, str], list[str]] = {}
-        for connection, entity, external_id in written_to(desired, self.targets):
-            wanted.setdefault((connection, entity), []).append(external_id)
-        current: dict[Key, Mapping[str, Any]] = {}
-        for (connection, entity), ids in wanted.items():
-            found = self.store.current_values(connection, entity, ids)
-            for external_id, (_etag, raw) in found.items():
-                current[(connection, entity, external_id)] = raw
-        return current
+                           current=current_values(self.store, desired, self.targets),
+                           ledger=ledgers, secrets=self.secrets, in_flight=in_flight)
 
     def take(self, findings: Sequence[Finding], planned: Sequence[PlannedWrite],
              held: Sequence[HeldBack]) -> None:

@@ -36,7 +36,7 @@ from rules.model import Policy
 from rules.scorecards import ScorecardConfig
 from state.rows import AccountRow, OpportunityRow
 from state.rows import RecordKey as StoreKey
-from sync.batches import outbox_item, targets_for, written_to
+from sync.batches import current_values, outbox_item, targets_for
 from sync.cycle import Runtime
 from sync.evaluate import (
     Outcome,
@@ -248,12 +248,9 @@ def _partial(
     # 3. plan only these records
     desired = {(k.connection, k.entity, k.external_id): v for k, v in evaluation.desired.items()}
     targets = targets_for(runtimes)
-    current: dict[tuple[str, str, str], Mapping[str, Any]] = {
-        key: raw for key, (_etag, raw) in store.current_values_of(
-            written_to(desired, targets)).items()}
     planned, held = plan_writes(
-        desired=desired, rules=rules_by_record(evaluation.findings),
-        targets=targets, current=current, ledger=ledgers,
+        desired=desired, rules=rules_by_record(evaluation.findings), targets=targets,
+        current=current_values(store, desired, targets), ledger=ledgers,
         secrets=_secrets(store, runtimes, engine, accounts, opportunities), in_flight=writing,
     )
 

@@ -86,7 +86,7 @@ def test_calls_with_nothing_in_them_open_no_transaction(store: Store,
     assert store.records_of_customers([]) == ([], [])
     assert store.open_finding_keys([], []) == set()
     assert store.current_values("sf", "account", []) == {}
-    assert store.ledger_for("sf", []) == {} and store.open_values_for("sf", []) == {}
+    assert store.written_values({"sf": []}) == ({"sf": {}}, {"sf": {}})
     store.save_evaluated_refs({}, gone=[])
     store.save_thresholds({}, replacing=[])
     delta = store.upsert_findings([], now=NOW, complete=False)
@@ -123,8 +123,7 @@ def test_a_cycles_keyed_reads_and_upserts_reuse_their_statements(store: Store) -
         store.ensure_customers([("cus_1", "Acme")])
         store.save_customer_links([("sf", "account", "a1", "cus_1", "duns", 1.0)])
         store.upsert_findings([], now=NOW, complete=False)
-        assert store.ledger_for("sf", keys) == {}
-        assert store.open_values_for("sf", keys) == {}
+        assert store.written_values({"sf": keys}) == ({"sf": {}}, {"sf": {}})
         assert store.links_of([("sf", "a1"), ("sf", "a2")]) == {("sf", "a1"): "cus_1"}
         assert store.evaluated_refs([("sf", "o1")]) == {}
         assert store.accounts_by_keys([("sf", "a1")]) == []

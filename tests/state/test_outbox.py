@@ -88,11 +88,12 @@ def test_open_values_are_the_pending_and_failed_items_of_the_asked_connections(
     assert store.open_values(["hs", "pd"]) == {"hs": {("account", "1", "owner"): "dist-x"}}
     assert store.open_values([]) == {}
     # the same, for some records of one connection
-    assert store.open_values_for("sf", [("opportunity", "o1"), ("account", "o1")]) == {
+    _, queued = store.written_values({"sf": [("opportunity", "o1"), ("account", "o1")]})
+    assert queued == {"sf": {
         ("opportunity", "o1", "Conflict__c"): {"a": 1},
         ("opportunity", "o1", "Retry__c"): "retry",
-    }
-    assert store.open_values_for("sf", [("opportunity", "o2")]) == {}
+    }}
+    assert store.written_values({"sf": [("opportunity", "o2")]})[1] == {"sf": {}}
 
 
 def test_dead_letters_are_not_requeued_with_the_same_value_until_retried(store: Store) -> None:
