@@ -14,7 +14,7 @@ the sandboxes serve from other threads). The target: the 1% cycle costs at most 
 full one.
 
     PYTHONPATH=. python bench/bench_cycle.py [--customers 400] [--change 0.01] [--once]
-        [--interval SECONDS] [--index-lag SECONDS] [--profile] [--sample]
+        [--interval SECONDS] [--index-lag SECONDS] [--slow MS] [--profile] [--sample]
 
 Cycles start ``--interval`` apart, as the daemon starts them (default: the daemon's default
 ``schedule.cycle_interval``, 5 minutes, not the demo configuration's 1 minute; 0 runs them
@@ -25,7 +25,10 @@ figure. HubSpot's search index lags writes by seconds: the HubSpot sandboxes emu
 ``--once`` drops the in-memory match index before the 1% cycle (a fresh ``sync --once``
 process rebuilds it). ``--profile`` profiles cycles 3 and 4 (cProfile, the cycle's thread);
 ``--sample`` samples every thread's CPU and stack in them (the whole process, sandboxes
-included).
+included). Every cycle prints what the machine waited on meanwhile (steal, iowait, and
+the CPU and I/O stall totals of /proc/pressure), and cycles 3 and 4 the store calls that
+took ``--slow`` milliseconds or more (default 20): a cycle's wall time without CPU is
+told apart from the machine's.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from sqlalchemy import event as sa_event
 
 import sync.batches
 import sync.incremental
@@ -179,6 +183,62 @@ def _where(frame: Any) -> str:
     return f"{path}:{code.co_firstlineno}({code.co_name})"
 
 
+def machine_counters() -> dict[str, float]:
+    """Seconds the whole machine spent waiting, cumulative (Linux; empty elsewhere): CPU
+    time the hypervisor gave to other guests (steal), idle with disk I/O outstanding
+    (iowait), and the stall times under /proc/pressure (some task waiting for CPU or I/O)."""
+    counters: dict[str, float] = {}
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        tick = 100.0  # USER_HZ
+        counters["iowait"] = int(fields[5]) / tick
+        counters["steal"] = int(fields[8]) / tick
+    for resource in ("cpu", "io"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            some = Path(f"/proc/pressure/{resource}").read_text().split("\n", 1)[0]
+            counters[f"{resource} stall"] = int(some.rsplit("total=", 1)[1]) / 1e6
+    return counters
+
+
+class SlowStatements:
+    """Store statements and commits that took at least ``threshold`` seconds (wall)."""
+
+    def __init__(self, engine: Any, threshold: float) -> None:
+        self.threshold = threshold
+        self.seen: list[tuple[float, str]] = []
+        self.active = False
+        self._started: dict[int, float] = {}
+        sa_event.listen(engine, "before_cursor_execute", self._before)
+        sa_event.listen(engine, "after_cursor_execute", self._after)
+        commit = engine.dialect.do_commit
+
+        def timed_commit(dbapi_connection: Any) -> None:
+            began = time.perf_counter()
+            try:
+                commit(dbapi_connection)
+            finally:
+                self._note(time.perf_counter() - began, "COMMIT")
+
+        engine.dialect.do_commit = timed_commit
+
+    def _before(self, conn: Any, *_args: Any) -> None:
+        self._started[id(conn)] = time.perf_counter()
+
+    def _after(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        began = self._started.pop(id(conn), None)
+        if began is not None:
+            self._note(time.perf_counter() - began, " ".join(statement.split())[:100])
+
+    def _note(self, took: float, what: str) -> None:
+        if self.active and took >= self.threshold:
+            self.seen.append((took, what))
+
+    def report(self) -> None:
+        for took, what in self.seen:
+            print(f"   slow store call {took * 1000:7.1f} ms: {what}")
+        self.seen.clear()
+
+
 def api_calls(sandboxes: SandboxSet) -> dict[str, int]:
     return {sb.connection: sum(sb.app.requests.snapshot().values()) for sb in sandboxes}
 
@@ -221,13 +281,17 @@ class Spacing:
 
 
 def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock,
-            profile: bool = False, sample: bool = False) -> dict[str, Any]:
+            profile: bool = False, sample: bool = False,
+            slow: SlowStatements | None = None) -> dict[str, Any]:
     for sb in sandboxes:
         sb.app.requests.reset()
         sb.app.connections.reset()
     clock.stages = {}
     wall, cpu, own = time.perf_counter(), time.process_time(), time.thread_time()
     clock.mark = (wall, cpu)
+    waited = machine_counters()
+    if slow is not None:
+        slow.active = True
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
@@ -243,6 +307,7 @@ def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock,
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(r"sync/|state/|rules/", 40)
     total = (time.perf_counter() - wall, time.process_time() - cpu, time.thread_time() - own)
+    waited = {k: v - waited[k] for k, v in machine_counters().items() if k in waited}
     calls = api_calls(sandboxes)
     sent = sum(c.push.sent for c in report.connections.values() if c.push)
     print(f"\n== {label}: wall {total[0]:.2f}s, cpu {total[1]:.2f}s, own cpu {total[2]:.2f}s, "
@@ -253,6 +318,12 @@ def run_one(label: str, wiring: Wiring, sandboxes: SandboxSet, clock: Clock,
     print("   API calls: " + ", ".join(f"{n} {k}" for n, k in calls.items()))
     print("   connections opened: " + ", ".join(
         f"{sb.connection} {sb.app.connections.accepted}" for sb in sandboxes))
+    if waited:
+        print("   machine, during the cycle: " + ", ".join(
+            f"{k} {v:.3f}s" for k, v in waited.items()))
+    if slow is not None:
+        slow.active = False
+        slow.report()
     return {"wall": total[0], "cpu": total[1], "own": total[2], "calls": sum(calls.values()),
             "sent": sent,
             "evaluate": tuple(clock.stages.get("evaluate", (0.0, 0.0)))}
@@ -270,6 +341,8 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=None,
                         help="seconds between cycle starts (default: the default "
                         "schedule.cycle_interval)")
+    parser.add_argument("--slow", type=float, default=20.0, metavar="MS",
+                        help="list the store calls of cycles 3 and 4 taking at least MS ms")
     parser.add_argument("--index-lag", type=float, default=5.0,
                         help="HubSpot sandboxes: seconds until search sees a change")
     args = parser.parse_args()
@@ -280,7 +353,7 @@ def main() -> int:
     # "evaluate" (between pull and push) split into its parts, full and incremental paths
     # (the full path's rules run inside its stream: they are what "evaluate" has left)
     clock.wrap(sync.scale, "match_features", "  (match)")
-    clock.wrap(sync.incremental, "_rematch", "  (match)")
+    clock.wrap(sync.incremental, "rematch", "  (match)")
     clock.wrap(sync.incremental, "evaluate", "  (rules)")
     for module in (sync.batches, sync.incremental):
         clock.wrap(module, "plan_writes", "  (plan)")
@@ -303,6 +376,7 @@ def main() -> int:
             print(f"cycles start {interval:.0f}s apart; HubSpot search index lag "
                   f"{args.index_lag:g}s", flush=True)
             spacing = Spacing(interval)
+            slow = SlowStatements(wiring.store().engine, args.slow / 1000)
             try:
                 spacing.wait()
                 full = run_one("cycle 1 (full)", wiring, sandboxes, clock)
@@ -311,7 +385,8 @@ def main() -> int:
                 for extra in range(SETTLE_MAX):  # until the vendors' limits let all out
                     spacing.wait()
                     label = f"cycle 3{'abc'[extra - 1]} (again)" if extra else "cycle 3 (no change)"
-                    cycle = run_one(label, wiring, sandboxes, clock, args.profile, args.sample)
+                    cycle = run_one(label, wiring, sandboxes, clock, args.profile, args.sample,
+                                    slow)
                     if cycle["sent"] == 0:
                         break
                 edited = edit_share(wiring, sandboxes, args.change, random.Random(args.seed))
@@ -319,7 +394,8 @@ def main() -> int:
                     engine_for(wiring.store()).index = None
                 spacing.wait()
                 label = f"cycle 4 ({edited} records edited, {args.change:.0%})"
-                partial = run_one(label, wiring, sandboxes, clock, args.profile, args.sample)
+                partial = run_one(label, wiring, sandboxes, clock, args.profile, args.sample,
+                                  slow)
                 wiring.store().forget_engine_state(STATE)  # the next cycle evaluates all
                 spacing.wait()
                 steady = run_one("cycle 5 (no change, full evaluation forced)", wiring,
