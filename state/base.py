@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -45,7 +46,8 @@ def with_default(row: Any, index: int, default: Any) -> list[Any]:
 
 
 class StoreBase:
-    """Holds the engine; every public Store method runs in exactly one transaction."""
+    """Holds the engine; every public Store method runs in exactly one transaction, its
+    own or, inside :meth:`atomic`, the one they all share."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -53,9 +55,28 @@ class StoreBase:
         self.dialect = engine.dialect.name
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {self.dialect!r}: use SQLite or PostgreSQL")
+        self._shared = threading.local()  # this thread's atomic() connection, if any
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Every Store call this thread makes inside runs in one write transaction: all
+        of it commits or none (an exception rolls it back). Nested, it joins the outer."""
+        if getattr(self._shared, "connection", None) is not None:
+            yield
+            return
+        with self.engine.begin() as connection:
+            self._shared.connection = connection
+            try:
+                yield
+            finally:
+                self._shared.connection = None
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
+        shared = getattr(self._shared, "connection", None)
+        if shared is not None:
+            yield shared
+            return
         with self.engine.begin() as connection:
             yield connection
 
@@ -98,6 +119,10 @@ class StoreBase:
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
+        shared = getattr(self._shared, "connection", None)
+        if shared is not None:  # inside atomic(): see what it wrote so far
+            yield shared
+            return
         with self._reader.connect() as connection:
             yield connection
 

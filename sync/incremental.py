@@ -140,16 +140,14 @@ def evaluate_incremental(
                                         "touched_from": touched_from(read_at, busy_since)})
         outcome.stats["evaluation"] = "full"
         return outcome
+    done = {**state, "generation": watermark, "decisions": seen, "token": engine.token,
+            "pending": [], "touched_from": touched_from(read_at, busy_since)}
     with collector_paused():
-        outcome = _partial(store, runtimes, engine, policy=policy, settings=match_settings,
-                           now=now, state=state, decisions=decisions,
-                           new_decisions=[d for d in decisions
-                                          if state.get("decisions", {}).get(_decision_id(d))
-                                          != d.verdict])
-    store.save_engine_state(STATE, {**state, "generation": watermark, "decisions": seen,
-                                    "token": engine.token, "pending": [],
-                                    "touched_from": touched_from(read_at, busy_since)})
-    return outcome
+        return _partial(store, runtimes, engine, policy=policy, settings=match_settings,
+                        now=now, state=state, decisions=decisions, done=done,
+                        new_decisions=[d for d in decisions
+                                       if state.get("decisions", {}).get(_decision_id(d))
+                                       != d.verdict])
 
 
 def touched_from(read_at: datetime, busy_since: datetime | None) -> str:
@@ -167,7 +165,7 @@ def _decision_id(d: Any) -> str:
 def _partial(
     store: Any, runtimes: Sequence[Runtime], engine: Engine, *, policy: Policy,
     settings: MatchSettings, now: datetime, state: Mapping[str, Any], decisions: Sequence[Any],
-    new_decisions: Sequence[Any],
+    new_decisions: Sequence[Any], done: Mapping[str, Any],
 ) -> Outcome:
     by_name = {rt.name: rt for rt in runtimes}
     since = int(state.get("generation", 0))
@@ -254,26 +252,27 @@ def _partial(
         secrets=_secrets(store, runtimes, engine, accounts, opportunities), in_flight=writing,
     )
 
-    # 4. findings of the affected groups: upsert the new, resolve the vanished (the store
-    # opens no transaction for a call with nothing in it: a quiet cycle costs none here)
+    # 4. findings of the affected groups (upsert the new, resolve the vanished), the
+    # outbox, what the next cycle needs and the evaluation's state: one transaction, so a
+    # crash leaves all of it to the next evaluation, which redoes the same groups
     rows = finding_rows(evaluation.findings)
-    opened = store.upsert_findings(rows, now=now, complete=False).opened
     subjects = {StoreKey(a.connection, "account", a.external_id) for a in accounts}
     subjects |= {StoreKey(o.connection, "opportunity", o.external_id) for o in opportunities}
     subjects |= {StoreKey(*k) for k in changed}
-    vanished = store.open_finding_keys(customers, subjects) - {r.key for r in rows}
-    resolved = store.resolve_findings(sorted(vanished), now=now) if vanished else 0
-    notifications = store.add_notifications(notifications_for(evaluation.findings))
-    queued = store.enqueue([outbox_item(w) for w in planned])
-
-    # 5. what the next cycle needs
     thresholds = {c: t for c, t in evaluation.next_thresholds.items()}
     thresholds.update(unmatched_thresholds(snapshot, policy, now))
-    store.save_thresholds(thresholds, replacing=customers | tokens)
-    store.save_evaluated_refs(
-        {(o.connection, o.external_id): o.account_ref for o in opp_rows if not o.deleted},
-        gone=[(o.connection, o.external_id) for o in opp_rows if o.deleted],
-    )
+    with store.atomic():
+        opened = store.upsert_findings(rows, now=now, complete=False).opened
+        vanished = store.open_finding_keys(customers, subjects) - {r.key for r in rows}
+        resolved = store.resolve_findings(sorted(vanished), now=now) if vanished else 0
+        notifications = store.add_notifications(notifications_for(evaluation.findings))
+        queued = store.enqueue([outbox_item(w) for w in planned])
+        store.save_thresholds(thresholds, replacing=customers | tokens)
+        store.save_evaluated_refs(
+            {(o.connection, o.external_id): o.account_ref for o in opp_rows if not o.deleted},
+            gone=[(o.connection, o.external_id) for o in opp_rows if o.deleted],
+        )
+        store.save_engine_state(STATE, done)
     stats = {
         "evaluation": "incremental",
         "changed_records": len(changed),

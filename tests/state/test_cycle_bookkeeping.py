@@ -175,3 +175,38 @@ def test_a_cycles_keyed_reads_go_through_indexes(tmp_path: Path) -> None:
                 assert not scans, (statement, plan)
     finally:
         store.close()
+
+
+def test_calls_inside_atomic_commit_together_and_see_each_other(
+        store: Store, migrated_store_url: str) -> None:
+    other = Store.from_url(migrated_store_url)  # another process's view
+    try:
+        with store.atomic():
+            store.save_engine_state("incremental", {"generation": 7})
+            queued = store.enqueue([OutboxItemIn("sf", "opportunity", "o1", "F__c", 1)])
+            assert queued == 1
+            assert store.engine_state("incremental") == {"generation": 7}  # its own writes
+            with store.atomic():  # nested: joins, commits nothing of its own
+                store.save_engine_state("other", {"n": 1})
+            assert other.engine_state("other") is None
+            assert other.with_open_items(["sf"]) == set()  # nothing visible before the end
+        assert other.engine_state("incremental") == {"generation": 7}
+        assert other.engine_state("other") == {"n": 1}
+        assert other.with_open_items(["sf"]) == {"sf"}
+    finally:
+        other.close()
+
+
+def test_an_error_inside_atomic_leaves_nothing_of_it(store: Store) -> None:
+    store.save_engine_state("incremental", {"generation": 1})
+    with pytest.raises(RuntimeError), store.atomic():
+        store.save_engine_state("incremental", {"generation": 2})
+        store.enqueue([OutboxItemIn("sf", "opportunity", "o1", "F__c", 1)])
+        with store.atomic():
+            store.save_engine_state("other", {"n": 1})
+        raise RuntimeError("crash between the outbox and the end")
+    assert store.engine_state("incremental") == {"generation": 1}
+    assert store.engine_state("other") is None
+    assert store.with_open_items(["sf"]) == set()
+    store.save_engine_state("after", {"ok": True})  # the store is usable again
+    assert store.engine_state("after") == {"ok": True}
