@@ -88,7 +88,8 @@ class StoreBase:
         ledger, the outbox) for each connection's (entity, external id) ``keys``: one read,
         one statement per 5,000 records whatever the connections and entities. ``where``:
         module constants (the statement is built once per shape)."""
-        wanted = sorted({(c, e, x) for c, pairs in keys.items() for e, x in pairs})
+        # unsorted: the keys are looked up through an index, and the result is a mapping
+        wanted = list({(c, e, x) for c, pairs in keys.items() for e, x in pairs})
         out: dict[str, dict[tuple[str, str, str], Any]] = {}
         if not wanted:
             return out  # no transaction for nothing (a quiet cycle asks with no keys)

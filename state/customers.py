@@ -220,7 +220,7 @@ class CustomersMixin(StoreBase):
             if involving is None:
                 rows = list(conn.execute(_OPEN_REVIEW))
             else:
-                keys = sorted({tuple(k) for k in involving})
+                keys = list({tuple(k) for k in involving})
                 rows = [row for side in (_PAIR_COLUMNS[:3], _PAIR_COLUMNS[3:])
                         for row in self._select_keys(conn, tbl, columns, side, keys,
                                                      where=_IS_OPEN)]

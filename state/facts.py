@@ -164,7 +164,7 @@ class FactsMixin(StoreBase):
 
     def evaluated_refs(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
         """(connection, opportunity id) -> account ref when last evaluated (known ones)."""
-        wanted = sorted(set(keys))
+        wanted = list(set(keys))
         if not wanted:
             return {}  # no transaction for nothing: a quiet cycle asks with no keys
         with self._read() as conn:
@@ -271,7 +271,7 @@ class FactsMixin(StoreBase):
 
     def links_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(connection, account id) -> customer id, for the linked ones of ``keys``."""
-        wanted = sorted({(c, "account", x) for c, x in keys})
+        wanted = list({(c, "account", x) for c, x in keys})
         if not wanted:
             return {}
         with self._read() as conn:
@@ -294,8 +294,8 @@ class FactsMixin(StoreBase):
         """Keys of open findings of the customers or about the subject records."""
         tbl = table(Finding)
         keys: set[str] = set()
-        customers = sorted({(c,) for c in customer_ids})
-        records = sorted({tuple(s) for s in subjects})
+        customers = list({(c,) for c in customer_ids})
+        records = list({tuple(s) for s in subjects})
         if not customers and not records:
             return keys
         with self._read() as conn:

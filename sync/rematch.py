@@ -71,22 +71,21 @@ def save_area(store: Any, index: MatchIndex, match: MatchResult, area: set[Accou
     name an account of the area or gone)."""
     if removed:
         store.drop_customer_links(removed)
-    links = [(k[0], "account", k[1], index.links[k].customer_id, index.links[k].method,
-              index.links[k].score) for k in sorted(area) if k in index.links]
-    if links:
-        names: dict[str, str] = {}
-        for k in sorted(area):
-            if k in index.links:
-                record = index.records[k]
-                names.setdefault(index.links[k].customer_id, record.name or record.external_id)
+    linked = [(k, index.links[k]) for k in sorted(area) if k in index.links]
+    if linked:
+        names: dict[str, str] = {}  # a new customer is named after its first account
+        for k, link in linked:
+            record = index.records[k]
+            names.setdefault(link.customer_id, record.name or record.external_id)
         store.ensure_customers(sorted(names.items()))
-        store.save_customer_links(links)
+        store.save_customer_links([(k[0], "account", k[1], link.customer_id, link.method,
+                                    link.score) for k, link in linked])
     if rebuilt:
         store.replace_review_items(review_rows(match))
     elif area or removed:  # the index replaced the review items that name these accounts
         store.replace_review_items(review_rows(match),
                                    involving=[StoreKey(c, "account", x)
-                                              for c, x in sorted(area | removed)])
+                                              for c, x in area | removed])
 
 
 @contextmanager
