@@ -17,8 +17,8 @@ class Store(RecordsMixin, CustomersMixin, OutboxMixin, RunsMixin, FactsMixin, Ma
     """Records, customers, runs, findings, outbox, ledger and matching keys over one
     SQLAlchemy engine.
 
-    Every method is one transaction; values in and out are plain frozen dataclasses
-    (``state.rows``), never ORM objects.
+    Every method is one transaction (or part of the caller's, inside ``atomic()``); values
+    in and out are plain frozen dataclasses (``state.rows``), never ORM objects.
     """
 
     def __init__(self, engine: sa.Engine) -> None:
