@@ -53,6 +53,20 @@ def assert_runs_never_overlap(store: Store) -> None:
         assert earlier.finished_at <= later.started_at, (earlier, later)
 
 
+def stop_in_a_cycle(daemon: DaemonProcess, store: Store, attempts: int = 20) -> None:
+    """Freeze ``daemon`` (SIGSTOP) while a run of its is open in the store."""
+    for _ in range(attempts):
+        wait_for(
+            lambda: any(r.status == "running" for r in store.recent_runs(limit=3)),
+            what="the active daemon to be in a cycle",
+        )
+        daemon.signal(signal.SIGSTOP)
+        if any(r.status == "running" for r in store.recent_runs(limit=3)):
+            return
+        daemon.signal(signal.SIGCONT)  # the cycle ended meanwhile: wait for the next
+    pytest.fail(f"never caught the active daemon inside a cycle in {attempts} tries")
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_standby_takes_over_within_an_interval_after_kill_9(
@@ -83,11 +97,9 @@ def test_standby_takes_over_within_an_interval_after_kill_9(
             assert standby.healthz()[0] == 200, "a healthy standby must not fail its health check"
             assert_runs_never_overlap(store)
 
-            # Kill it in the middle of a cycle.
-            wait_for(
-                lambda: any(r.status == "running" for r in store.recent_runs(limit=3)),
-                what="the active daemon to be in a cycle",
-            )
+            # Kill it in the middle of a cycle (frozen there first: a quick cycle could
+            # otherwise end between seeing it run and the kill).
+            stop_in_a_cycle(active, store)
             killed_at = datetime.now(UTC)
             active.signal(signal.SIGKILL)
             assert active.wait() == -signal.SIGKILL
