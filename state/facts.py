@@ -269,15 +269,20 @@ class FactsMixin(StoreBase):
             found = [OpportunityRow(*row) for row in conn.execute(without)]
         return found + self.opportunities_of_accounts(outside)
 
-    def links_of(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """(connection, account id) -> customer id, for the linked ones of ``keys``."""
+    def links_of(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, str, float]]:
+        """(connection, account id) -> (customer id, method, score), for the linked ones
+        of ``keys``."""
         wanted = list({(c, "account", x) for c, x in keys})
         if not wanted:
             return {}
         with self._read() as conn:
-            return {(c, x): customer for c, x, customer in self._select_keys(
-                conn, table(CustomerLink), ("connection", "external_id", "customer_id"),
-                ("connection", "entity", "external_id"), wanted)}
+            return {(c, x): (customer, method, score) for c, x, customer, method, score
+                    in self._select_keys(conn, table(CustomerLink),
+                                         ("connection", "external_id", "customer_id",
+                                          "method", "score"),
+                                         ("connection", "entity", "external_id"), wanted)}
 
     def drop_customer_links(self, keys: Iterable[tuple[str, str]]) -> None:
         tbl = table(CustomerLink)

@@ -54,6 +54,7 @@ from sync.visibility import Secrets
 log = structlog.get_logger(__name__)
 
 STATE = "incremental"
+_NONE = object()  # a deal never evaluated (its evaluated account may be None)
 FULL_EVERY = timedelta(days=1)
 
 
@@ -194,7 +195,7 @@ def _partial(
     tokens: set[str] = set()
     edited = set(changed_accounts)  # asked once per re-matched account
     for key in {*edited, *removed, *area}:
-        old = old_links.get(key)
+        old = old_links[key][0] if key in old_links else None
         link = new_link(key)
         new = link.customer_id if link is not None else None
         if key in area and old == new and key not in edited:
@@ -202,9 +203,9 @@ def _partial(
         customers.update(c for c in (old, new) if c is not None)
         tokens.add(group_token(key[0], "", key[1]))  # deals of an account that came or went
     for (connection, ext_id), ref in previous_refs.items():
-        old = old_links.get((connection, ref)) if ref is not None else None
-        if old is not None:
-            customers.add(old)
+        old_link = old_links.get((connection, ref)) if ref is not None else None
+        if old_link is not None:
+            customers.add(old_link[0])
         else:
             tokens.add(group_token(connection, ext_id, ref))
     for o in opp_rows:
@@ -221,7 +222,7 @@ def _partial(
         store.save_engine_state(STATE, {**state, "pending": pending})
 
     # 2. persist the moved links, then load exactly the affected groups
-    save_area(store, index, match, area, removed, rebuilt=rebuilt)
+    save_area(store, index, match, area, removed, rebuilt=rebuilt, stored=old_links)
     accounts, opportunities = store.records_of_customers(customers)
     opportunities += _token_groups(store, tokens, index)
     accounts = [a for a in accounts if a.connection in by_name]
@@ -268,9 +269,13 @@ def _partial(
         notifications = store.add_notifications(notifications_for(evaluation.findings))
         queued = store.enqueue([outbox_item(w) for w in planned])
         store.save_thresholds(thresholds, replacing=customers | tokens)
+        # only the deals whose account moved, new ones and deleted ones (an edited
+        # amount keeps its row)
         store.save_evaluated_refs(
-            {(o.connection, o.external_id): o.account_ref for o in opp_rows if not o.deleted},
-            gone=[(o.connection, o.external_id) for o in opp_rows if o.deleted],
+            {k: o.account_ref for o in opp_rows if not o.deleted
+             if previous_refs.get(k := (o.connection, o.external_id), _NONE) != o.account_ref},
+            gone=[k for o in opp_rows if o.deleted
+                  if (k := (o.connection, o.external_id)) in previous_refs],
         )
         store.save_engine_state(STATE, done)
     stats = {

@@ -65,13 +65,16 @@ def rematch(
 
 
 def save_area(store: Any, index: MatchIndex, match: MatchResult, area: set[AccountKey],
-              removed: set[AccountKey], *, rebuilt: bool) -> None:
-    """Store what :func:`rematch` moved: the area's links and customers, the links of the
-    accounts gone, and the review items (the whole queue after a rebuild, else those that
-    name an account of the area or gone)."""
+              removed: set[AccountKey], *, rebuilt: bool,
+              stored: Mapping[AccountKey, tuple[str, str, float]]) -> None:
+    """Store what :func:`rematch` moved: the area's links that differ from the ``stored``
+    ones (customer, method or score) and their new customers, the links of the accounts
+    gone, and the review items (the whole queue after a rebuild, else those that name an
+    account of the area or gone)."""
     if removed:
         store.drop_customer_links(removed)
-    linked = [(k, index.links[k]) for k in sorted(area) if k in index.links]
+    linked = [(k, link) for k in sorted(area) if (link := index.links.get(k)) is not None
+              and stored.get(k) != (link.customer_id, link.method, float(link.score))]
     if linked:
         names: dict[str, str] = {}  # a new customer is named after its first account
         for k, link in linked:

@@ -124,7 +124,8 @@ def test_a_cycles_keyed_reads_and_upserts_reuse_their_statements(store: Store) -
         store.save_customer_links([("sf", "account", "a1", "cus_1", "duns", 1.0)])
         store.upsert_findings([], now=NOW, complete=False)
         assert store.written_values({"sf": keys}) == ({"sf": {}}, {"sf": {}})
-        assert store.links_of([("sf", "a1"), ("sf", "a2")]) == {("sf", "a1"): "cus_1"}
+        assert store.links_of([("sf", "a1"), ("sf", "a2")]) == {
+            ("sf", "a1"): ("cus_1", "duns", 1.0)}
         assert store.evaluated_refs([("sf", "o1")]) == {}
         assert store.accounts_by_keys([("sf", "a1")]) == []
         assert store.opportunities_of_accounts([("sf", "a1")]) == []
