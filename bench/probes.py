@@ -4,6 +4,7 @@ function (sampled), the machine's waits (steal, iowait, pressure stalls), slow s
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -107,7 +108,7 @@ def machine_counters() -> dict[str, float]:
     counters: dict[str, float] = {}
     with contextlib.suppress(OSError, ValueError, IndexError):
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        tick = 100.0  # USER_HZ
+        tick = os.sysconf("SC_CLK_TCK")  # /proc/stat counts in these
         counters["iowait"] = int(fields[5]) / tick
         counters["steal"] = int(fields[8]) / tick
     for resource in ("cpu", "io"):

@@ -54,7 +54,6 @@ from sync.visibility import Secrets
 log = structlog.get_logger(__name__)
 
 STATE = "incremental"
-_NONE = object()  # a deal never evaluated (its evaluated account may be None)
 FULL_EVERY = timedelta(days=1)
 
 
@@ -269,14 +268,7 @@ def _partial(
         notifications = store.add_notifications(notifications_for(evaluation.findings))
         queued = store.enqueue([outbox_item(w) for w in planned])
         store.save_thresholds(thresholds, replacing=customers | tokens)
-        # only the deals whose account moved, new ones and deleted ones (an edited
-        # amount keeps its row)
-        store.save_evaluated_refs(
-            {k: o.account_ref for o in opp_rows if not o.deleted
-             if previous_refs.get(k := (o.connection, o.external_id), _NONE) != o.account_ref},
-            gone=[k for o in opp_rows if o.deleted
-                  if (k := (o.connection, o.external_id)) in previous_refs],
-        )
+        store.save_evaluated_refs(*_moved_refs(opp_rows, previous_refs))
         store.save_engine_state(STATE, done)
     stats = {
         "evaluation": "incremental",
@@ -296,6 +288,23 @@ def _partial(
     }
     log.info("evaluated", **{k: v for k, v in stats.items() if not isinstance(v, dict)})
     return Outcome(match, evaluation, planned, held, stats)
+
+
+def _moved_refs(
+    opp_rows: Sequence[OpportunityRow], previous: Mapping[tuple[str, str], str | None],
+) -> tuple[dict[tuple[str, str], str | None], list[tuple[str, str]]]:
+    """The changed deals whose evaluated account must be written (new ones and those whose
+    account moved: an edited amount keeps its row), and those to forget (deleted)."""
+    refs: dict[tuple[str, str], str | None] = {}
+    gone: list[tuple[str, str]] = []
+    for o in opp_rows:
+        key = (o.connection, o.external_id)
+        if o.deleted:
+            if key in previous:
+                gone.append(key)
+        elif key not in previous or previous[key] != o.account_ref:
+            refs[key] = o.account_ref
+    return refs, gone
 
 
 def _token_groups(store: Any, tokens: Iterable[str], index: MatchIndex) -> list[OpportunityRow]:

@@ -43,14 +43,17 @@ def rematch(
             records = [AccountRecord(*row[2:9]) for row in rows]
             features = RecordFeatures.from_stored(rows)
             del rows
-            stored = {key: link[0] for key, link in store.account_links().items()}
+            stored = store.account_links()
             result = index.rebuild(records, decisions=[as_decision(d) for d in decisions],
-                                   previous=stored, features=features)
+                                   previous={k: link[0] for k, link in stored.items()},
+                                   features=features)
             if features.made[0]:
                 store.save_match_keys(made_keys(features), KEYS_VERSION)
             del features
             engine.index, engine.settings = index, settings
-            moved = {k for k, link in result.links.items() if stored.get(k) != link.customer_id}
+            # links that differ from the stored ones in any way (customer, method, score)
+            moved = {k for k, link in result.links.items()
+                     if stored.get(k) != (link.customer_id, link.method, float(link.score))}
             gone = {k for k in stored if k not in result.links}
             return MatchResult(links={k: result.links[k] for k in moved}, review=result.review), \
                 moved, gone, True

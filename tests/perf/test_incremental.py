@@ -169,6 +169,10 @@ def test_incremental_plans_and_finds_what_a_full_evaluation_does(
         links = {(k.connection, k.external_id): cid
                  for k, cid in store.customer_links().items()}
         assert links == {k: link.customer_id for k, link in full.match.links.items()}
+        if engine.index is not None:  # every stored link is the index's, method and score too
+            assert store.account_links() == {
+                k: (link.customer_id, link.method, float(link.score))
+                for k, link in engine.index.links.items()}, f"round {round_no}"
         # the review queue, though an incremental cycle replaces only its re-matched part
         queue = {(r.a.connection, r.a.external_id, r.b.connection, r.b.external_id,
                   round(r.score, 3)) for r in store.review_items()}

@@ -17,7 +17,7 @@ from rules.matching import AccountRecord, MatchSettings
 from state import Store
 from sync.cycle import Runtime
 from sync.incremental import Engine
-from sync.rematch import rematch as _rematch
+from sync.rematch import rematch
 from sync.scale_stream import account_features, features_in
 
 FIELDS = ("keys", "country", "duns", "vat", "domain", "name", "compact", "legal_countries")
@@ -142,7 +142,7 @@ def test_the_daemons_match_index_is_built_from_the_stored_keys(store: Store) -> 
         ACCOUNTS["crm-b"])
     engine = Engine()
     only_names = cast(dict[str, Runtime], dict.fromkeys(connections))  # all it reads
-    _rematch(store, engine, only_names, MatchSettings(), [], [], [])
+    rematch(store, engine, only_names, MatchSettings(), [], [], [])
     assert engine.index is not None
     records = [AccountRecord(c, *fields[:6]) for c, rows in ACCOUNTS.items() for fields in rows]
     normalised = MatchIndex(settings=MatchSettings()).rebuild(records)
@@ -159,7 +159,7 @@ def test_the_daemons_match_index_is_kept_out_of_the_collectors_reach(store: Stor
         gc.unfreeze()
         assert gc.get_freeze_count() == 0
         engine = Engine()
-        _rematch(store, engine, only_names, MatchSettings(), [], [], [])
+        rematch(store, engine, only_names, MatchSettings(), [], [], [])
         assert engine.index is not None and gc.isenabled()
         assert gc.get_freeze_count() > len(engine.index.records) * 2
     finally:
