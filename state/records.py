@@ -109,6 +109,15 @@ class RecordsMixin(StoreBase):
                                                  "entity": entity}).scalar_one_or_none()
         return dict(value) if value is not None else None
 
+    def cursors(self, connections: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:
+        """(connection, entity) -> stored cursor of ``connections``: one read for a cycle's
+        pulls (a missing key: no cursor, the read starts from scratch)."""
+        if not connections:
+            return {}
+        with self._read() as conn:
+            return {(c, e): dict(v) for c, e, v in conn.execute(
+                _CURSORS_QUERY, {"connections": list(connections)}) if v is not None}
+
     def reset_cursor(self, connection: str, entity: str) -> None:
         """Forget the read position: the next read starts from scratch (a full refresh)."""
         cur = table(Cursor)
@@ -209,6 +218,9 @@ class RecordsMixin(StoreBase):
 _CURSOR_QUERY = sa.select(table(Cursor).c.value).where(
     table(Cursor).c.connection == sa.bindparam("connection"),
     table(Cursor).c.entity == sa.bindparam("entity"))
+_CURSORS_QUERY = sa.select(table(Cursor).c.connection, table(Cursor).c.entity,
+                           table(Cursor).c.value).where(
+    table(Cursor).c.connection.in_(sa.bindparam("connections", expanding=True)))
 
 
 # Statements a page write runs, built once: building one makes proxies of every column

@@ -89,9 +89,14 @@ class EvaluationStopped(Exception):
 
 
 def pull_connection(
-    store: Any, rt: Runtime, run_id: int, stop: threading.Event, report: ConnectionReport
+    store: Any, rt: Runtime, run_id: int, stop: threading.Event, report: ConnectionReport,
+    cursors: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
 ) -> None:
+    """Pull both entities of ``rt``, each from its stored cursor (from ``cursors`` when the
+    caller read them all at once, else read here)."""
     bound = log.bind(connection=rt.name)
+    if cursors is None:
+        cursors = store.cursors([rt.name])
     for entity in (Entity.ACCOUNT, Entity.OPPORTUNITY):
         mapping = rt.mapping.entity(entity)
         extra = [spec.field for spec in rt.mapping.writes(entity).values()]
@@ -104,6 +109,7 @@ def pull_connection(
             extra_fields=extra,
             run_id=run_id,
             stop=stop,
+            cursor=cursors.get((rt.name, entity.value)),
         )
         report.pulled[entity.value] = counts
         bound.info("entity_pulled", entity=entity.value, **counts.as_dict())
@@ -134,6 +140,9 @@ def run_cycle(
     reports = {rt.name: ConnectionReport(rt.name) for rt in runtimes}
     checkpoint("cycle.started")
     try:
+        # every cursor in one read: only this run's pulls write them from here on (another
+        # run beside it moving one meanwhile makes a page read again, never one skipped)
+        cursors = store.cursors([rt.name for rt in runtimes])
         for rt in runtimes:
             if stop.is_set():
                 break
@@ -142,7 +151,7 @@ def run_cycle(
             report = reports[rt.name]
             structlog.contextvars.bind_contextvars(connection=rt.name)
             try:
-                pull_connection(store, rt, run_id, stop, report)
+                pull_connection(store, rt, run_id, stop, report, cursors)
                 report.pulled_this_cycle = True
             except ConnectorError as exc:
                 _failed(report, exc)

@@ -48,6 +48,13 @@ class PageStore(Protocol):
     def tombstone_unseen(self, *, connection: str, entity: str, run_id: int) -> int: ...
 
 
+class Unread:
+    """The default of :func:`pull_entity`'s ``cursor``: read it from the store."""
+
+
+UNREAD = Unread()
+
+
 @dataclass(slots=True)
 class EntityCounts:
     pages: int = 0
@@ -104,10 +111,13 @@ def pull_entity(
     extra_fields: Sequence[str],
     run_id: int,
     stop: threading.Event | None = None,
+    cursor: Mapping[str, Any] | Unread | None = UNREAD,
 ) -> EntityCounts:
-    """Pull one entity of one connection from its stored cursor; returns what happened."""
+    """Pull one entity of one connection from its stored cursor (read here unless the
+    caller read it: ``cursor``); returns what happened."""
     counts = EntityCounts()
-    cursor = store.get_cursor(connection, entity.value)
+    if isinstance(cursor, Unread):
+        cursor = store.get_cursor(connection, entity.value)
     wanted = list(dict.fromkeys([*mapping.read_fields(), *extra_fields]))
     for page in connector.read(entity, cursor, wanted):
         rows, deleted, skipped = normalize_page(page, mapping)

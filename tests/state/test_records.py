@@ -151,6 +151,20 @@ def test_cursor_advances_with_the_page_and_resets(store: Store) -> None:
     assert store.get_cursor("sf", "account") is None
 
 
+def test_a_cycles_cursors_are_read_at_once_per_connection_and_entity(store: Store) -> None:
+    run = store.start_run(trigger="test")
+    page(store, [account("a1")], run_id=run, cursor={"since": "sf-a"})
+    page(store, [], run_id=run, entity="opportunity", cursor={"since": "sf-o"})
+    page(store, [account("h1")], run_id=run, connection="hs", cursor={"after": 3})
+    page(store, [account("p1")], run_id=run, connection="pd", cursor={"since": "pd-a"})
+    assert store.cursors(["sf", "hs", "none"]) == {
+        ("sf", "account"): {"since": "sf-a"}, ("sf", "opportunity"): {"since": "sf-o"},
+        ("hs", "account"): {"after": 3}}
+    assert store.cursors([]) == {}
+    store.reset_cursor("sf", "opportunity")
+    assert set(store.cursors(["sf"])) == {("sf", "account")}
+
+
 def test_a_failure_mid_page_leaves_rows_and_cursor_as_they_were(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
