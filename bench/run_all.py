@@ -23,6 +23,7 @@ ORDER = [
     "bench_rules.py",
     "bench_scorecards.py",
     "bench_cycle.py",
+    "bench_cycle_gap.py",
 ]
 
 

@@ -142,8 +142,10 @@ def start_world(
     tls_dir: Path,
     faults: dict[str, Faults] | None = None,
     native: Mapping[str, Any] | None = None,
+    idle_timeout_s: float = 60.0,
 ) -> SandboxSet:
-    """Serve every CRM of ``world`` (only those of ``vendors`` when given) on free ports.
+    """Serve every CRM of ``world`` (only those of ``vendors`` when given) on free ports,
+    each closing a connection idle for ``idle_timeout_s``.
 
     HTTPS vendors use the CA and certificate in ``tls_dir`` (created once). ``faults``
     maps a connection name to the faults its sandbox starts with; ``native`` maps a
@@ -168,7 +170,8 @@ def start_world(
                 app.load_fixture(native[crm.connection])
             if spec.https and tls is None:
                 tls = ensure_tls(Path(tls_dir))
-            running = serve(app, tls=tls if spec.https else None)
+            running = serve(app, tls=tls if spec.https else None,
+                            idle_timeout_s=idle_timeout_s)
             ca_file = tls.ca_file if spec.https and tls else None
             _tell_app_its_address(app, running.base_url, ca_file)
             started.sandboxes[crm.connection] = LaunchedSandbox(
