@@ -161,9 +161,11 @@ class MatchIndex:
         area = self._whole_clusters(neighbours | touched)
         if not area:
             return MatchResult(links={}, review=())
-        # in the order the records came (the store's order, as a full match sees them):
-        # where constraints compete (a "never" between two members), the order decides
-        subset = [r for k, r in self.records.items() if k in area]
+        # where constraints compete (a "never" between two members) the order decides:
+        # the features put the records in key order, as a full match sees them, so the
+        # area is looked up as it comes (not found by walking every record, 0.25 s at a
+        # million)
+        subset = [self.records[k] for k in area]
         relevant = [d for pair, d in self.decisions.items() if pair <= area]
         features = RecordFeatures(subset)
         matcher = _Matcher(features, self.settings, relevant)
