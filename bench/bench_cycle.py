@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import logging
 import pstats
 import random
 import sys
@@ -47,12 +46,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 import sync.batches
 import sync.incremental
 import sync.scale
-from bench.probes import SlowStatements, ThreadSampler, machine_counters
+from bench.probes import SlowStatements, ThreadSampler, machine_counters, quiet_logging
 from cli.cycles import one_cycle
 from cli.democonfig import write_config
 from config.loader import load_settings
@@ -202,8 +199,7 @@ def main() -> int:
     parser.add_argument("--index-lag", type=float, default=5.0,
                         help="HubSpot sandboxes: seconds until search sees a change")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logging()
 
     clock = Clock()
     # "evaluate" (between pull and push) split into its parts, full and incremental paths

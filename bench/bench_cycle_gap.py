@@ -18,7 +18,6 @@ a connection idle for ``--idle-timeout`` seconds (60 by default, as before): bel
 from __future__ import annotations
 
 import argparse
-import logging
 import random
 import statistics
 import sys
@@ -28,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
 
 from bench.bench_cycle import api_calls, edit_share
+from bench.probes import quiet_logging
 from cli.cycles import one_cycle
 from cli.democonfig import write_config
 from config.loader import load_settings
@@ -69,8 +68,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=125.0,
                         help="seconds waited after the first two cycles")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logging()
     with tempfile.TemporaryDirectory(prefix="bench-gap-") as tmp:
         directory = Path(tmp)
         sandboxes = start_world(generate(seed=args.seed, customers=args.customers),

@@ -4,6 +4,7 @@ function (sampled), the machine's waits (steal, iowait, pressure stalls), slow s
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import event as sa_event
 
 
@@ -155,3 +157,10 @@ class SlowStatements:
         for took, what in self.seen:
             print(f"   slow store call {took * 1000:7.1f} ms: {what}")
         self.seen.clear()
+
+
+def quiet_logging() -> None:
+    """Warnings and errors only, from the standard library's loggers and structlog's: a
+    benchmark prints its own figures."""
+    logging.basicConfig(level=logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
