@@ -39,7 +39,7 @@ from wiring import Wiring
 
 
 class StatementCount:
-    """Statements and commits the store's engine runs while ``active``."""
+    """Statements and commits the store's engine ran since the last :meth:`reset`."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.statements = self.commits = 0

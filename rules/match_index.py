@@ -139,12 +139,11 @@ class MatchIndex:
             self.decisions[frozenset((decision.a, decision.b))] = decision
             touched.update(k for k in (decision.a, decision.b) if k in self.records)
         neighbours: set[RecordKey] = set()
-        removed = [k for k in removed if k in self.records]
+        removed = [k for k in dict.fromkeys(removed) if k in self.records]
         stored = self._evidence_of([*removed, *(r.key for r in changed)])  # before the change
         for key in removed:
-            if key in self.records:
-                neighbours |= self._candidates(key, stored[key])
-                self._forget(key, stored[key])
+            neighbours |= self._candidates(key, stored[key])
+            self._forget(key, stored[key])
         fresh = RecordFeatures(changed) if changed else None
         for key in [r.key for r in changed]:
             if key in self.records:  # what it was close to before the change
@@ -152,8 +151,9 @@ class MatchIndex:
                 self._unindex(key, stored[key])
         if fresh is not None:
             now = {key: _evidence_keys(fresh, i) for i, key in enumerate(fresh.keys)}
-            for i, key in enumerate(fresh.keys):
-                self._index_keys(key, now[key], fresh.compact[i])
+            for key, evidence, compact in zip(fresh.keys, now.values(), fresh.compact,
+                                              strict=True):
+                self._index_keys(key, evidence, compact)
             self.records.update({r.key: r for r in changed})
             for key in fresh.keys:
                 neighbours |= self._candidates(key, now[key])

@@ -83,7 +83,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Any:
-        # SQLite hands back text: parsed straight to an aware value, a seventh of the time
+        # SQLite hands back text: parsed straight to an aware value, a fifth of the time
         # of the generic path (parse, then attach UTC), and reads of a million accounts'
         # records type a million timestamps
         if dialect.name == "sqlite":

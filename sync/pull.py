@@ -30,8 +30,6 @@ class EntityMapping(Protocol):
 
 
 class PageStore(Protocol):
-    def get_cursor(self, connection: str, entity: str) -> dict[str, Any] | None: ...
-
     def apply_page(
         self,
         *,
@@ -46,13 +44,6 @@ class PageStore(Protocol):
     ) -> Any: ...
 
     def tombstone_unseen(self, *, connection: str, entity: str, run_id: int) -> int: ...
-
-
-class Unread:
-    """The default of :func:`pull_entity`'s ``cursor``: read it from the store."""
-
-
-UNREAD = Unread()
 
 
 @dataclass(slots=True)
@@ -111,13 +102,11 @@ def pull_entity(
     extra_fields: Sequence[str],
     run_id: int,
     stop: threading.Event | None = None,
-    cursor: Mapping[str, Any] | Unread | None = UNREAD,
+    cursor: Mapping[str, Any] | None,
 ) -> EntityCounts:
-    """Pull one entity of one connection from its stored cursor (read here unless the
-    caller read it: ``cursor``); returns what happened."""
+    """Pull one entity of one connection from ``cursor`` (its stored one: None starts from
+    scratch); returns what happened."""
     counts = EntityCounts()
-    if isinstance(cursor, Unread):
-        cursor = store.get_cursor(connection, entity.value)
     wanted = list(dict.fromkeys([*mapping.read_fields(), *extra_fields]))
     for page in connector.read(entity, cursor, wanted):
         rows, deleted, skipped = normalize_page(page, mapping)

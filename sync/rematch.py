@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rules.features import KEYS_VERSION, RecordFeatures, made_keys
 from rules.match_index import MatchIndex
-from rules.matching import AccountRecord, MatchResult, MatchSettings
+from rules.matching import AccountRecord, Link, MatchResult, MatchSettings
 from state.rows import AccountRow
 from state.rows import RecordKey as StoreKey
 from sync.cycle import Runtime
@@ -52,8 +52,7 @@ def rematch(
             del features
             engine.index, engine.settings = index, settings
             # links that differ from the stored ones in any way (customer, method, score)
-            moved = {k for k, link in result.links.items()
-                     if stored.get(k) != (link.customer_id, link.method, float(link.score))}
+            moved = {k for k, link in result.links.items() if stored.get(k) != as_stored(link)}
             gone = {k for k in stored if k not in result.links}
             return MatchResult(links={k: result.links[k] for k in moved}, review=result.review), \
                 moved, gone, True
@@ -77,7 +76,7 @@ def save_area(store: Any, index: MatchIndex, match: MatchResult, area: set[Accou
     if removed:
         store.drop_customer_links(removed)
     linked = [(k, link) for k in sorted(area) if (link := index.links.get(k)) is not None
-              and stored.get(k) != (link.customer_id, link.method, float(link.score))]
+              and stored.get(k) != as_stored(link)]
     if linked:
         names: dict[str, str] = {}  # a new customer is named after its first account
         for k, link in linked:
@@ -92,6 +91,11 @@ def save_area(store: Any, index: MatchIndex, match: MatchResult, area: set[Accou
         store.replace_review_items(review_rows(match),
                                    involving=[StoreKey(c, "account", x)
                                               for c, x in area | removed])
+
+
+def as_stored(link: Link) -> tuple[str, str, float]:
+    """A link as :meth:`Store.links_of` and :meth:`Store.account_links` return it."""
+    return link.customer_id, link.method, float(link.score)
 
 
 @contextmanager
